@@ -1,0 +1,75 @@
+"""Turn a ``--data`` value into a store path: embedded names are built on first use, others must exist."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from evrobust.datasets.specs import SPECS, default_store_path, get_spec
+from evrobust.errors import UserInputError
+from evrobust.preprocess.store import read_attrs
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory file lock (POSIX ``flock``; no locking where it is unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX
+        yield
+        return
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return bool(read_attrs(path).get("complete"))
+    except UserInputError:
+        return False
+
+
+def resolve_data(data: str, data_dir: str | Path | None = None) -> Path:
+    """The store path for ``data``.
+
+    * ``digits``, ``digits-dvs`` (embedded): ``<data dir>/<name>.zarr``, built there on first use (an
+      interrupted build resumes).
+    * ``cifar10``, ``cifar100``, ``cifar10dvs``: ``<data dir>/<name>.zarr``; if it is not there (complete),
+      a UserInputError names the ``evrobust preprocess`` command that builds it.
+    * anything else: a path to a store.
+
+    The data dir is ``data_dir``, else ``$EVROBUST_DATA``, else ``./data``.
+    """
+    if data in SPECS:
+        spec = get_spec(data)
+        path = default_store_path(data, data_dir)
+        if _complete(path):
+            return path
+        if spec.embedded:
+            from evrobust.preprocess.embedded import build_embedded  # the builder runs only on first use
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Several processes (torchrun ranks) may resolve the same name at once: one builds, the others
+            # wait on the lock and then find the store complete.
+            with _exclusive(path.with_name(path.name + ".lock")):
+                if not _complete(path):
+                    build_embedded(data, path)
+            return path
+        where = "" if data_dir is None else f" --data-dir {data_dir}"
+        state = "is incomplete" if path.exists() else "does not exist"
+        raise UserInputError(f"the {data} store {path} {state}; build it with `{spec.build_hint}{where}`")
+    path = Path(data)
+    if not path.exists():
+        raise UserInputError(
+            f"--data {data!r} is neither a known dataset ({', '.join(SPECS)}) nor an existing store path"
+        )
+    read_attrs(path)  # raises a UserInputError when it is not a store
+    return path

@@ -1,0 +1,214 @@
+"""Checkpoints as safetensors files with JSON metadata: atomic writes, no pickle on load.
+
+A checkpoint is one ``.safetensors`` file: a flat ``{name: tensor}`` mapping plus one JSON document stored
+in the safetensors header (under the key ``"evrobust"``). Loading never unpickles anything, so a checkpoint
+from an untrusted source cannot run code.
+
+Nested training state (optimizer, scheduler and RNG states) is not flat: :func:`flatten_state` splits any
+nested structure of dicts, lists, tuples, numbers, strings and tensors into a flat tensor mapping plus a
+JSON tree that names each tensor, and :func:`unflatten_state` reverses it exactly (tuples stay tuples,
+integer dictionary keys stay integers, floats round-trip bit for bit through their ``repr``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as _safetensors_bytes
+
+from evrobust.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "evrobust"
+FORMAT_VERSION = 1
+
+# Markers used by flatten_state's JSON tree; a dictionary whose keys start with "__" is stored as an item
+# list so that a user key can never be mistaken for a marker.
+_TENSOR = "__tensor__"
+_TUPLE = "__tuple__"
+_ITEMS = "__items__"
+_NDARRAY = "__ndarray__"
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor], metadata: Mapping
+) -> Path:
+    """Write ``tensors`` and JSON ``metadata`` to ``path`` atomically.
+
+    The file is written to a temporary file in the same directory, flushed and fsynced, then moved over
+    ``path`` with :func:`os.replace`; a crash leaves either the old file or the new one, never a torn one.
+    Tensors are saved from CPU copies (any device and dtype that safetensors supports); tensors that share
+    storage (tied weights) are saved as independent copies.
+
+    Args:
+        path: destination file (conventionally ``*.safetensors``); its directory is created if missing.
+        tensors: flat mapping name -> tensor.
+        metadata: JSON-serialisable mapping (numbers, strings, bools, None, lists, dicts with string keys).
+
+    Returns:
+        The destination path.
+    """
+    path = Path(path)
+    flat: dict[str, torch.Tensor] = {}
+    seen_storage: set[tuple[int, str]] = set()
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"checkpoint entries must be str -> Tensor, got {type(name)} -> {type(tensor)}")
+        t = tensor.detach().to("cpu").contiguous()
+        # safetensors refuses tensors that share memory (tied weights, views of one buffer): copy those.
+        key = (t.untyped_storage().data_ptr(), str(t.device)) if t.numel() else (id(t), "empty")
+        if key in seen_storage or t.untyped_storage().nbytes() != t.numel() * t.element_size():
+            t = t.clone()
+        seen_storage.add(key)
+        flat[name] = t
+    try:
+        header = json.dumps({"format_version": FORMAT_VERSION, "metadata": metadata}, allow_nan=True)
+    except TypeError as exc:
+        raise TypeError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
+    payload = _safetensors_bytes(flat, metadata={METADATA_KEY: header})
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # Never leave a half-written temporary file behind (also on KeyboardInterrupt).
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    log.debug("saved checkpoint %s (%d tensors, %d bytes)", path, len(flat), len(payload))
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint` without unpickling anything.
+
+    Args:
+        path: the ``.safetensors`` file.
+        device: where the tensors are placed.
+
+    Returns:
+        ``(tensors, metadata)``: the flat tensor mapping and the JSON metadata.
+
+    Raises:
+        UserInputError: the file is missing, is not a safetensors file, or was not written by evrobust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint not found: {path} (expected an evrobust .safetensors file)")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            header = (fh.metadata() or {}).get(METADATA_KEY)
+            tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserInputError(f"cannot read checkpoint {path}: {exc}; is it a safetensors file?") from exc
+    if header is None:
+        raise UserInputError(f"checkpoint {path} has no evrobust metadata; it was not written by evrobust")
+    document = json.loads(header)
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserInputError(
+            f"checkpoint {path} has format version {version}; this evrobust reads version {FORMAT_VERSION}"
+        )
+    return tensors, document["metadata"]
+
+
+def flatten_state(obj: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state (e.g. ``optimizer.state_dict()``) into flat tensors and a JSON tree.
+
+    Every tensor is replaced by ``{"__tensor__": name}`` with ``name = prefix + "." + path``; tuples,
+    dictionaries with non-string keys and numpy arrays get their own markers so that
+    :func:`unflatten_state` restores them with their exact types.
+
+    Args:
+        obj: nested dicts/lists/tuples of tensors, numpy arrays, numbers, strings, bools and None.
+        prefix: name prefix for the tensors (e.g. ``"optimizer"``).
+
+    Returns:
+        ``(tensors, tree)`` where ``tree`` is JSON-serialisable.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(value: Any, where: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            tensors[where] = value
+            return {_TENSOR: where}
+        if isinstance(value, np.ndarray):
+            return {_NDARRAY: value.tolist(), "dtype": value.dtype.str}
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, bool | int | float | str) or value is None:
+            return value
+        if isinstance(value, tuple):
+            return {_TUPLE: [encode(v, f"{where}.{i}") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return [encode(v, f"{where}.{i}") for i, v in enumerate(value)]
+        if isinstance(value, Mapping):
+            if all(isinstance(k, str) and not k.startswith("__") for k in value):
+                return {k: encode(v, f"{where}.{k}") for k, v in value.items()}
+            return {
+                _ITEMS: [
+                    [encode(k, f"{where}.k{i}"), encode(v, f"{where}.{k}")]
+                    for i, (k, v) in enumerate(value.items())
+                ]
+            }
+        raise TypeError(f"cannot store {type(value).__name__} at {where} in a checkpoint")
+
+    tree = encode(obj, prefix)
+    return tensors, tree
+
+
+def unflatten_state(tree: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`: rebuild the nested state from its JSON tree and tensors."""
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        if isinstance(value, dict):
+            if _TENSOR in value:
+                return tensors[value[_TENSOR]]
+            if _TUPLE in value:
+                return tuple(decode(v) for v in value[_TUPLE])
+            if _ITEMS in value:
+                return {_hashable(decode(k)): decode(v) for k, v in value[_ITEMS]}
+            if _NDARRAY in value:
+                return np.asarray(value[_NDARRAY], dtype=np.dtype(value["dtype"]))
+            return {k: decode(v) for k, v in value.items()}
+        return value
+
+    return decode(tree)
+
+
+def _hashable(key: Any) -> Any:
+    """Dictionary keys decoded from JSON lists become tuples again (lists are not hashable)."""
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist the rename itself (POSIX); silently skipped where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

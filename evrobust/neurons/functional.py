@@ -1,0 +1,160 @@
+"""IF / LIF dynamics as a pure function over time-major tensors (DESIGN §3), native torch backend.
+
+Dynamics, for an input current ``I`` of shape ``[T, ...]`` (time first, any trailing shape)::
+
+    u[t] = tau * u[t-1] * (1 - s[t-1]) + I[t]      u[-1] = 0, s[-1] = 0
+    s[t] = H(u[t] - theta),   H(0) = 1
+
+IF is ``tau = theta = 1``: integrate, fire at threshold, hard reset to 0. The backward is BPTT through the
+reset factor ``(1 - s)`` (reset not detached), with ``dS/dU`` replaced by a surrogate (see
+:mod:`evrobust.neurons.surrogates`), or the rate gradient approximation (see :mod:`evrobust.neurons.rate`).
+
+The whole time loop is one ``torch.autograd.Function`` with a hand-written backward (instead of autograd
+recording ~5 ops per step). It saves the membrane potentials ``u`` (before reset) and the spikes, and runs
+BPTT one time step at a time with ``h[t] = u[t] (1 - s[t])`` (potential after reset) and
+``sg[t] = surrogate(u[t] - theta)``::
+
+    dL/du[t] = dL/ds[t] * sg[t] + dL/dh[t] * ((1 - s[t]) - u[t] * sg[t])      (reset not detached)
+    dL/dh[t] = tau * dL/du[t+1],      dL/dI[t] = dL/du[t]
+
+Double backward (``create_graph=True`` through the neuron) is not supported: the backward is marked
+``once_differentiable``. Inputs that do not require grad skip storing ``u``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from evrobust.errors import UserInputError
+from evrobust.neurons.rate import rate_multistep
+from evrobust.neurons.spec import DEFAULT_SPEC, GradSpec
+from evrobust.neurons.surrogates import get_surrogate
+
+__all__ = ["check_neuron_params", "check_time_major", "if_membrane", "if_multistep"]
+
+
+def check_time_major(x: Tensor) -> None:
+    """Raise :class:`UserInputError` unless ``x`` is a floating tensor ``[T, ...]`` with ``T >= 1``."""
+    if not isinstance(x, Tensor):
+        raise UserInputError(f"neuron input must be a torch.Tensor [T, ...], got {type(x).__name__}")
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise UserInputError(
+            f"neuron input must be time-major [T, ...] with T >= 1, got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise UserInputError(f"neuron input must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def check_neuron_params(tau: float, theta: float) -> None:
+    """Raise :class:`UserInputError` unless ``0 <= tau <= 1`` and ``theta > 0``."""
+    if not 0.0 <= float(tau) <= 1.0:
+        raise UserInputError(f"leak factor tau must be in [0, 1] (1 = IF, no leak), got {tau!r}")
+    if not float(theta) > 0.0:
+        raise UserInputError(f"threshold theta must be > 0, got {theta!r}")
+
+
+def _if_forward(x: Tensor, tau: float, theta: float, keep_u: bool) -> tuple[Tensor | None, Tensor]:
+    """Run the dynamics without autograd: (membrane potentials ``u`` before reset or None, spikes ``s``).
+
+    One time step at a time, writing into preallocated outputs: per step the working set is one frame of the
+    neurons, which stays in cache, where whole-sequence temporaries would not (measured 3-4x slower on CPU).
+    Comparisons write float spikes directly and the reset is a multiply-add: on CPU, ``masked_fill``/``where``
+    and bool-to-float copies measured 5-9x slower than these.
+    """
+    with torch.no_grad():
+        spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
+        u_all = torch.empty_like(spikes) if keep_u else None
+        # Reused per-step buffers (no allocation inside the loop): the potential after the previous step's
+        # reset, and the current potential when the whole sequence is not kept.
+        kept = torch.empty_like(spikes[0])
+        u_step = None if keep_u else torch.empty_like(kept)
+        for t in range(x.shape[0]):
+            out = u_step if u_all is None else u_all[t]
+            if t == 0:
+                u = x[0] if u_all is None else out.copy_(x[0])
+            elif tau == 1.0:
+                u = torch.add(x[t], kept, out=out)
+            else:
+                u = torch.add(x[t], kept, alpha=tau, out=out)
+            torch.ge(u, theta, out=spikes[t])  # H(0) = 1
+            if t + 1 < x.shape[0]:
+                # hard reset: u - u * s is exactly 0 where s = 1 and exactly u where s = 0
+                torch.addcmul(u, u, spikes[t], value=-1.0, out=kept)
+        return u_all, spikes
+
+
+def if_membrane(x: Tensor, tau: float = 1.0, theta: float = 1.0) -> Tensor:
+    """Membrane potentials ``u[t]`` before reset, ``[T, ...]`` like ``x``; no autograd (runs under no_grad).
+
+    Spikes are ``u >= theta``.
+    """
+    u, _ = _if_forward(x, float(tau), float(theta), keep_u=True)
+    return cast(Tensor, u)
+
+
+def _if_spikes(x: Tensor, tau: float, theta: float) -> Tensor:
+    """Spikes only, without storing the potentials (the forward of the rate spec)."""
+    return _if_forward(x, tau, theta, keep_u=False)[1]
+
+
+class _IFSurrogateFunction(torch.autograd.Function):
+    """Fused multi-step IF with surrogate BPTT. ``apply(x, surrogate_name, width, tau, theta)``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, surrogate: str, width: float, tau: float, theta: float
+    ) -> Tensor:
+        needs_grad = ctx.needs_input_grad[0]
+        u, spikes = _if_forward(x, tau, theta, keep_u=needs_grad)
+        if needs_grad:
+            ctx.save_for_backward(u, spikes)
+        ctx.params = (surrogate, width, tau, theta)
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_s: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
+        u, spikes = ctx.saved_tensors
+        surrogate, width, tau, theta = ctx.params
+        grad_fn = get_surrogate(surrogate).grad
+        grad_u = torch.empty_like(u)
+        carry: Tensor | None = None  # dL/dh[t] = tau * dL/du[t+1]
+        for t in range(u.shape[0] - 1, -1, -1):
+            ut = u[t]
+            sg = grad_fn(ut - theta, width)
+            if carry is None:
+                torch.mul(grad_s[t], sg, out=grad_u[t])
+            else:
+                # dL/du = dL/ds sg + carry ((1 - s) - u sg) = sg (dL/ds - carry u) + carry (1 - s)
+                direct = torch.addcmul(grad_s[t], carry, ut, value=-1.0).mul_(sg)
+                torch.addcmul(direct, carry, 1.0 - spikes[t], out=grad_u[t])
+            carry = grad_u[t] if tau == 1.0 else grad_u[t] * tau
+        return grad_u, None, None, None, None
+
+
+def if_multistep(
+    x: Tensor, spec: GradSpec | str = DEFAULT_SPEC, tau: float = 1.0, theta: float = 1.0
+) -> Tensor:
+    """Multi-step IF/LIF neuron, native backend.
+
+    Args:
+        x: input current ``[T, ...]`` (time first), floating point.
+        spec: gradient spec (or its text form, e.g. ``"sigmoid:4"``, ``"rate"``).
+        tau: leak factor in [0, 1]; 1 = IF.
+        theta: firing threshold > 0 (same units as ``x``).
+
+    Returns:
+        spikes ``[T, ...]`` in {0, 1}, dtype of ``x``; differentiable w.r.t. ``x`` under ``spec``.
+    """
+    check_time_major(x)
+    check_neuron_params(tau, theta)
+    spec = GradSpec.parse(spec)
+    tau, theta = float(tau), float(theta)
+    if spec.is_rate:
+        return rate_multistep(x, lambda inp: _if_spikes(inp, tau, theta), tau, theta)
+    return _IFSurrogateFunction.apply(x, spec.surrogate, spec.width, tau, theta)
+

@@ -1,0 +1,72 @@
+"""``IFNeuron``: the thin ``nn.Module`` around the multi-step dynamics, with a settable gradient spec."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from evrobust.neurons.backends import get_backend, require_support
+from evrobust.neurons.functional import check_neuron_params, check_time_major
+from evrobust.neurons.spec import DEFAULT_SPEC, GradSpec
+
+__all__ = ["IFNeuron"]
+
+
+class IFNeuron(nn.Module):
+    """Multi-step IF/LIF neuron layer: ``forward(x [T, ...]) -> spikes [T, ...]`` in {0, 1}.
+
+    Stateless between calls (every forward starts from ``u = 0``), without parameters or buffers, so a model's
+    ``state_dict`` does not depend on the backend and a checkpoint loads under any backend.
+
+    Args:
+        backend: ``native`` | ``spikingjelly`` | ``norse`` (see :func:`evrobust.neurons.list_backends`).
+        spec: gradient spec (``GradSpec`` or text such as ``"triangle:1"``); settable via ``.spec``, or for a
+            whole model temporarily with :func:`evrobust.neurons.gradient_spec`.
+        tau: leak factor in [0, 1] (1 = IF).
+        theta: firing threshold > 0.
+    """
+
+    def __init__(
+        self,
+        backend: str = "native",
+        spec: GradSpec | str = DEFAULT_SPEC,
+        tau: float = 1.0,
+        theta: float = 1.0,
+    ) -> None:
+        super().__init__()
+        check_neuron_params(tau, theta)
+        self.tau = float(tau)
+        self.theta = float(theta)
+        # Only the backend's name is stored (backend objects are shared singletons), so deepcopy and pickling
+        # of a model stay cheap and do not drag library state along.
+        self._spec = GradSpec.parse(spec)
+        require_support(get_backend(backend), self._spec, self.tau, self.theta)
+        self._backend_name = backend
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend that runs the dynamics; settable (validated against the current spec)."""
+        return self._backend_name
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        require_support(get_backend(name), self._spec, self.tau, self.theta)
+        self._backend_name = name
+
+    @property
+    def spec(self) -> GradSpec:
+        """Gradient spec used by the backward pass; settable (a ``GradSpec`` or its text form)."""
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: GradSpec | str) -> None:
+        spec = GradSpec.parse(value)
+        require_support(get_backend(self._backend_name), spec, self.tau, self.theta)
+        self._spec = spec
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Spikes for input current ``x`` of shape ``[T, ...]`` (time first); same shape and dtype."""
+        check_time_major(x)
+        return get_backend(self._backend_name).run(x, self._spec, self.tau, self.theta)
+
+    def extra_repr(self) -> str:
+        return f"backend={self.backend}, spec={self._spec}, tau={self.tau:g}, theta={self.theta:g}"

@@ -1,0 +1,499 @@
+"""``evrobust attack``: white-box or black-box evaluation of a trained run under an attack suite.
+
+For each test batch and each attack, the (surrogate-gradient ensemble) attack is run and per-sample robust
+flags are recorded (:mod:`evrobust.analysis.evaluate`); accuracies come from the flags at the end. Masking
+checks (:mod:`evrobust.analysis.masking`, DESIGN §6) run beside the suite on extra attacks: uniform noise at
+eps, PGD10 at eps/2 and at a large eps (64/255, step eps/4). Outputs, in the run directory::
+
+    attack-<mode>.json   per attack: robust accuracy, per-member and cumulative accuracy, samples, eps,
+                         seconds, settings, the checks about it; all checks; per-sample flags
+    attack-<mode>.md     markdown table in the layout of the paper's Table 1, failed checks beside the numbers
+
+Resumable per batch: ``attack-<mode>.partial.json`` is written atomically after every batch; a rerun with the
+same options continues from it and ends with the same flags and accuracies as an uninterrupted run (only the
+``seconds`` differ). Randomness is seeded per batch from ``--seed`` and the batch index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from evrobust.analysis.evaluate import AttackFlags, evaluate_batch
+from evrobust.analysis.masking import (
+    CheckResult,
+    ZeroGradientStats,
+    check_adversarial_below_noise,
+    check_large_eps,
+    check_monotone_in_eps,
+    check_whitebox_below_blackbox,
+    check_zero_gradients,
+    zero_gradient_stats,
+)
+from evrobust.attacks import (
+    ATTACKS,
+    ENSEMBLES,
+    PGD,
+    check_compatible,
+    create_attack,
+    ensemble_specs,
+    member_name,
+)
+from evrobust.attacks.base import Attack
+from evrobust.attacks.registry import parse_attack_names, suite_attacks
+from evrobust.errors import UserInputError
+from evrobust.pipelines.options import parse_eps
+
+__all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
+
+logger = logging.getLogger(__name__)
+
+MODES: tuple[str, ...] = ("whitebox", "blackbox")
+LARGE_EPS = 64 / 255
+"""Radius of the large-eps masking check (PGD10 with step eps/4 must reach ~0 accuracy there)."""
+RESULT_FORMAT = "evrobust-attack"
+RESULT_VERSION = 1
+CHECK_TOL = 0.01
+
+_DATA_SHAPE_KEYS = ("kind", "num_classes", "in_channels", "input_size", "frames")
+
+
+@dataclass
+class _Job:
+    """One attack to run over the test set: ``key`` is unique (``pgd10`` or ``pgd10@64/255``)."""
+
+    key: str
+    name: str
+    eps: float
+    in_table: bool
+    attack: Attack | None
+
+
+def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Path]:
+    """``(json, markdown, partial)`` result paths of ``mode`` in run directory ``run``."""
+    run = Path(run)
+    return run / f"attack-{mode}.json", run / f"attack-{mode}.md", run / f"attack-{mode}.partial.json"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _eps_text(eps: float) -> str:
+    """``8/255`` when eps is a whole number of 255ths, else the decimal."""
+    scaled = eps * 255
+    return f"{round(scaled)}/255" if math.isclose(scaled, round(scaled), abs_tol=1e-6) else f"{eps:.6g}"
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserInputError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def _load(run: Path, which: str, device: torch.device, role: str) -> tuple[nn.Module, dict[str, Any]]:
+    from evrobust.pipelines.runs import load_run
+
+    if not run.is_dir():
+        raise UserInputError(f"{role} run {run} does not exist; give the --out directory of `evrobust train`")
+    return load_run(run, which=which, device=device)
+
+
+def _store_of(config: dict[str, Any], data_dir: str | None) -> Path:
+    """The test store of a run: its recorded path, else the data name resolved again."""
+    from evrobust.datasets import resolve_data
+
+    data = config.get("data", {})
+    store = data.get("store")
+    if store and Path(store).exists():
+        return Path(store)
+    name = data.get("name") or data.get("dataset")
+    if not name:
+        raise UserInputError("the run's config.json names no data store; was it written by `evrobust train`?")
+    return resolve_data(str(name), data_dir)
+
+
+def _test_split(store: Path, limit: int | None) -> tuple[Any, int]:
+    """``(dataset, n)``: the test split and how many of its first samples to evaluate."""
+    from evrobust.datasets import open_split
+
+    dataset = open_split(store, "test")
+    return dataset, len(dataset) if limit is None else min(limit, len(dataset))
+
+
+def _test_batches(dataset: Any, n: int, batch_size: int, first: int) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(batch index, x, y)`` for batches ``first, first+1, ...`` of the first ``n`` test samples."""
+    for start in range(first * batch_size, n, batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+        x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
+        y = torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
+        yield start // batch_size, x, y
+
+
+def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool) -> list[_Job]:
+    jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed)) for n in names]
+    if not checks:
+        return jobs
+    have = {j.key for j in jobs}
+    if "noise" not in have:
+        jobs.append(_Job("noise", "noise", eps, False, create_attack("noise", eps, seed)))
+    if mode == "whitebox" and eps > 0:
+        if "pgd10" not in have:
+            jobs.append(_Job("pgd10", "pgd10", eps, False, create_attack("pgd10", eps, seed)))
+        half = eps / 2
+        half_attack = create_attack("pgd10", half, seed)
+        jobs.append(_Job(f"pgd10@{_eps_text(half)}", "pgd10", half, False, half_attack))
+        if LARGE_EPS > eps:
+            big = PGD(LARGE_EPS, alpha=LARGE_EPS / 4, steps=10, seed=seed)
+            jobs.append(_Job(f"pgd10@{_eps_text(LARGE_EPS)}", "pgd10", LARGE_EPS, False, big))
+    return jobs
+
+
+def _check_same_data(target: dict[str, Any], source: dict[str, Any]) -> None:
+    t, s = target.get("data", {}), source.get("data", {})
+    diffs = [f"{k} {s.get(k)!r} vs {t.get(k)!r}" for k in _DATA_SHAPE_KEYS if s.get(k) != t.get(k)]
+    if diffs:
+        raise UserInputError(
+            "the source run's data differs from the target's (" + "; ".join(diffs) + "); "
+            "use a source trained on the same dataset and input shape"
+        )
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    # Distinct per (seed, batch), reproducible, and independent of how many batches ran before a resume.
+    return (seed * 1_000_003 + batch) % (2**62)
+
+
+def _checks(
+    mode: str,
+    eps: float,
+    acc: dict[str, float],
+    jobs: list[_Job],
+    zero: ZeroGradientStats | None,
+    other_mode: dict[str, Any] | None,
+) -> list[CheckResult]:
+    out: list[CheckResult] = []
+    table = [j for j in jobs if j.in_table and j.attack is not None]
+    if "noise" in acc:
+        for job in table:
+            if job.attack is not None and job.attack.uses_gradient:
+                out.append(check_adversarial_below_noise(acc[job.key], acc["noise"], CHECK_TOL, job.key))
+    if mode == "whitebox" and "pgd10" in acc:
+        curve = {0.0: acc["clean"]} if "clean" in acc else {}
+        for job in jobs:
+            if job.name == "pgd10" and job.key in acc:
+                curve[job.eps] = acc[job.key]
+        out.append(check_monotone_in_eps(curve, CHECK_TOL, "pgd10"))
+        large = f"pgd10@{_eps_text(LARGE_EPS)}"
+        if large in acc:
+            out.append(check_large_eps(acc[large], LARGE_EPS, 0.05, "pgd10"))
+    if zero is not None and zero.samples:
+        out.append(check_zero_gradients(zero, 0.1, "pgd10" if "pgd10" in acc else ""))
+    if other_mode is not None:
+        other = {a["name"]: a["accuracy"] for a in other_mode.get("attacks", [])}
+        for job in table:
+            if job.key in other and job.key != "clean":
+                wb, bb = acc[job.key], other[job.key]
+                if mode == "blackbox":
+                    wb, bb = bb, wb
+                out.append(check_whitebox_below_blackbox(wb, bb, CHECK_TOL, job.key))
+    return out
+
+
+def _read_other_mode(run: Path, mode: str, eps: float, samples: int, ensemble: str) -> dict[str, Any] | None:
+    """The other mode's finished results on the same samples, eps and ensemble, if any."""
+    other = "blackbox" if mode == "whitebox" else "whitebox"
+    path = result_paths(run, other)[0]
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        logger.warning("ignoring unreadable %s", path)
+        return None
+    same = (
+        math.isclose(float(document.get("eps", -1)), eps)
+        and document.get("samples") == samples
+        and document.get("ensemble") == ensemble
+    )
+    if not same:
+        logger.info("not comparing with %s: other eps, sample count or ensemble", path.name)
+    return document if same else None
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """Markdown in the layout of the paper's Table 1 (accuracy in %), failed checks beside their numbers."""
+    attacks = [a for a in result["attacks"] if a["in_table"]]
+    failed: dict[str, list[CheckResult]] = {}
+    for c in result["checks"]:
+        if not c["passed"]:
+            failed.setdefault(c["subject"], []).append(CheckResult(**c))
+    mode_title = "White Box Attack" if result["mode"] == "whitebox" else "Black Box Attack"
+    members = ", ".join(result["members"])
+    lines = [
+        f"# {mode_title}: robust accuracy (%) of `{result['run']}`",
+        "",
+        f"eps {result['eps_text']} (L-inf), ensemble `{result['ensemble']}` ({members}), "
+        f"{result['samples']} test samples, seed {result['seed']}"
+        + (f", examples crafted on `{result['source']}`" if result["source"] else "")
+        + ".",
+        "",
+    ]
+    header = ["Dataset", "Arch.", "Defense"] + [a["label"] for a in attacks]
+    row = [result["dataset"], result["arch"], result["defense"]]
+    for a in attacks:
+        cell = f"{100 * a['accuracy']:.2f}"
+        flags = failed.get(a["name"], [])
+        if flags:
+            cell += " (" + ", ".join(f"check failed: {c.name}" for c in flags) + ")"
+        row.append(cell)
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(row) + " |", ""]
+    multi = [a for a in attacks if len(a["members"]) > 1]
+    if multi:
+        lines += ["Per ensemble member (accuracy after the members up to this one; exact):", ""]
+        names = list(multi[0]["members"])
+        lines += ["| Attack | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        for a in multi:
+            cells = [f"{100 * a['members'][m]['cumulative']:.2f}" for m in names]
+            lines.append(f"| {a['label']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if result["checks"]:
+        lines += ["Masking checks:", ""]
+        for c in result["checks"]:
+            mark = "pass" if c["passed"] else "FAIL"
+            about = f" [{c['subject']}]" if c["subject"] else ""
+            lines.append(f"- {mark} `{c['name']}`{about}: {c['detail']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_attack(
+    run: str | os.PathLike[str],
+    *,
+    mode: str = "whitebox",
+    source: str | os.PathLike[str] | None = None,
+    suite: str = "quick",
+    attacks: str | None = None,
+    eps: str | float = "8/255",
+    ensemble: str = "paper",
+    limit: int | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    seed: int = 0,
+    checks: bool = True,
+    which: str = "best",
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a trained run under an attack suite; write ``attack-<mode>.json`` and ``.md``; return JSON.
+
+    Args:
+        run: run directory of the model under evaluation (``--out`` of ``evrobust train``).
+        mode: ``whitebox`` (attack the run itself) or ``blackbox`` (craft on ``source``, score on ``run``).
+        source: run directory of the source model (black-box only).
+        suite: ``quick`` | ``paper`` | ``strong`` (:data:`evrobust.attacks.SUITES`); ignored with ``attacks``.
+        attacks: comma-separated attack names instead of a suite (e.g. ``"clean,fgsm,pgd10"``).
+        eps: L-inf radius in [0,1] units, ``"8/255"`` or a number.
+        ensemble: gradient-spec member set, ``paper`` | ``widths`` | ``single``.
+        limit: evaluate only the first ``limit`` test samples.
+        batch_size: samples per batch (also the resume granularity).
+        device: ``auto`` | ``cpu`` | ``cuda[:N]``.
+        seed: seed of the attacks' random draws (combined with the batch index).
+        checks: run the masking checks (extra noise and PGD10 attacks).
+        which: ``best`` or ``last`` checkpoint.
+        data_dir: data directory for re-resolving the test store if its recorded path moved.
+    """
+    if mode not in MODES:
+        raise UserInputError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
+    if ensemble not in ENSEMBLES:
+        raise UserInputError(f"unknown ensemble {ensemble!r}; valid choices: {', '.join(ENSEMBLES)}")
+    names = parse_attack_names(attacks) if attacks else suite_attacks(suite)
+    eps_value = parse_eps(eps)
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+        raise UserInputError(f"--limit must be an integer >= 1, got {limit!r}")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise UserInputError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    if mode == "blackbox" and source is None:
+        raise UserInputError("--mode blackbox needs --source <run dir of the model that crafts the examples>")
+    if mode == "whitebox" and source is not None:
+        raise UserInputError("--source is only used with --mode blackbox; drop it or add --mode blackbox")
+    dev = _resolve_device(device)
+    run = Path(run)
+    model, config = _load(run, which, dev, "target")
+    source_model: nn.Module | None = None
+    if source is not None:
+        source = Path(source)
+        if source.resolve() == run.resolve():
+            raise UserInputError(
+                "--source is the same run as the target; black-box needs another trained model"
+            )
+        source_model, source_config = _load(source, which, dev, "source")
+        _check_same_data(config, source_config)
+    specs = ensemble_specs(ensemble)
+    member_labels = [member_name(s) for s in specs]
+    jobs = _jobs(names, eps_value, seed, mode, checks)
+    store = _store_of(config, data_dir)
+    dataset, n = _test_split(store, limit)
+    if n == 0:
+        raise UserInputError(f"the test split of {store} is empty")
+
+    fingerprint = {
+        "run": str(run.resolve()),
+        "source": None if source is None else str(Path(source).resolve()),
+        "mode": mode,
+        "which": which,
+        "eps": eps_value,
+        "ensemble": ensemble,
+        "jobs": [[j.key, None if j.attack is None else j.attack.describe()] for j in jobs],
+        "samples": n,
+        "batch_size": batch_size,
+        "seed": seed,
+        "checks": checks,
+    }
+    json_path, md_path, partial_path = result_paths(run, mode)
+    state = _load_partial(partial_path, fingerprint)
+    flags = {
+        j.key: AttackFlags.from_json(state["flags"][j.key]) if j.key in state["flags"] else AttackFlags(j.key)
+        for j in jobs
+    }
+    seconds: dict[str, float] = {j.key: float(state["seconds"].get(j.key, 0.0)) for j in jobs}
+    zero = ZeroGradientStats(**state["zero"]) if state.get("zero") else ZeroGradientStats(0, 0.0, 0.0)
+    done = int(state["batches_done"])
+    if done:
+        logger.info("resuming %s from batch %d (%s)", partial_path.name, done, run)
+
+    total_batches = math.ceil(n / batch_size)
+    compatible_checked = False
+    for b, x, y in _test_batches(dataset, n, batch_size, done):
+        x, y = x.to(dev), y.to(dev)
+        if source_model is not None and not compatible_checked:
+            check_compatible(source_model, model, x)
+            compatible_checked = True
+        bseed = _batch_seed(seed, b)
+        for job in jobs:
+            start = time.perf_counter()
+            result = evaluate_batch(model, job.attack, x, y, specs=specs, source=source_model, seed=bseed)
+            flags[job.key].append_result(result)
+            seconds[job.key] += time.perf_counter() - start
+        if checks and mode == "whitebox":
+            zero = zero.merge(zero_gradient_stats(model, x, y))
+        done = b + 1
+        state = {
+            "fingerprint": fingerprint,
+            "batches_done": done,
+            "flags": {k: v.to_json() for k, v in flags.items()},
+            "seconds": seconds,
+            "zero": zero.__dict__,
+        }
+        _write_atomic(partial_path, json.dumps(state))
+        status = ", ".join(f"{j.key} {100 * flags[j.key].accuracy():.1f}%" for j in jobs if j.in_table)
+        logger.info("batch %d/%d: %s", done, total_batches, status)
+
+    acc = {k: f.accuracy() for k, f in flags.items()}
+    other = _read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
+    check_results: list[CheckResult] = []
+    if checks:
+        check_results = _checks(mode, eps_value, acc, jobs, zero if mode == "whitebox" else None, other)
+    result = {
+        "format": RESULT_FORMAT,
+        "version": RESULT_VERSION,
+        "run": str(run),
+        "mode": mode,
+        "source": None if source is None else str(source),
+        "checkpoint": which,
+        "dataset": config.get("data", {}).get("dataset", "?"),
+        "arch": config.get("model", {}).get("name", "?"),
+        "defense": (config.get("defense") or {}).get("name", "?"),
+        "ensemble": ensemble,
+        "members": member_labels,
+        "eps": eps_value,
+        "eps_text": _eps_text(eps_value),
+        "seed": seed,
+        "samples": n,
+        "attacks": [
+            {
+                "name": j.key,
+                "label": _label(j),
+                "in_table": j.in_table,
+                "eps": j.eps,
+                "accuracy": acc[j.key],
+                "samples": flags[j.key].count,
+                "seconds": seconds[j.key],
+                "settings": None if j.attack is None else j.attack.describe(),
+                "members": _member_summary(flags[j.key]),
+                "checks": [c.to_json() for c in check_results if c.subject == j.key],
+            }
+            for j in jobs
+        ],
+        "checks": [c.to_json() for c in check_results],
+        "zero_gradients": zero.__dict__ if mode == "whitebox" and checks else None,
+        "flags": {k: f.to_json() for k, f in flags.items()},
+    }
+    _write_atomic(json_path, json.dumps(result, indent=1))
+    _write_atomic(md_path, render_markdown(result))
+    partial_path.unlink(missing_ok=True)
+    for c in check_results:
+        if not c.passed:
+            logger.warning("masking check %s failed for %s: %s", c.name, c.subject or "the run", c.detail)
+    logger.info("wrote %s and %s", json_path, md_path)
+    return result
+
+
+def _label(job: _Job) -> str:
+    """Table label: ``PGD10``, or ``PGD10@4/255`` for a check attack at another eps."""
+    label = ATTACKS[job.name].label
+    return label if job.key == job.name else f"{label}@{_eps_text(job.eps)}"
+
+
+def _member_summary(flags: AttackFlags) -> dict[str, dict[str, float | None]]:
+    """Per member: own accuracy (None if it skipped samples) and cumulative accuracy up to it."""
+    out: dict[str, dict[str, float | None]] = {}
+    own = flags.member_accuracy()
+    alive = torch.ones(flags.count, dtype=torch.bool)
+    for name, row in flags.members.items():
+        alive &= row == 1
+        out[name] = {"accuracy": own[name], "cumulative": float(alive.float().mean()) if flags.count else 0.0}
+    return out
+
+
+def _load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    empty: dict[str, Any] = {"batches_done": 0, "flags": {}, "seconds": {}, "zero": None}
+    if not path.is_file():
+        return empty
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        logger.warning("ignoring unreadable partial results %s; starting over", path)
+        return empty
+    if state.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+        logger.warning("partial results %s were made with other options; starting over", path)
+        return empty
+    return state

@@ -1,0 +1,161 @@
+"""``evrobust preprocess ...``: thin typer wrappers over :mod:`evrobust.pipelines.preprocess`."""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from evrobust.preprocess.build import BuildReport
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="preprocess",
+    help="Turn raw data into zarr stores (resumable: rerun the same command to continue an interrupted run).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+class SplitBy(StrEnum):
+    number = "number"
+    time = "time"
+
+
+class OnError(StrEnum):
+    fail = "fail"
+    skip = "skip"
+
+
+class Mode(StrEnum):
+    threads = "threads"
+    processes = "processes"
+    sync = "sync"
+
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Data directory for the default store path [env EVROBUST_DATA, else ./data]."
+    ),
+]
+Out = Annotated[Path | None, typer.Option("--out", help="Store path (default: <data dir>/<name>.zarr).")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="Local workers (dask LocalCluster when > 1).")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+
+
+def _report(report: BuildReport) -> None:
+    if report.resumed and report.n_done_now == 0:
+        typer.echo(f"{report.path}: already complete ({report.n_samples} samples)")
+        return
+    rate = report.n_done_now / report.seconds if report.seconds > 0 else 0.0
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+    typer.echo(
+        f"{report.path}: wrote {report.n_done_now} of {report.n_samples} samples in {report.seconds:.1f} s "
+        f"({rate:.1f}/s, {report.n_events} events){skipped}"
+    )
+
+
+@app.command("cifar10dvs", help="CIFAR10-DVS: <raw>/<class>/*.aedat (or .aedat4) -> event-frame store.")
+def cifar10dvs_command(
+    raw: Annotated[Path, typer.Option("--raw", help="Raw directory with one folder per class.")],
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per sample (T).")] = 10,
+    split_by: Annotated[SplitBy, typer.Option("--split-by", help="Equal event counts or equal time.")] = (
+        SplitBy.number
+    ),
+    size: Annotated[int, typer.Option("--size", min=1, help="Output side in pixels after resizing.")] = 48,
+    out: Out = None,
+    on_error: Annotated[OnError, typer.Option("--on-error", help="Unreadable file: stop or skip it.")] = (
+        OnError.fail
+    ),
+    workers: Workers = 1,
+    mode: Annotated[Mode, typer.Option("--mode", help="Local worker kind.")] = Mode.threads,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Address of an existing dask scheduler (tcp://host:port)."),
+    ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option("--scale", help="Fixed count scale (default: p99 of non-zero train counts)."),
+    ] = None,
+    data_dir: DataDir = None,
+    progress: Progress = True,
+) -> None:
+    from evrobust.pipelines.preprocess import preprocess_cifar10dvs
+
+    _report(
+        preprocess_cifar10dvs(
+            raw,
+            frames=frames,
+            split_by=split_by.value,
+            size=size,
+            out=out,
+            data_dir=data_dir,
+            on_error=on_error.value,
+            workers=workers,
+            mode=mode.value,
+            scheduler=scheduler,
+            scale=scale,
+            progress=progress,
+        )
+    )
+
+
+def _cifar(name: str, raw: Path, out: Path | None, data_dir: Path | None, progress: bool) -> None:
+    from evrobust.pipelines.preprocess import preprocess_cifar
+
+    _report(preprocess_cifar(name, raw, out=out, data_dir=data_dir, progress=progress))
+
+
+RawCifar = Annotated[Path, typer.Option("--raw", help="The python-pickle folder or the folder holding it.")]
+
+
+@app.command("cifar10", help="CIFAR-10 python pickles (cifar-10-batches-py) -> image store.")
+def cifar10_command(
+    raw: RawCifar, out: Out = None, data_dir: DataDir = None, progress: Progress = True
+) -> None:
+    _cifar("cifar10", raw, out, data_dir, progress)
+
+
+@app.command("cifar100", help="CIFAR-100 python pickles (cifar-100-python, fine labels) -> image store.")
+def cifar100_command(
+    raw: RawCifar, out: Out = None, data_dir: DataDir = None, progress: Progress = True
+) -> None:
+    _cifar("cifar100", raw, out, data_dir, progress)
+
+
+@app.command("digits", help="scikit-learn's digits (embedded, no download) -> image store.")
+def digits_command(out: Out = None, data_dir: DataDir = None) -> None:
+    from evrobust.pipelines.preprocess import preprocess_embedded
+
+    _report(preprocess_embedded("digits", out=out, data_dir=data_dir))
+
+
+@app.command("digits-dvs", help="digits through the image-to-event emulator -> event-frame store.")
+def digits_dvs_command(out: Out = None, data_dir: DataDir = None, workers: Workers = 1) -> None:
+    from evrobust.pipelines.preprocess import preprocess_embedded
+
+    _report(preprocess_embedded("digits-dvs", out=out, data_dir=data_dir, workers=workers))
+
+
+@app.command("verify", help="Check a store; exits with code 1 when it has problems.")
+def verify_command(
+    store: Annotated[Path, typer.Argument(help="The store to check.")],
+    raw: Annotated[
+        Path | None, typer.Option("--raw", help="Also re-hash the source files under this dir.")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Skip decoding every chunk.")] = False,
+) -> None:
+    from evrobust.pipelines.preprocess import verify
+
+    problems = verify(store, raw=raw, deep=not quick)
+    if problems:
+        for p in problems:
+            typer.echo(f"problem: {p}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{store}: ok")

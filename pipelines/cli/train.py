@@ -1,0 +1,204 @@
+"""``evrobust train``: a thin typer wrapper over :func:`evrobust.pipelines.train.train`.
+
+Heavy imports (torch, models, data) happen inside the command so that ``evrobust --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evrobust.errors import UserInputError
+
+
+class Defense(StrEnum):
+    """Training defenses (the values of ``evrobust.defenses.DEFENSES``)."""
+
+    vanilla = "vanilla"
+    sr = "sr"
+    at = "at"
+    sr_star = "sr_star"
+    rat = "rat"
+
+
+class Penalty(StrEnum):
+    """SR penalties: l2sq = mean D^2 (released code, default), l1 = mean |D| (paper Eq. 14)."""
+
+    l2sq = "l2sq"
+    l1 = "l1"
+
+
+class AtMethod(StrEnum):
+    """Training attacks."""
+
+    pgd = "pgd"
+    fgsm = "fgsm"
+
+
+class Device(StrEnum):
+    """Compute device."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def parse_model_options(items: list[str]) -> dict[str, Any]:
+    """``["tau=0.5", "pool=max"]`` -> ``{"tau": 0.5, "pool": "max"}`` (values parsed as JSON if possible)."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"--model-opt {item!r} is not KEY=VALUE; e.g. --model-opt tau=0.5")
+        try:
+            value: Any = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options[key.strip()] = value
+    return options
+
+
+def train_command(
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="digits | digits-dvs (built on first use) | cifar10 | cifar100 | cifar10dvs | a store path.",
+        ),
+    ],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Data directory for named stores [env EVROBUST_DATA, else ./data]."),
+    ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="vgg11 | wrn16 (paper) | vgg_small | wrn_small (CPU); see `evrobust info`."
+        ),
+    ] = "vgg11",
+    width: Annotated[float, typer.Option("--width", help="Channel multiplier of the model.")] = 1.0,
+    T: Annotated[
+        int | None,
+        typer.Option("--T", help="Time steps for images [8]; event frames use the store's frame count."),
+    ] = None,
+    model_opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model-opt", help="Model override KEY=VALUE, repeatable (tau, theta, pool, readout, ...)."
+        ),
+    ] = None,
+    defense: Annotated[Defense, typer.Option("--defense", help="Training defense.")] = Defense.vanilla,
+    lam: Annotated[
+        float | None,
+        typer.Option(
+            "--lam",
+            help="SR weight [paper, Appendix D: SR 0.008 CIFAR-10, 0.002 CIFAR-100/DVS; "
+            "SR* 0.002 CIFAR-10/DVS, 0.001 CIFAR-100; 0.002 other data].",
+        ),
+    ] = None,
+    sr_penalty: Annotated[
+        Penalty,
+        typer.Option("--sr-penalty", help="l2sq = mean D^2 (released code) or l1 = mean |D| (Eq. 14)."),
+    ] = Penalty.l2sq,
+    h: Annotated[float, typer.Option("--h", help="SR finite-difference step in input units.")] = 0.01,
+    at_method: Annotated[
+        AtMethod | None, typer.Option("--at-method", help="Training attack [fgsm for cifar10dvs, else pgd].")
+    ] = None,
+    at_eps: Annotated[
+        str, typer.Option("--at-eps", help="Training attack radius, e.g. 2/255 or 0.0078.")
+    ] = "2/255",
+    at_step: Annotated[str, typer.Option("--at-step", help="PGD step size, e.g. 0.01 or 2.55/255.")] = "0.01",
+    at_steps: Annotated[int, typer.Option("--at-steps", help="PGD iterations.")] = 5,
+    rat_beta: Annotated[float, typer.Option("--rat-beta", help="RAT Parseval retraction strength.")] = 5e-4,
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs (cosine schedule length).")] = 200,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Global batch [64; 24 for cifar10dvs].")
+    ] = None,
+    lr: Annotated[float, typer.Option("--lr", help="Initial SGD learning rate.")] = 0.1,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="SGD weight decay [5e-4; 0 for rat].")
+    ] = None,
+    neuron_backend: Annotated[
+        str, typer.Option("--neuron-backend", help="IF backend: native | spikingjelly | norse.")
+    ] = "native",
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment", help="Training augmentation [on for cifar10/cifar100/cifar10dvs]."
+        ),
+    ] = None,
+    limit_train: Annotated[
+        int | None, typer.Option("--limit-train", help="Use only the first N training samples (quick runs).")
+    ] = None,
+    limit_val: Annotated[
+        int | None, typer.Option("--limit-val", help="Use only the first N validation samples.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of weights, data order, augmentation, noise.")
+    ] = 0,
+    device: Annotated[Device, typer.Option("--device", help="Compute device.")] = Device.auto,
+    amp: Annotated[bool, typer.Option("--amp", help="bf16 autocast (CUDA only).")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory [runs/<dataset>-<model>-<defense>-s<seed>].")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader workers for on-disk stores.")] = 0,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="Progress bar [when on a terminal].")
+    ] = None,
+    stop_after: Annotated[
+        int | None, typer.Option("--stop-after", help="Stop after N epochs in this call (resume later).")
+    ] = None,
+) -> None:
+    """Train a spiking network with a defense; writes config, metrics and checkpoints to the run directory."""
+    from evrobust.pipelines.options import parse_eps, parse_fraction
+    from evrobust.pipelines.train import NonFiniteLossError, train
+    from evrobust.pipelines.train_config import TrainConfig
+
+    config = TrainConfig(
+        data=data,
+        data_dir=None if data_dir is None else str(data_dir),
+        model=model,
+        width=width,
+        T=T,
+        model_options=parse_model_options(model_opt or []),
+        defense=defense.value,
+        lam=lam,
+        sr_penalty=sr_penalty.value,
+        h=h,
+        at_method=None if at_method is None else at_method.value,
+        at_eps=parse_eps(at_eps, "--at-eps"),
+        at_step=parse_fraction(at_step, "--at-step"),
+        at_steps=at_steps,
+        rat_beta=rat_beta,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        neuron_backend=neuron_backend,
+        augment=augment,
+        limit_train=limit_train,
+        limit_val=limit_val,
+        seed=seed,
+        device=device.value,
+        amp=amp,
+        out=None if out is None else str(out),
+        resume=resume,
+        workers=workers,
+        progress=progress,
+        stop_after=stop_after,
+    )
+    try:
+        run_dir = train(config)
+    except NonFiniteLossError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(run_dir))

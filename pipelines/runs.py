@@ -1,0 +1,245 @@
+"""Run directories: layout, config guard, metrics log, training-state checkpoints, and ``load_run``.
+
+A run directory holds::
+
+    config.json                   resolved options, defense, model config, data, versions, git commit
+    metrics.jsonl                 one JSON object per finished epoch
+    checkpoint-last.safetensors   model + optimizer + scheduler + RNG states + epoch (after every epoch)
+    checkpoint-best.safetensors   the same, for the epoch with the best validation accuracy so far
+
+``load_run(run_dir)`` rebuilds the model from ``config.json`` and loads the best (or last) weights: the entry
+point of the attack and analysis pipelines. ``config["data"]`` names the dataset and its store path, so they
+can reopen the test split.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from evrobust.checkpoint import load_checkpoint
+from evrobust.errors import UserInputError
+from evrobust.models import create_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+LAST_CHECKPOINT = "checkpoint-last.safetensors"
+BEST_CHECKPOINT = "checkpoint-best.safetensors"
+CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
+RUN_FORMAT = "evrobust-run"
+RUN_FORMAT_VERSION = 1
+MODEL_PREFIX = "model."
+
+# Data properties a run depends on; the store path itself may move between an interruption and a resume.
+DATA_IDENTITY_KEYS = ("dataset", "kind", "num_classes", "in_channels", "input_size", "frames", "split_sizes")
+
+
+def run_identity(document: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a run directory to be reused: options (without runtime ones), model, data."""
+    data = document.get("data", {})
+    return {
+        "train": document.get("identity", {}),
+        "model": document.get("model", {}),
+        "data": {k: data.get(k) for k in DATA_IDENTITY_KEYS},
+    }
+
+
+def _differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """Human-readable ``key: old -> new`` lines between two JSON documents."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+        return out
+    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
+
+
+def prepare_run_dir(run_dir: Path, document: dict[str, Any], resume: bool) -> bool:
+    """Check that ``run_dir`` may hold the run described by ``document``; nothing is written here.
+
+    Returns:
+        True when training should continue from ``checkpoint-last`` (``--resume`` and one exists).
+
+    Raises:
+        UserInputError: the directory holds a run with another configuration (never overwritten), or holds
+            this run's checkpoints but ``--resume`` was not given, or ``run_dir`` is a file.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserInputError(f"--out {run_dir} is a file; give a directory for the run")
+    config_path = run_dir / CONFIG_FILE
+    has_last = (run_dir / LAST_CHECKPOINT).is_file()
+    if config_path.is_file():
+        old = read_config(run_dir)
+        diff = _differences(run_identity(old), run_identity(document))
+        if diff:
+            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+            raise UserInputError(
+                f"run directory {run_dir} holds a run with a different configuration ({shown}); "
+                "choose another --out, or repeat that run's options"
+            )
+        if has_last and not resume:
+            raise UserInputError(
+                f"run directory {run_dir} already holds this run's checkpoints; pass --resume to continue it "
+                "or choose another --out"
+            )
+    elif has_last or (run_dir / METRICS_FILE).exists():
+        raise UserInputError(
+            f"run directory {run_dir} holds checkpoints but no {CONFIG_FILE}; choose another --out"
+        )
+    elif run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserInputError(
+            f"--out {run_dir} is a non-empty directory that is not a run; choose another --out"
+        )
+    return resume and has_last
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never a torn file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(document, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``config.json`` of a run directory (UserInputError if missing or not a run)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise UserInputError(
+            f"{run_dir} is not a run directory (no {CONFIG_FILE}); give the --out of `evrobust train`"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from exc
+    if document.get("format") != RUN_FORMAT:
+        raise UserInputError(f"{path} is not an evrobust run configuration")
+    return document
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one epoch's record as a JSON line (flushed and fsynced)."""
+    with open(run_dir / METRICS_FILE, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All epoch records of a run (empty list if none yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
+    """Drop records of epochs after ``epochs_done`` (written before an interruption hit the checkpoint)."""
+    records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epochs_done]
+    path = run_dir / METRICS_FILE
+    if path.is_file():
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
+        os.replace(tmp, path)
+
+
+def git_commit() -> str | None:
+    """The commit of the evrobust source tree, with ``+dirty`` for uncommitted changes; None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages that shape a run's numbers."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("evrobust", "torch", "numpy", "zarr", "safetensors", "spikingjelly", "norse"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def model_state_from(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's ``state_dict`` from a checkpoint's flat tensors (keys prefixed ``model.``)."""
+    return {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    which: str = "best",
+    device: str | torch.device = "cpu",
+    neuron_backend: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from its run directory.
+
+    Args:
+        run_dir: the ``--out`` of ``evrobust train``.
+        which: ``best`` (highest validation accuracy) or ``last``.
+        device: where to put the model.
+        neuron_backend: run the IF neurons on another backend than the one trained with (weights are
+            backend-independent).
+
+    Returns:
+        ``(model in eval mode, config dict)``; ``config["data"]`` has ``name``, ``dataset`` and ``store``.
+
+    Raises:
+        UserInputError: not a run directory, unknown ``which``, or the checkpoint is missing.
+    """
+    if which not in CHECKPOINTS:
+        raise UserInputError(f"unknown checkpoint {which!r}; choose one of {', '.join(CHECKPOINTS)}")
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    path = run_dir / CHECKPOINTS[which]
+    if not path.is_file():
+        raise UserInputError(f"run {run_dir} has no {CHECKPOINTS[which]} yet (has its first epoch finished?)")
+    model_config = dict(config["model"])
+    if neuron_backend is not None:
+        model_config["neuron_backend"] = neuron_backend
+    model = create_model(**model_config)
+    tensors, _ = load_checkpoint(path)
+    model.load_state_dict(model_state_from(tensors))
+    return model.to(device).eval(), config

@@ -1,0 +1,543 @@
+"""``evrobust train``: train a spiking network with a defense (vanilla, SR, AT, SR*, RAT) into a run dir.
+
+The loop (paper Appendix D): SGD with momentum, cosine annealing over ``epochs`` (stepped once per epoch),
+the defense's loss on each (augmented) batch, the RAT retraction after each optimizer step; after each
+epoch the validation split is scored, ``metrics.jsonl`` gets a line, ``checkpoint-last`` is written and
+``checkpoint-best`` when validation accuracy improved. The test split is never touched.
+
+Reproducibility: weights from ``seed``; the data order of an epoch from ``(seed, epoch)`` only; augmentation,
+attack noise and RAT row sampling from RNGs whose states are saved in every checkpoint. On CPU a run that is
+interrupted after any epoch and resumed ends with bit-identical weights to an uninterrupted one.
+
+Scale: CUDA with optional bf16 autocast and channels-last memory; under ``torchrun`` the same command trains
+with DistributedDataParallel (``--batch-size`` is the global batch, split over the ranks; rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from evrobust.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from evrobust.datasets import DataInfo, augment_frames, augment_images, open_split, resolve_data, store_info
+from evrobust.defenses import (
+    DefenseObjective,
+    after_optimizer_step,
+    strongest_other_class,
+    two_class_probability,
+)
+from evrobust.errors import UserInputError
+from evrobust.models import create_model, list_models
+from evrobust.pipelines import distributed as dd
+from evrobust.pipelines.progress import StepProgress
+from evrobust.pipelines.runs import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    MODEL_PREFIX,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    append_metrics,
+    git_commit,
+    model_state_from,
+    now_iso,
+    prepare_run_dir,
+    truncate_metrics,
+    versions,
+    write_json_atomic,
+)
+from evrobust.pipelines.train_config import TrainConfig, resolve_config
+
+log = logging.getLogger(__name__)
+
+GRAD_NORM_BATCH = 64  # samples of the fixed validation batch for the input-gradient norms
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the run directory keeps the last good checkpoint."""
+
+
+def default_run_dir(config: TrainConfig, dataset: str) -> Path:
+    """``runs/<dataset>-<model>-<defense>-s<seed>`` when ``--out`` is not given."""
+    return Path("runs") / f"{dataset}-{config.model}-{config.defense}-s{config.seed}"
+
+
+def _rank_seed(seed: int, rank: int, stream: int) -> int:
+    """Independent seeds per (rank, stream) derived from the run seed."""
+    return (seed * 1_000_003 + rank * 7919 + stream * 104_729) % (2**63)
+
+
+def _model_kwargs(config: TrainConfig, info: DataInfo) -> dict[str, Any]:
+    """``create_model`` arguments: the store decides classes, channels and size unless overridden."""
+    kwargs: dict[str, Any] = {
+        "name": config.model,
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "T": config.T,
+        "width": config.width,
+        "neuron_backend": config.neuron_backend,
+        "input_size": info.input_size,
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }
+    kwargs.update(config.model_options)
+    return kwargs
+
+
+def check_model_fits_data(model_config: dict[str, Any], info: DataInfo) -> None:
+    """UserInputError when a model cannot read the store's samples (channels, size, classes, frames)."""
+    what = (
+        f"{info.frames} event frames [2, {info.input_size}, {info.input_size}]"
+        if info.kind == "frames"
+        else (f"{info.in_channels}-channel {info.input_size}x{info.input_size} images")
+    )
+    problems = []
+    if model_config["in_channels"] != info.in_channels:
+        problems.append(f"in_channels={model_config['in_channels']} but the data has {info.in_channels}")
+    if model_config["input_size"] != info.input_size:
+        problems.append(f"input_size={model_config['input_size']} but the data is {info.input_size} px")
+    if model_config["num_classes"] != info.num_classes:
+        problems.append(f"num_classes={model_config['num_classes']} but the data has {info.num_classes}")
+    if info.kind == "frames" and model_config.get("T") != info.frames:
+        problems.append(f"T={model_config.get('T')} but the data has {info.frames} frames")
+    if problems:
+        raise UserInputError(
+            f"model {model_config['name']!r} does not fit {info.path} ({what}): {'; '.join(problems)}; "
+            "drop the conflicting --model-opt"
+        )
+
+
+class _Batches:
+    """Mini-batches of one rank's shard of a split, on the training device.
+
+    In-memory splits are indexed directly (no per-sample Python work); on-disk splits go through a
+    DataLoader with ``workers`` processes.
+    """
+
+    def __init__(self, dataset: Dataset, limit: int | None, workers: int) -> None:
+        self.dataset = dataset
+        self.n = len(dataset) if limit is None else min(limit, len(dataset))
+        self.workers = workers
+        self.tensors = dataset.tensors() if hasattr(dataset, "tensors") else None
+
+    def iterate(
+        self, order: Tensor, batch_size: int, device: torch.device
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``(x [B, ...] float32, y [B] int64)`` following ``order`` (indices into the split)."""
+        chunks = [order[i : i + batch_size] for i in range(0, order.numel(), batch_size)]
+        if self.tensors is not None:
+            x_all, y_all = self.tensors
+            for idx in chunks:
+                yield x_all[idx].to(device, non_blocking=True), y_all[idx].to(device, non_blocking=True)
+            return
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[c.tolist() for c in chunks],
+            num_workers=self.workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+        )
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def fixed(self, count: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The first ``count`` samples (the fixed batch for gradient norms)."""
+        return next(self.iterate(torch.arange(min(count, self.n)), count, device))
+
+
+class Trainer:
+    """One training run; :meth:`fit` trains and returns the run directory.
+
+    Attributes (after construction): ``config`` (resolved), ``info`` (the data), ``model`` (bare module),
+    ``run_dir``, ``ctx`` (distributed context), ``epoch`` (epochs completed).
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        config.validate()
+        if config.model not in list_models():
+            raise UserInputError(f"unknown model {config.model!r}; choose one of: {', '.join(list_models())}")
+        self.ctx = dd.setup_distributed(config.device)
+        try:
+            self._setup(config)
+        except BaseException:
+            dd.teardown_distributed(self.ctx)
+            raise
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self, user_config: TrainConfig) -> None:
+        ctx = self.ctx
+        # Rank 0 resolves first: an embedded store is built on first use, and only once.
+        store = resolve_data(user_config.data, user_config.data_dir) if ctx.is_main else None
+        dd.barrier(ctx)
+        if not ctx.is_main:
+            store = resolve_data(user_config.data, user_config.data_dir)
+        self.info = store_info(store)
+        self.config = config = resolve_config(user_config, self.info.name, self.info.kind, self.info.frames)
+        self.defense = config.defense_config()
+        self.run_dir = Path(config.out) if config.out else default_run_dir(config, self.info.name)
+        self.device = ctx.device
+        self.amp = config.amp and self.device.type == "cuda"
+        if config.amp and not self.amp:
+            log.warning("--amp needs CUDA; training in float32 on %s", self.device)
+        if self.amp and self.defense.uses_sr:
+            log.warning(
+                "bf16 logits quantise the SR finite difference (h=%g); float32 is more faithful", config.h
+            )
+
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        model_kwargs = _model_kwargs(config, self.info)
+        check_model_fits_data(model_kwargs, self.info)
+        self.model = create_model(**model_kwargs)
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            self.parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
+        self.objective: nn.Module = DefenseObjective(self.model, self.defense)
+        if ctx.distributed:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.objective = DistributedDataParallel(self.objective, device_ids=device_ids)
+
+        # RNG streams: the global one (PGD random start; per rank), augmentation (per rank, CPU),
+        # RAT row sampling (the same on every rank, so that the ranks' weights stay identical).
+        torch.manual_seed(_rank_seed(config.seed, ctx.rank, 1))
+        self.aug_generator = torch.Generator().manual_seed(_rank_seed(config.seed, ctx.rank, 2))
+        self.rat_generator = torch.Generator().manual_seed(_rank_seed(config.seed, 0, 3))
+
+        self.train_data = _Batches(open_split(store, "train"), config.limit_train, config.workers)
+        self.val_data = _Batches(open_split(store, "val"), config.limit_val, config.workers)
+        if self.train_data.n == 0 or self.val_data.n == 0:
+            raise UserInputError(f"store {store} has an empty train or val split; rebuild it")
+
+        self.document = self._document(store)
+        self.epoch = 0
+        self.global_step = 0
+        self.best_val_acc = -1.0
+        self.best_epoch = 0
+        resume = prepare_run_dir(self.run_dir, self.document, config.resume)
+        dd.barrier(ctx)  # every rank has checked the directory before rank 0 writes into it
+        if resume:
+            self._restore(self.run_dir / LAST_CHECKPOINT)
+        elif config.resume:
+            log.info("nothing to resume in %s; starting a new run", self.run_dir)
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if resume:
+                truncate_metrics(self.run_dir, self.epoch)
+            else:
+                (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+            write_json_atomic(self.run_dir / CONFIG_FILE, self.document)
+        dd.barrier(ctx)
+
+    def _document(self, store: Path) -> dict[str, Any]:
+        """The ``config.json`` contents."""
+        info, config = self.info, self.config
+        return {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "created": now_iso(),
+            "identity": config.identity(),
+            "train": config.to_dict(),
+            "defense": self.defense.to_dict(),
+            "model": self.model.config,
+            "data": {
+                "name": config.data,
+                "dataset": info.name,
+                "store": str(Path(store).resolve()),
+                "kind": info.kind,
+                "num_classes": info.num_classes,
+                "in_channels": info.in_channels,
+                "input_size": info.input_size,
+                "frames": info.frames,
+                "split_sizes": info.split_sizes,
+                "classes": list(info.classes),
+                "train_samples": self.train_data.n,
+                "val_samples": self.val_data.n,
+            },
+            "runtime": {
+                "device": str(self.device),
+                "world_size": self.ctx.world_size,
+                "amp_bf16": self.amp,
+                "per_rank_batch": self.per_rank_batch,
+            },
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+
+    @property
+    def per_rank_batch(self) -> int:
+        """``ceil(batch_size / world_size)``: ``--batch-size`` is the global batch."""
+        return -(-int(self.config.batch_size) // self.ctx.world_size)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _rng_state(self) -> dict[str, Tensor | None]:
+        return {
+            "cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "aug": self.aug_generator.get_state(),
+        }
+
+    def _save(self, improved: bool) -> None:
+        """Write checkpoint-last (and -best); a collective call: every rank contributes its RNG state."""
+        ranks = dd.all_gather_objects(self._rng_state(), self.ctx)
+        if not self.ctx.is_main:
+            return
+        tensors = {MODEL_PREFIX + k: v for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_tree = flatten_state(self.optimizer.state_dict(), "optimizer")
+        rng_tensors, rng_tree = flatten_state({"ranks": ranks, "rat": self.rat_generator.get_state()}, "rng")
+        tensors.update(opt_tensors)
+        tensors.update(rng_tensors)
+        metadata = {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "world_size": self.ctx.world_size,
+            "optimizer": opt_tree,
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_tree,
+            "model_config": self.model.config,
+        }
+        if improved:
+            save_checkpoint(self.run_dir / BEST_CHECKPOINT, tensors, metadata)
+        save_checkpoint(self.run_dir / LAST_CHECKPOINT, tensors, metadata)
+
+    def _restore(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path)
+        self.model.load_state_dict(model_state_from(tensors))
+        optimizer_state = unflatten_state(meta["optimizer"], tensors)
+        self.optimizer.load_state_dict(optimizer_state)
+        self.scheduler.load_state_dict(meta["scheduler"])
+        rng = unflatten_state(meta["rng"], tensors)
+        self.rat_generator.set_state(rng["rat"])
+        if meta["world_size"] == self.ctx.world_size:
+            mine = rng["ranks"][self.ctx.rank]
+            torch.set_rng_state(mine["cpu"])
+            if mine["cuda"] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine["cuda"], self.device)
+            self.aug_generator.set_state(mine["aug"])
+        else:
+            log.warning(
+                "checkpoint was written by %d processes, resuming with %d: augmentation and attack noise "
+                "are reseeded, so the run will not repeat bit for bit",
+                meta["world_size"],
+                self.ctx.world_size,
+            )
+            torch.manual_seed(_rank_seed(self.config.seed + meta["epoch"], self.ctx.rank, 1))
+        self.epoch = int(meta["epoch"])
+        self.global_step = int(meta["global_step"])
+        self.best_val_acc = float(meta["best_val_acc"])
+        self.best_epoch = int(meta["best_epoch"])
+        log.info(
+            "resumed %s after epoch %d (best val acc %.2f%%)", self.run_dir, self.epoch, self.best_val_acc
+        )
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> Path:
+        """Train the remaining epochs; returns the run directory."""
+        config = self.config
+        try:
+            if self.ctx.is_main:
+                log.info(
+                    "training %s on %s (%d train / %d val) with %s for %d epochs on %s%s -> %s",
+                    config.model,
+                    self.info.name,
+                    self.train_data.n,
+                    self.val_data.n,
+                    config.defense,
+                    config.epochs,
+                    self.device,
+                    f" x{self.ctx.world_size}" if self.ctx.distributed else "",
+                    self.run_dir,
+                )
+            ran = 0
+            with StepProgress(config.progress if self.ctx.is_main else False) as progress:
+                while self.epoch < config.epochs:
+                    if config.stop_after is not None and ran >= config.stop_after:
+                        log.info("stopping after %d epochs as asked; resume with --resume", ran)
+                        break
+                    self._one_epoch(progress)
+                    ran += 1
+            if self.epoch >= config.epochs and self.ctx.is_main:
+                log.info(
+                    "done: best val acc %.2f%% at epoch %d; run in %s",
+                    self.best_val_acc,
+                    self.best_epoch,
+                    self.run_dir,
+                )
+            return self.run_dir
+        finally:
+            dd.teardown_distributed(self.ctx)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _augment(self, x: Tensor) -> Tensor:
+        if not self.config.augment:
+            return x
+        if self.info.kind == "frames":
+            return augment_frames(x, generator=self.aug_generator)
+        return augment_images(x, generator=self.aug_generator)
+
+    def _one_epoch(self, progress: StepProgress) -> None:
+        config, ctx = self.config, self.ctx
+        epoch = self.epoch + 1
+        order = dd.shard(
+            dd.epoch_permutation(self.train_data.n, config.seed, epoch), ctx.rank, ctx.world_size
+        )
+        batch = self.per_rank_batch
+        if order.numel() % batch == 1 and order.numel() > 1:
+            order = order[:-1]  # a lone last sample would give BatchNorm a batch of one
+        steps = -(-order.numel() // batch)
+        progress.start(f"epoch {epoch}/{config.epochs}", steps)
+        self.objective.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        sums = torch.zeros(5, dtype=torch.float64)  # loss*n, ce*n, reg*n, correct, n (over all ranks)
+        started = time.perf_counter()
+        for step, (x, y) in enumerate(self.train_data.iterate(order, batch, self.device)):
+            x = self._augment(x)
+            if self.device.type == "cuda" and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self.objective(x, y)
+            n = y.numel()
+            correct = (out["logits"].detach().argmax(1) == y).sum()
+            stats = torch.stack(
+                [
+                    out["loss"].detach().float() * n,
+                    out["ce"].detach().float() * n,
+                    out["reg"].float() * n,
+                    correct.float(),
+                    torch.tensor(float(n), device=y.device),
+                ]
+            ).double()
+            stats = dd.all_reduce_sum(stats, ctx).cpu()  # also the sync that makes the finite check global
+            if not math.isfinite(float(stats[0])):
+                raise NonFiniteLossError(
+                    f"the training loss became {float(stats[0] / stats[4])} "
+                    f"at epoch {epoch} step {step + 1}; "
+                    f"{self._last_good()} Lower --lr or --lam, or train without --amp"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            # Gradients for the parameters only: SR's clean pass starts at an input leaf that requires grad,
+            # and its input gradient (a first-layer backward per step) is not needed here.
+            out["loss"].backward(inputs=self.parameters)
+            self.optimizer.step()
+            after_optimizer_step(self.model, self.defense, generator=self.rat_generator)
+            self.global_step += 1
+            sums += stats
+            progress.advance(f"loss {float(sums[0] / sums[4]):.4f} acc {100 * float(sums[3] / sums[4]):.1f}%")
+        self.scheduler.step()
+        if ctx.distributed:  # BatchNorm running statistics: rank 0's everywhere (DDP syncs them per forward)
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - started
+        val_acc = self._validate()
+        grad_norms = self._grad_norms() if ctx.is_main else {}
+        self.epoch = epoch
+        improved = val_acc > self.best_val_acc
+        if improved:
+            self.best_val_acc, self.best_epoch = val_acc, epoch
+        count = float(sums[4])
+        record = {
+            "epoch": epoch,
+            "step": self.global_step,
+            "lr": lr,
+            "loss": float(sums[0]) / count,
+            "ce": float(sums[1]) / count,
+            "reg": float(sums[2]) / count,
+            "train_acc": 100.0 * float(sums[3]) / count,
+            "val_acc": val_acc,
+            "best_val_acc": self.best_val_acc,
+            "seconds": seconds,
+            **grad_norms,
+        }
+        if ctx.is_main:
+            append_metrics(self.run_dir, record)
+        self._save(improved)
+        dd.barrier(ctx)
+        if ctx.is_main:
+            log.info(
+                "epoch %d/%d: loss %.4f (ce %.4f reg %.4g) train acc %.2f%% val acc %.2f%% lr %.4g %.1fs",
+                epoch,
+                config.epochs,
+                record["loss"],
+                record["ce"],
+                record["reg"],
+                record["train_acc"],
+                val_acc,
+                lr,
+                seconds,
+            )
+
+    def _last_good(self) -> str:
+        if self.epoch == 0:
+            return "no epoch had finished, so there is no checkpoint."
+        return f"the last good checkpoint is {self.run_dir / LAST_CHECKPOINT} (epoch {self.epoch})."
+
+    @torch.no_grad()
+    def _validate(self) -> float:
+        """Clean accuracy (%) on the validation split, each rank scoring its shard."""
+        self.model.eval()
+        order = dd.shard(torch.arange(self.val_data.n), self.ctx.rank, self.ctx.world_size)
+        if self.ctx.distributed:  # the padding repeats samples; score each once
+            order = order[
+                (self.ctx.rank + self.ctx.world_size * torch.arange(order.numel())) < self.val_data.n
+            ]
+        counts = torch.zeros(2, dtype=torch.float64)
+        for x, y in self.val_data.iterate(order, 2 * self.per_rank_batch, self.device):
+            with self._autocast():
+                logits = self.model(x)
+            counts += torch.tensor(
+                [float((logits.argmax(1) == y).sum()), float(y.numel())], dtype=torch.float64
+            )
+        counts = dd.all_reduce_sum(counts, self.ctx)
+        self.model.train()
+        return 100.0 * float(counts[0] / counts[1])
+
+    def _grad_norms(self) -> dict[str, float]:
+        """Mean l1 / l2 norms and the zero share of ``grad_x f_y`` on a fixed validation batch (eval mode).
+
+        ``f_y`` is the two-class softmax ``sigmoid(z_y - z_k)`` that SR regularises (k = strongest other
+        class); norms are in input units over all of a sample's entries (``C*H*W`` or ``T*2*H*W``).
+        """
+        self.model.eval()
+        x, y = self.val_data.fixed(GRAD_NORM_BATCH, self.device)
+        x = x.clone().requires_grad_(True)
+        logits = self.model(x).float()
+        p = two_class_probability(logits, y, strongest_other_class(logits, y))
+        (grad,) = torch.autograd.grad(p.sum(), x)
+        flat = grad.flatten(1).double()
+        self.model.train()
+        return {
+            "val_grad_l1": float(flat.abs().sum(1).mean()),
+            "val_grad_l2": float(flat.norm(dim=1).mean()),
+            "val_grad_zero_frac": float((flat == 0).double().mean()),
+        }
+
+
+def train(config: TrainConfig) -> Path:
+    """Train as configured; returns the run directory (see :mod:`evrobust.pipelines.runs` for its layout)."""
+    return Trainer(config).fit()
+
+
+__all__ = ["NonFiniteLossError", "Trainer", "check_model_fits_data", "default_run_dir", "train"]

@@ -1,0 +1,226 @@
+"""The configuration of one training run: options, paper defaults (DESIGN §5, Appendix D), validation.
+
+``None`` in a field means "the paper's default for this dataset and defense", filled in by
+:func:`resolve_config` once the data store is known:
+
+=================  =========================================================================================
+batch_size         64 (CIFAR, digits), 24 for CIFAR10-DVS (paper Table 5)
+T                  8 for images; for event frames always the store's frame count
+lam                SR: 0.008 CIFAR-10, 0.002 CIFAR-100 and CIFAR10-DVS; SR*: 0.002 CIFAR-10 and
+                   CIFAR10-DVS, 0.001 CIFAR-100 (Appendix D); 0.002 for other data; 0 without SR
+at_method          FGSM for CIFAR10-DVS (Table 5), PGD otherwise
+weight_decay       5e-4, but 0 for RAT (the Parseval retraction replaces it)
+augment            on for the paper's datasets (CIFAR: crop 32 pad 4 + flip; CIFAR10-DVS: flip + roll |
+                   rotate | cutout), off otherwise (a 4-pixel crop of an 8x8 digit and a mirrored digit
+                   destroy the class evidence of the embedded data)
+=================  =========================================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from evrobust.defenses import AT_METHODS, DEFENSES, PENALTIES, DefenseConfig
+from evrobust.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+# (defense, dataset) -> lambda, Appendix D. Datasets not listed fall back to DEFAULT_LAMBDA.
+PAPER_LAMBDA: dict[tuple[str, str], float] = {
+    ("sr", "cifar10"): 0.008,
+    ("sr", "cifar100"): 0.002,
+    ("sr", "cifar10dvs"): 0.002,
+    ("sr_star", "cifar10"): 0.002,
+    ("sr_star", "cifar10dvs"): 0.002,
+    ("sr_star", "cifar100"): 0.001,
+}
+DEFAULT_LAMBDA = 0.002
+PAPER_BATCH = {"cifar10dvs": 24}
+DEFAULT_BATCH = 64
+IMAGE_T = 8
+AUGMENTED_DATASETS = frozenset({"cifar10", "cifar100", "cifar10dvs"})
+
+# Fields that do not change what a run computes: they may differ between an interrupted run and its resume.
+RUNTIME_FIELDS: frozenset[str] = frozenset(
+    {"data", "data_dir", "out", "resume", "device", "workers", "progress", "stop_after"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``evrobust train``; see the module docstring for the ``None`` defaults.
+
+    Attributes:
+        data: embedded name (digits, digits-dvs), cifar10 / cifar100 / cifar10dvs, or a store path.
+        data_dir: where named stores live (default ``$EVROBUST_DATA`` or ``./data``).
+        model: registered model name (``evrobust.models.list_models()``).
+        width: channel multiplier of the model.
+        T: time steps for static images (event frames bring their own).
+        model_options: extra ``create_model`` overrides (tau, theta, pool, readout, ...).
+        defense: vanilla | sr | at | sr_star | rat.
+        lam, sr_penalty, h: SR weight, penalty (l2sq | l1) and finite-difference step.
+        at_method, at_eps, at_step, at_steps: training attack (pgd | fgsm), radius, PGD step and iterations.
+        rat_beta: Parseval retraction strength (RAT).
+        epochs, batch_size, lr, momentum, weight_decay: SGD with cosine annealing over ``epochs``.
+        neuron_backend: IF backend (native | spikingjelly | norse).
+        augment: random crop + flip (images) / flip + roll|rotate|cutout (frames) on training batches
+            (None = on for cifar10, cifar100, cifar10dvs; off otherwise).
+        limit_train, limit_val: use only the first N samples of a split (quick runs).
+        seed: seeds weights, data order, augmentation and attack noise.
+        device: auto | cpu | cuda; amp: bf16 autocast on CUDA.
+        out: run directory; resume: continue from its ``checkpoint-last``.
+        workers: DataLoader worker processes for stores read from disk.
+        progress: show a progress bar (None = when stderr is a terminal).
+        stop_after: stop after this many epochs in this invocation (the run stays resumable).
+    """
+
+    data: str
+    model: str = "vgg11"
+    data_dir: str | None = None
+    width: float = 1.0
+    T: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    defense: str = "vanilla"
+    lam: float | None = None
+    sr_penalty: str = "l2sq"
+    h: float = 0.01
+    at_method: str | None = None
+    at_eps: float = 2 / 255
+    at_step: float = 0.01
+    at_steps: int = 5
+    rat_beta: float = 5e-4
+    epochs: int = 200
+    batch_size: int | None = None
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    neuron_backend: str = "native"
+    augment: bool | None = None
+    limit_train: int | None = None
+    limit_val: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    out: str | None = None
+    resume: bool = False
+    workers: int = 0
+    progress: bool | None = None
+    stop_after: int | None = None
+
+    def validate(self) -> None:
+        """Cheap checks that need no data (run before any store is opened or built)."""
+        if self.defense not in DEFENSES:
+            raise UserInputError(f"unknown defense {self.defense!r}; choose one of {', '.join(DEFENSES)}")
+        if self.sr_penalty not in PENALTIES:
+            raise UserInputError(
+                f"unknown SR penalty {self.sr_penalty!r}; choose one of {', '.join(PENALTIES)}"
+            )
+        if self.at_method is not None and self.at_method not in AT_METHODS:
+            raise UserInputError(
+                f"unknown --at-method {self.at_method!r}; choose one of {', '.join(AT_METHODS)}"
+            )
+        if self.device not in DEVICES:
+            raise UserInputError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.lam is not None and not self.lam >= 0:
+            raise UserInputError(f"--lam must be >= 0 (got {self.lam}); the paper uses 0.001 .. 0.008")
+        if not self.h > 0:
+            raise UserInputError(f"--h must be > 0 (got {self.h}); the paper uses 0.01")
+        if not 0.0 <= self.at_eps <= 1.0:
+            raise UserInputError(f"--at-eps must lie in [0, 1] input units (got {self.at_eps}); e.g. 2/255")
+        _positive("--epochs", self.epochs)
+        _positive("--at-steps", self.at_steps)
+        for name, value in (
+            ("--batch-size", self.batch_size),
+            ("--T", self.T),
+            ("--limit-train", self.limit_train),
+            ("--limit-val", self.limit_val),
+            ("--stop-after", self.stop_after),
+        ):
+            if value is not None:
+                _positive(name, value)
+        if self.workers < 0:
+            raise UserInputError(f"--workers must be >= 0 (got {self.workers})")
+        if not self.lr > 0:
+            raise UserInputError(f"--lr must be > 0 (got {self.lr}); the paper uses 0.1")
+        if not 0.0 <= self.momentum < 1.0:
+            raise UserInputError(f"--momentum must lie in [0, 1) (got {self.momentum}); the paper uses 0.9")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise UserInputError(f"--weight-decay must be >= 0 (got {self.weight_decay})")
+        if not self.width > 0:
+            raise UserInputError(f"--width must be > 0 (got {self.width}); 1.0 is the paper's size")
+        self.defense_config(lam=self.lam or 0.0, at_method=self.at_method or "pgd")  # validates the rest
+
+    def defense_config(self, lam: float | None = None, at_method: str | None = None) -> DefenseConfig:
+        """The :class:`DefenseConfig` of this run (after :func:`resolve_config`, without arguments)."""
+        return DefenseConfig(
+            name=self.defense,
+            lam=self.lam if lam is None else lam,
+            h=self.h,
+            penalty=self.sr_penalty,
+            at_method=self.at_method if at_method is None else at_method,
+            at_eps=self.at_eps,
+            at_step=self.at_step,
+            at_steps=self.at_steps,
+            rat_beta=self.rat_beta,
+        )
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine what the run computes (compared when a run directory is reused)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields, JSON-serialisable."""
+        return dataclasses.asdict(self)
+
+
+def _positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"{name} must be an integer >= 1 (got {value!r})")
+
+
+def resolve_config(config: TrainConfig, dataset: str, kind: str, frames: int | None) -> TrainConfig:
+    """A copy of ``config`` with every ``None`` default filled for the given data.
+
+    Args:
+        config: the user's options.
+        dataset: the dataset name recorded in the store (cifar10, cifar10dvs, digits, ...).
+        kind: ``images`` or ``frames``.
+        frames: T of an event-frame store (None for images).
+
+    Raises:
+        UserInputError: ``--T`` given for an event-frame store with a different frame count.
+    """
+    c = dataclasses.replace(config, model_options=dict(config.model_options))
+    if kind == "frames":
+        if c.T is not None and c.T != frames:
+            raise UserInputError(
+                f"--T {c.T} does not match the store's {frames} event frames; omit --T (frames set T) "
+                "or build a store with --frames"
+            )
+        c.T = frames
+    elif c.T is None:
+        c.T = IMAGE_T
+    if c.batch_size is None:
+        c.batch_size = PAPER_BATCH.get(dataset, DEFAULT_BATCH)
+    if c.augment is None:
+        c.augment = dataset in AUGMENTED_DATASETS
+    if c.at_method is None:
+        c.at_method = "fgsm" if dataset == "cifar10dvs" else "pgd"
+    uses_sr = c.defense in ("sr", "sr_star")
+    if c.lam is None:
+        c.lam = PAPER_LAMBDA.get((c.defense, dataset), DEFAULT_LAMBDA) if uses_sr else 0.0
+    elif not uses_sr and c.lam != 0.0:
+        log.warning("--lam %g is ignored: defense %s has no SR term", c.lam, c.defense)
+        c.lam = 0.0
+    if c.weight_decay is None:
+        c.weight_decay = 0.0 if c.defense == "rat" else 5e-4
+    elif c.defense == "rat" and c.weight_decay > 0:
+        log.warning(
+            "RAT is meant to train without weight decay; using --weight-decay %g as asked", c.weight_decay
+        )
+    return c

@@ -1,0 +1,283 @@
+"""Store-building drivers: create (or resume) a store, run the per-sample tasks in parallel, finalize it.
+
+These are the torch-free, UI-free cores of ``evrobust preprocess``; the pipelines add path defaults, the
+torch-compatible reference split and a progress bar (through ``on_result``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evrobust.errors import UserInputError
+from evrobust.preprocess import store
+from evrobust.preprocess.convert import (
+    ON_ERROR,
+    FrameParams,
+    SampleResult,
+    convert_emulated_block,
+    convert_event_files,
+    convert_image_block,
+)
+from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers, run_tasks
+from evrobust.preprocess.sources import EventSource, ImageSet
+
+logger = logging.getLogger(__name__)
+
+IMAGE_BLOCK = 1000  # images per task: one task writes a block of per-sample chunks
+EMULATED_BLOCK = 64  # emulated samples per task (~2 ms of emulation each)
+
+
+@dataclass
+class BuildReport:
+    """What a build did.
+
+    Attributes:
+        path: the store.
+        n_samples: samples in the store.
+        n_done_now: samples written (or skipped) by this run (0 when the store was already complete).
+        n_events: events decoded by this run.
+        seconds: wall time of this run's task phase.
+        skipped: ``{index: reason}`` of the samples skipped in this run.
+        resumed: an existing store was reopened.
+    """
+
+    path: Path
+    n_samples: int
+    n_done_now: int = 0
+    n_events: int = 0
+    seconds: float = 0.0
+    skipped: dict[int, str] = field(default_factory=dict)
+    resumed: bool = False
+
+
+def _already_complete(path: Path) -> bool:
+    return bool(store.read_attrs(path).get("complete")) and store.pending_indices(path).size == 0
+
+
+def _run(
+    path: Path,
+    fn: Callable[..., SampleResult],
+    tasks: list[tuple[Any, ...]],
+    sources: Sequence[str],
+    on_error: str,
+    workers: int,
+    mode: str,
+    scheduler: str | None,
+    on_result: Callable[[SampleResult], None] | None,
+    report: BuildReport,
+    histograms: dict[int, np.ndarray] | None = None,
+) -> None:
+    histograms = {} if histograms is None else histograms
+
+    def handle(out: SampleResult | list[SampleResult]) -> None:
+        for result in out if isinstance(out, list) else [out]:
+            one(result)
+
+    def one(result: SampleResult) -> None:
+        if result.status == "error":
+            name = sources[result.index]
+            if on_error == "fail":
+                raise UserInputError(
+                    f"cannot read {name}: {result.message}; fix or remove the file, "
+                    "or rerun with --on-error skip"
+                )
+            logger.warning("skipping %s: %s", name, result.message)
+            store.mark_skipped(path, result.index)
+            report.skipped[result.index] = result.message
+        report.n_done_now += result.n_samples
+        if result.histogram is not None:
+            histograms[result.index] = result.histogram
+        report.n_events += result.n_events
+        if on_result is not None:
+            on_result(result)
+
+    start = time.perf_counter()
+    # Tasks are already batched where batching pays (event files, image blocks): one dask task each.
+    run_tasks(fn, tasks, workers=workers, mode=mode, scheduler=scheduler, on_result=handle, batch=1)
+    report.seconds = time.perf_counter() - start
+
+
+def write_event_store(
+    path: str | Path,
+    *,
+    dataset: str,
+    raw_dir: str | Path,
+    sources: Sequence[EventSource],
+    classes: Sequence[str],
+    params: FrameParams,
+    splits: Mapping[str, Mapping[str, Sequence[int]]],
+    default_split: str,
+    split_rule: str,
+    scale: float | None = None,
+    on_error: str = "fail",
+    workers: int = 1,
+    mode: str = DEFAULT_MODE,
+    scheduler: str | None = None,
+    on_result: Callable[[SampleResult], None] | None = None,
+    files_per_task: int | None = None,
+) -> BuildReport:
+    """Build (or resume, or leave as is when complete) an events store from raw event files.
+
+    Each task decodes one file, bins it to ``params.sample_shape()`` counts and writes its chunk. A file that
+    cannot be read stops the build with a UserInputError (``on_error="fail"``) or is flagged skipped and left
+    out of every split (``"skip"``). ``files_per_task`` (default: up to 8, at least 8 tasks per worker) sets
+    how many files one task converts and writes together.
+    """
+    if on_error not in ON_ERROR:
+        raise UserInputError(f"unknown --on-error {on_error!r}; choose one of {', '.join(ON_ERROR)}")
+    check_workers(workers, mode)
+    path = Path(path)
+    raw = Path(raw_dir)
+    rels = [s.path for s in sources]
+    resumed = not store.create_store(
+        path,
+        dataset=dataset,
+        kind="events",
+        sample_shape=params.sample_shape(),
+        labels=np.array([s.label for s in sources], dtype=np.int64),
+        classes=classes,
+        splits=splits,
+        default_split=default_split,
+        split_rule=split_rule,
+        sources=rels,
+        sensor=params.sensor,
+        orientation=params.orientation,
+        frames=params.n_frames,
+        split_by=params.split_by,
+        resize=params.size,
+        count_unit=params.count_unit(),
+        scale=scale,
+        extra={"layout": params.layout},
+    )
+    report = BuildReport(path, len(rels), resumed=resumed)
+    if resumed and _already_complete(path):
+        logger.info("%s is already complete; nothing to do", path)
+        return report
+    todo = store.pending_indices(path)
+    per = files_per_task or max(1, min(8, len(todo) // (8 * workers)))
+    items = [(int(i), str(raw / rels[i])) for i in todo]
+    tasks = [(str(path), items[k : k + per], params) for k in range(0, len(items), per)]
+    histograms: dict[int, np.ndarray] = {}
+    _run(
+        path,
+        convert_event_files,
+        tasks,
+        rels,
+        on_error,
+        workers,
+        mode,
+        scheduler,
+        on_result,
+        report,
+        histograms,
+    )
+    store.finalize_store(path, report.skipped, histograms)
+    return report
+
+
+def write_image_store(
+    path: str | Path,
+    *,
+    dataset: str,
+    images: ImageSet,
+    splits: Mapping[str, Mapping[str, Sequence[int]]],
+    default_split: str,
+    split_rule: str,
+    source_sha256: Sequence[str] | None = None,
+    workers: int = 1,
+    mode: str = DEFAULT_MODE,
+    on_result: Callable[[SampleResult], None] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> BuildReport:
+    """Build (or resume) an images store from an in-memory :class:`ImageSet` (uint8 ``[N, C, H, W]``)."""
+    check_workers(workers, mode)
+    path = Path(path)
+    n = int(images.images.shape[0])
+    resumed = not store.create_store(
+        path,
+        dataset=dataset,
+        kind="images",
+        sample_shape=images.images.shape[1:],
+        labels=images.labels,
+        classes=images.classes,
+        splits=splits,
+        default_split=default_split,
+        split_rule=split_rule,
+        sources=list(images.files),
+        source_sha256=source_sha256,
+        extra=extra,
+    )
+    report = BuildReport(path, n, resumed=resumed)
+    if resumed and _already_complete(path):
+        logger.info("%s is already complete; nothing to do", path)
+        return report
+    pending = set(store.pending_indices(path).tolist())
+    # Blocks are written whole (chunks, then flags), so a block is either entirely done or redone.
+    tasks = [
+        (str(path), s, images.images[s : min(s + IMAGE_BLOCK, n)])
+        for s in range(0, n, IMAGE_BLOCK)
+        if any(i in pending for i in range(s, min(s + IMAGE_BLOCK, n)))
+    ]
+    labels = [str(i) for i in range(n)]
+    _run(path, convert_image_block, tasks, labels, "fail", workers, mode, None, on_result, report)
+    store.finalize_store(path)
+    return report
+
+
+def write_emulated_store(
+    path: str | Path,
+    *,
+    dataset: str,
+    images: ImageSet,
+    params: FrameParams,
+    emulator: Mapping[str, Any],
+    splits: Mapping[str, Mapping[str, Sequence[int]]],
+    default_split: str,
+    split_rule: str,
+    workers: int = 1,
+    mode: str = DEFAULT_MODE,
+    on_result: Callable[[SampleResult], None] | None = None,
+) -> BuildReport:
+    """Build (or resume) an events store by running the image-to-event emulator on every image."""
+    check_workers(workers, mode)
+    path = Path(path)
+    n = int(images.images.shape[0])
+    sources = [f"{dataset}[{i}]" for i in range(n)]
+    resumed = not store.create_store(
+        path,
+        dataset=dataset,
+        kind="events",
+        sample_shape=params.sample_shape(),
+        labels=images.labels,
+        classes=images.classes,
+        splits=splits,
+        default_split=default_split,
+        split_rule=split_rule,
+        sources=sources,
+        sensor=params.sensor,
+        orientation=params.orientation,
+        frames=params.n_frames,
+        split_by=params.split_by,
+        resize=params.size,
+        count_unit=params.count_unit(),
+        extra={"emulator": dict(emulator)},
+    )
+    report = BuildReport(path, n, resumed=resumed)
+    if resumed and _already_complete(path):
+        return report
+    pending = set(store.pending_indices(path).tolist())
+    tasks = [
+        (str(path), s, images.images[s : min(s + EMULATED_BLOCK, n)], params, dict(emulator))
+        for s in range(0, n, EMULATED_BLOCK)
+        if any(i in pending for i in range(s, min(s + EMULATED_BLOCK, n)))
+    ]
+    _run(path, convert_emulated_block, tasks, sources, "fail", workers, mode, None, on_result, report)
+    store.finalize_store(path)
+    return report

@@ -1,0 +1,154 @@
+"""``evrobust preprocess ...`` through typer's CliRunner: success paths, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from evrobust.pipelines.cli import preprocess as preprocess_cli
+from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def cli_app() -> typer.Typer:
+    """The lead's app when it mounts this sub-app, else a local root app wrapping it the same way."""
+    from evrobust.pipelines.cli.app import app
+
+    if any(g.typer_instance is preprocess_cli.app for g in app.registered_groups):
+        return app
+    from evrobust.pipelines.cli.errors import guard_typer
+
+    root = typer.Typer()
+
+    @root.callback()
+    def _root() -> None:
+        """Root."""
+
+    root.add_typer(guard_typer(preprocess_cli.app), name="preprocess")
+    return root
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str):  # noqa: ANN201 - typer's Result
+    return runner.invoke(cli_app(), ["preprocess", *args])
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cliraw") / "raw"
+    events = read_aedat2(DATA / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat")
+    window = events.shape[0] // 10
+    for k, c in enumerate(CLASSES):
+        (root / c).mkdir(parents=True)
+        part = events[k * window : (k + 1) * window].copy()
+        part["t"] -= part["t"][0]
+        write_aedat2(root / c / f"cifar10_{c}_0.aedat", part)
+    return root
+
+
+def test_cifar10dvs_then_verify(raw_dir: Path, tmp_path: Path) -> None:
+    r = invoke(
+        "cifar10dvs",
+        "--raw",
+        str(raw_dir),
+        "--frames",
+        "3",
+        "--size",
+        "16",
+        "--data-dir",
+        str(tmp_path),
+        "--no-progress",
+    )
+    assert r.exit_code == 0, r.output
+    store = tmp_path / "cifar10dvs-T3-number-16.zarr"
+    assert "wrote 10 of 10 samples" in r.output and store.is_dir()
+    again = invoke("cifar10dvs", "--raw", str(raw_dir), "--frames", "3", "--size", "16", "--out", str(store))
+    assert again.exit_code == 0 and "already complete" in again.output
+    ok = invoke("verify", str(store), "--raw", str(raw_dir))
+    assert ok.exit_code == 0 and "ok" in ok.output
+    (store / "done" / "c.4").unlink()
+    bad = invoke("verify", str(store))
+    assert bad.exit_code == 1 and "problem: 1 samples not written (first index 4)" in bad.output
+
+
+def test_bad_input_is_one_line_and_exit_2(raw_dir: Path, tmp_path: Path) -> None:
+    r = invoke("cifar10dvs", "--raw", str(tmp_path / "missing"), "--out", str(tmp_path / "o.zarr"))
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == (
+        f"error: raw directory {tmp_path / 'missing'} does not exist; "
+        "pass --raw DIR with one folder per class"
+    )
+    partial = tmp_path / "partial"
+    shutil.copytree(raw_dir, partial)
+    shutil.rmtree(partial / "frog")
+    r = invoke("cifar10dvs", "--raw", str(partial), "--out", str(tmp_path / "o.zarr"))
+    assert r.exit_code == 2 and "class folder(s) frog missing" in r.output
+    r = invoke("cifar10dvs", "--raw", str(raw_dir), "--split-by", "space")
+    assert r.exit_code == 2 and "space" in r.output  # typer lists the valid choices
+    r = invoke("verify", str(tmp_path / "nowhere.zarr"))
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_corrupt_file_fail_then_skip(raw_dir: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_dir, raw)
+    (raw / "dog" / "cifar10_dog_0.aedat").write_bytes(b"#!AER-DAT2.0\r\n" + b"\x01" * 13)
+    out = tmp_path / "s.zarr"
+    r = invoke(
+        "cifar10dvs", "--raw", str(raw), "--frames", "2", "--size", "16", "--out", str(out), "--no-progress"
+    )
+    assert r.exit_code == 2
+    # The app may log INFO lines on stderr too; the error itself is one line, the last.
+    errors = [line for line in r.output.strip().splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and r.output.strip().splitlines()[-1] == errors[0]
+    assert errors[0].startswith("error: cannot read dog/cifar10_dog_0.aedat")
+    assert errors[0].endswith("rerun with --on-error skip")
+    r = invoke(
+        "cifar10dvs",
+        "--raw",
+        str(raw),
+        "--frames",
+        "2",
+        "--size",
+        "16",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--on-error",
+        "skip",
+    )
+    assert r.exit_code == 0 and "1 skipped" in r.output
+    assert invoke("verify", str(out)).exit_code == 0
+
+
+def test_cifar10_and_digits(tmp_path: Path) -> None:
+    folder = tmp_path / "raw" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    shutil.copy(DATA / "cifar10" / "batches.meta", folder / "batches.meta")
+    train = np.load(DATA / "cifar10" / "cifar10_train_subset_5170.npz")
+    for b in range(1, 6):
+        rows = np.flatnonzero(train["batch"] == b)[:10]
+        batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
+        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
+    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
+    batch = {b"labels": test["labels"][:10].tolist(), b"data": test["data"][:10]}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    r = invoke(
+        "cifar10", "--raw", str(tmp_path / "raw"), "--data-dir", str(tmp_path / "d")
+    )  # with a progress bar
+    assert r.exit_code == 0, r.output
+    assert invoke("verify", str(tmp_path / "d" / "cifar10.zarr"), "--raw", str(folder)).exit_code == 0
+    r = invoke("cifar100", "--raw", str(tmp_path / "raw"), "--data-dir", str(tmp_path / "d"))
+    assert r.exit_code == 2 and "meta" in r.output and "is missing" in r.output
+    r = invoke("digits", "--data-dir", str(tmp_path / "d"))
+    assert r.exit_code == 0 and "wrote 1797 of 1797 samples" in r.output

@@ -1,0 +1,151 @@
+"""Surrogate derivatives: each registered backward against the slope of a smooth primitive written here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor
+
+from evrobust.errors import UserInputError
+from evrobust.neurons import SURROGATES, get_surrogate, list_surrogates
+
+# Smooth primitives P(v; gamma) whose derivative is the surrogate (DESIGN §3). Each is a CDF: P(-inf) = 0,
+# P(+inf) = 1, so the surrogate integrates to 1.
+
+
+def _triangle_primitive(v: Tensor, g: float) -> Tensor:
+    # piecewise quadratic: 0 below -g, 1 above g, (g + v)^2 / (2 g^2) then 1 - (g - v)^2 / (2 g^2) inside
+    left = (g + v) ** 2 / (2 * g * g)
+    right = 1 - (g - v) ** 2 / (2 * g * g)
+    inside = torch.where(v < 0, left, right)
+    return torch.where(v <= -g, torch.zeros_like(v), torch.where(v >= g, torch.ones_like(v), inside))
+
+
+def _sigmoid_primitive(v: Tensor, g: float) -> Tensor:
+    return torch.sigmoid(g * v)
+
+
+def _atan_primitive(v: Tensor, g: float) -> Tensor:
+    return torch.atan(math.pi / 2 * g * v) / math.pi + 0.5
+
+
+PRIMITIVES: dict[str, Callable[[Tensor, float], Tensor]] = {
+    "triangle": _triangle_primitive,
+    "sigmoid": _sigmoid_primitive,
+    "atan": _atan_primitive,
+}
+
+WIDTHS = [0.3, 1.0, 2.0, 4.0]
+
+
+def test_registry_holds_the_three_paper_surrogates() -> None:
+    assert list_surrogates() == ["triangle", "sigmoid", "atan"]
+    widths = {n: s.default_width for n, s in SURROGATES.items()}
+    assert widths == {"triangle": 1.0, "sigmoid": 4.0, "atan": 2.0}
+    assert set(PRIMITIVES) == set(SURROGATES)  # a new surrogate needs a primitive here
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+@pytest.mark.parametrize("width", WIDTHS)
+def test_backward_is_the_slope_of_the_primitive(name: str, width: float) -> None:
+    # avoid the triangle's kinks at 0 and +-gamma, where the primitive's second derivative jumps
+    v = torch.linspace(-3.0, 3.0, 601, dtype=torch.float64)[1::2].requires_grad_()
+    (auto,) = torch.autograd.grad(PRIMITIVES[name](v, width).sum(), v)
+    torch.testing.assert_close(get_surrogate(name).grad(v.detach(), width), auto, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+@pytest.mark.parametrize("width", WIDTHS)
+def test_backward_matches_finite_differences(name: str, width: float) -> None:
+    v = torch.linspace(-2.5, 2.5, 77, dtype=torch.float64)
+    # central differences straddling the triangle's kinks (0, +-gamma) are off by O(h / gamma^2): skip them
+    v = v[(v.abs() > 1e-3) & ((v.abs() - width).abs() > 1e-3)]
+    h = 1e-6
+    prim = PRIMITIVES[name]
+    fd = (prim(v + h, width) - prim(v - h, width)) / (2 * h)
+    torch.testing.assert_close(get_surrogate(name).grad(v, width), fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+@pytest.mark.parametrize("width", WIDTHS)
+def test_surrogate_integrates_to_one(name: str, width: float) -> None:
+    # atan has heavy tails (~1/v^2): integrate far out and allow for the tail mass 4/(pi^2 gamma L) beyond +-L
+    L = 2000.0
+    v = torch.linspace(-L, L, 2_000_001, dtype=torch.float64)
+    area = torch.trapezoid(get_surrogate(name).grad(v, width), v).item()
+    tail = 4 / (math.pi**2 * width * L) if name == "atan" else 0.0
+    assert area == pytest.approx(1.0 - tail, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "v", "expected"),
+    [
+        # hand values from the DESIGN §3 formulas
+        ("triangle", 1.0, 0.0, 1.0),
+        ("triangle", 1.0, 0.25, 0.75),
+        ("triangle", 0.5, 0.25, 1.0),  # (0.5 - 0.25) / 0.25
+        ("triangle", 1.0, -1.0, 0.0),
+        ("triangle", 2.0, 1.0, 0.25),
+        ("sigmoid", 4.0, 0.0, 1.0),  # 4 * 0.5 * 0.5
+        ("atan", 2.0, 0.0, 1.0),  # (2/2) / 1
+        ("atan", 2.0, 1.0 / math.pi, 0.5),  # 1 / (1 + (pi/2 * 2 / pi)^2)
+    ],
+)
+def test_hand_values(name: str, width: float, v: float, expected: float) -> None:
+    got = get_surrogate(name).grad(torch.tensor([v], dtype=torch.float64), width).item()
+    assert got == pytest.approx(expected, abs=1e-15)
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+def test_spike_function_forward_is_heaviside_with_h0_equal_1(name: str) -> None:
+    v = torch.tensor([-1.0, -1e-7, 0.0, 1e-7, 2.0])
+    spikes = get_surrogate(name).spike(v, 1.0)
+    assert spikes.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert spikes.dtype == v.dtype
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+@pytest.mark.parametrize("width", [0.5, 3.0])
+def test_spike_function_backward_multiplies_by_the_surrogate(name: str, width: float) -> None:
+    torch.manual_seed(1)
+    v = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(40, dtype=torch.float64)
+    (got,) = torch.autograd.grad(get_surrogate(name).spike(v, width), v, upstream)
+    (slope,) = torch.autograd.grad(PRIMITIVES[name](v, width), v, upstream)
+    torch.testing.assert_close(got, slope, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SURROGATES))
+def test_gradcheck_of_a_smooth_stand_in(name: str) -> None:
+    # torch.autograd.gradcheck on a Function whose forward is the primitive and whose backward is the
+    # registered surrogate: the numerical Jacobian of the forward must equal the registered backward.
+    surrogate = get_surrogate(name)
+
+    class Smooth(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v: Tensor) -> Tensor:  # type: ignore[override]
+            ctx.save_for_backward(v)
+            return PRIMITIVES[name](v, 1.3)
+
+        @staticmethod
+        def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+            (v,) = ctx.saved_tensors
+            return grad * surrogate.grad(v, 1.3)
+
+    v = torch.tensor([-2.0, -0.9, -0.35, 0.2, 0.61, 1.1, 2.4], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(Smooth.apply, (v,), eps=1e-6, atol=1e-5)
+
+
+def test_default_width_is_used_when_none_given() -> None:
+    v = torch.tensor([0.1], dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(SURROGATES["sigmoid"].spike(v).sum(), v)
+    s = torch.sigmoid(torch.tensor(0.4, dtype=torch.float64))
+    assert g.item() == pytest.approx((4 * s * (1 - s)).item(), rel=1e-14)
+
+
+def test_unknown_surrogate_error_names_choices() -> None:
+    with pytest.raises(UserInputError, match="triangle, sigmoid, atan"):
+        get_surrogate("superspike")
