@@ -77,17 +77,27 @@ def save_checkpoint(
         raise TypeError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
     payload = _safetensors_bytes(flat, metadata={METADATA_KEY: header})
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write checkpoint {path} ({exc.strerror or exc}); check free space and permissions"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         # Never leave a half-written temporary file behind (also on KeyboardInterrupt).
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # ENOSPC, EDQUOT, EFBIG, EACCES, ...: the previous checkpoint is intact
+            raise UserInputError(
+                f"cannot write checkpoint {path} ({exc.strerror or exc}); the previous checkpoint is intact; "
+                "free some space or fix the permissions, then rerun with --resume"
+            ) from None
         raise
     _fsync_directory(path.parent)
     log.debug("saved checkpoint %s (%d tensors, %d bytes)", path, len(flat), len(payload))
@@ -112,21 +122,94 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint not found: {path} (expected an evrobust .safetensors file)")
+    if _looks_like_torch_pickle(path):
+        raise UserInputError(
+            f"{path} is a torch pickle checkpoint, which can run code when loaded; evrobust reads "
+            "safetensors only (convert it with load_torch_checkpoint(path, trust=True) if you trust it)"
+        )
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as fh:
             header = (fh.metadata() or {}).get(METADATA_KEY)
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserInputError(f"cannot read checkpoint {path}: {exc}; is it a safetensors file?") from exc
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, MemoryError) as exc:
+        # safetensors bounds the header (100 MB) and checks every tensor's offsets against the file size, so a
+        # header that claims huge tensors fails here without allocating them.
+        message = " ".join(str(exc).split())
+        raise UserInputError(f"cannot read checkpoint {path}: {message}; is it a safetensors file?") from None
     if header is None:
         raise UserInputError(f"checkpoint {path} has no evrobust metadata; it was not written by evrobust")
-    document = json.loads(header)
+    try:
+        document = json.loads(header)
+    except ValueError as exc:
+        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        raise UserInputError(f"checkpoint {path} has malformed evrobust metadata (not a JSON object)")
     version = document.get("format_version")
     if version != FORMAT_VERSION:
         raise UserInputError(
             f"checkpoint {path} has format version {version}; this evrobust reads version {FORMAT_VERSION}"
         )
     return tensors, document["metadata"]
+
+
+# Magic numbers of torch.save outputs: a zip archive (torch >= 1.6) or a raw pickle (protocol 2+ opcode).
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_MAGIC = b"\x80"
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
+
+
+def _looks_like_torch_pickle(path: Path) -> bool:
+    """Whether ``path`` is a ``torch.save`` file (zip or raw pickle) rather than safetensors."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError:
+        return False
+    if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
+        return False
+    return head.startswith(_ZIP_MAGIC) or head[:1] == _PICKLE_MAGIC
+
+
+def load_torch_checkpoint(
+    path: str | os.PathLike[str], trust: bool = False, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Read the tensors of a ``torch.save`` checkpoint (``.pt``/``.pth``), only when the caller trusts it.
+
+    A torch checkpoint is a pickle: loading one from an untrusted source can run arbitrary code. evrobust
+    never does so implicitly: with ``trust=False`` (the default) this raises. With ``trust=True`` it still
+    uses torch's restricted ``weights_only`` unpickler (tensors, plain containers and numbers only), so
+    trusting is a second line of defence, not a switch to full pickle. A nested ``{"state_dict": ...}`` or
+    ``{"model": ...}`` wrapper is unwrapped; the result is a flat ``{name: tensor}`` mapping that
+    :func:`save_checkpoint` can write as safetensors.
+
+    Raises:
+        UserInputError: ``trust`` is False, the file is missing or unreadable, or it holds no tensor mapping.
+    """
+    path = Path(path)
+    if not trust:
+        raise UserInputError(
+            f"refusing to load {path}: torch pickle checkpoints can run code when loaded; "
+            "pass trust=True (CLI: --trust-pickle) only for files from a source you trust"
+        )
+    if not path.is_file():
+        raise UserInputError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(str(path), map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        message = " ".join(str(exc).split())[:300]
+        raise UserInputError(
+            f"cannot load torch checkpoint {path} ({type(exc).__name__}: {message})"
+        ) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj:
+        raise UserInputError(f"{path} does not hold a mapping of tensors (found {type(obj).__name__})")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise UserInputError(f"{path} holds no tensors")
+    return tensors
 
 
 def flatten_state(obj: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:

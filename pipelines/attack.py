@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from evrobust.attacks.base import Attack
 from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
 from evrobust.pipelines.options import parse_eps
+from evrobust.preprocess.locks import acquire as acquire_lock
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
 
@@ -87,17 +87,10 @@ def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Pa
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (temp + fsync + rename; OSError -> one-line UserInputError)."""
+    from evrobust.pipelines.runs import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def _eps_text(eps: float) -> str:
@@ -296,7 +289,21 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_attack(
+def run_attack(run: str | os.PathLike[str], *, mode: str = "whitebox", **options: Any) -> dict[str, Any]:
+    """Evaluate a trained run under an attack suite (see :func:`_run_attack` for every option).
+
+    Holds the exclusive-writer lock of ``<run>/attack-<mode>`` while it works (lock file
+    ``<run>/.attack-<mode>.lock``): a second attack of the same run and mode is refused with a one-line
+    UserInputError naming the holder; a lock left by a killed attack is taken over and the rerun resumes
+    from ``attack-<mode>.partial.json``.
+    """
+    if mode in MODES and Path(run).is_dir():
+        with acquire_lock(Path(run) / f"attack-{mode}", "evrobust attack"):
+            return _run_attack(run, mode=mode, **options)
+    return _run_attack(run, mode=mode, **options)
+
+
+def _run_attack(
     run: str | os.PathLike[str],
     *,
     mode: str = "whitebox",

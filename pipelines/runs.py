@@ -42,6 +42,7 @@ CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 RUN_FORMAT = "evrobust-run"
 RUN_FORMAT_VERSION = 1
 MODEL_PREFIX = "model."
+MAX_CONFIG_BYTES = 16 << 20  # a run's config.json is a few KB; refuse to parse anything absurd
 
 # Data properties a run depends on; the store path itself may move between an interruption and a resume.
 DATA_IDENTITY_KEYS = ("dataset", "kind", "num_classes", "in_channels", "input_size", "frames", "split_sizes")
@@ -106,20 +107,53 @@ def prepare_run_dir(run_dir: Path, document: dict[str, Any], resume: bool) -> bo
     return resume and has_last
 
 
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace`` (never a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``: temporary file in the same directory, fsync, ``os.replace``, fsync the dir.
+
+    A crash (or a full disk) leaves either the old file or the new one, never a torn one; the temporary file
+    is removed on any failure. An OSError (ENOSPC, EACCES, ...) becomes a one-line UserInputError.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write {path} ({exc.strerror or exc}); check free space and permissions"
+        ) from None
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2, sort_keys=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise UserInputError(
+                f"cannot write {path} ({exc.strerror or exc}); the previous version is intact; "
+                "check free space and permissions"
+            ) from None
         raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Persist a rename in ``directory`` (POSIX); skipped where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, document: Any) -> None:
+    """Write JSON to ``path`` atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -129,12 +163,18 @@ def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserInputError(
             f"{run_dir} is not a run directory (no {CONFIG_FILE}); give the --out of `evrobust train`"
         )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserInputError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes; it is not a run configuration")
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserInputError(f"{path} is not valid JSON ({exc}); the run directory is damaged") from exc
-    if document.get("format") != RUN_FORMAT:
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        message = " ".join(str(exc).split())[:200]
+        raise UserInputError(f"{path} is not valid JSON ({message}); the run directory is damaged") from None
+    if not isinstance(document, dict) or document.get("format") != RUN_FORMAT:
         raise UserInputError(f"{path} is not an evrobust run configuration")
+    for key in ("model", "data"):
+        if not isinstance(document.get(key, {}), dict):
+            raise UserInputError(f"{path}: entry {key!r} is not a JSON object; the run directory is damaged")
     return document
 
 
@@ -151,7 +191,20 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            # A torn last line (a kill between write and fsync on a file system without ordered appends) is
+            # skipped: the epoch it described is redone from the checkpoint on --resume.
+            log.warning("skipping unreadable line %d of %s", number, path)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
@@ -159,9 +212,7 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epochs_done]
     path = run_dir / METRICS_FILE
     if path.is_file():
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def git_commit() -> str | None:
@@ -236,10 +287,27 @@ def load_run(
     path = run_dir / CHECKPOINTS[which]
     if not path.is_file():
         raise UserInputError(f"run {run_dir} has no {CHECKPOINTS[which]} yet (has its first epoch finished?)")
-    model_config = dict(config["model"])
+    model_config = dict(config.get("model", {}))
     if neuron_backend is not None:
         model_config["neuron_backend"] = neuron_backend
-    model = create_model(**model_config)
+    try:
+        model = create_model(**model_config)
+    except UserInputError as exc:
+        raise UserInputError(
+            f"{run_dir / CONFIG_FILE} describes a model that cannot be built: {exc}"
+        ) from None
+    except (TypeError, ValueError, KeyError, RuntimeError, OverflowError, MemoryError) as exc:
+        message = " ".join(str(exc).split())[:200]
+        raise UserInputError(
+            f"{run_dir / CONFIG_FILE} describes a model that cannot be built "
+            f"({type(exc).__name__}: {message}); the run directory is damaged"
+        ) from None
     tensors, _ = load_checkpoint(path)
-    model.load_state_dict(model_state_from(tensors))
+    try:
+        model.load_state_dict(model_state_from(tensors))
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
+        first = str(exc).splitlines()[0][:200]
+        raise UserInputError(
+            f"{path} does not match the model in {CONFIG_FILE} ({first}); the run directory is damaged"
+        ) from None
     return model.to(device).eval(), config

@@ -58,6 +58,8 @@ from evrobust.pipelines.runs import (
     write_json_atomic,
 )
 from evrobust.pipelines.train_config import TrainConfig, resolve_config
+from evrobust.preprocess.locks import ExclusiveLock
+from evrobust.preprocess.locks import acquire as acquire_lock
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +170,19 @@ class Trainer:
         if config.model not in list_models():
             raise UserInputError(f"unknown model {config.model!r}; choose one of: {', '.join(list_models())}")
         self.ctx = dd.setup_distributed(config.device)
+        self._lock: ExclusiveLock | None = None
         try:
             self._setup(config)
         except BaseException:
+            self.release_lock()
             dd.teardown_distributed(self.ctx)
             raise
+
+    def release_lock(self) -> None:
+        """Give back the run directory's writer lock (done by :meth:`fit` when it returns or fails)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ------------------------------------------------------------------ set-up
     def _setup(self, user_config: TrainConfig) -> None:
@@ -229,6 +239,8 @@ class Trainer:
         self.global_step = 0
         self.best_val_acc = -1.0
         self.best_epoch = 0
+        # One writer per run directory: a second `evrobust train --out` on it is refused, naming the holder.
+        self._lock = acquire_lock(self.run_dir, "evrobust train") if ctx.is_main else None
         resume = prepare_run_dir(self.run_dir, self.document, config.resume)
         dd.barrier(ctx)  # every rank has checked the directory before rank 0 writes into it
         if resume:
@@ -382,6 +394,7 @@ class Trainer:
                 )
             return self.run_dir
         finally:
+            self.release_lock()
             dd.teardown_distributed(self.ctx)
 
     def _autocast(self) -> contextlib.AbstractContextManager:

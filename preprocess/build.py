@@ -6,12 +6,14 @@ torch-compatible reference split and a progress bar (through ``on_result``).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,9 +26,12 @@ from evrobust.preprocess.convert import (
     convert_emulated_block,
     convert_event_files,
     convert_image_block,
+    decode_event_bytes,
+    events_to_sample,
 )
+from evrobust.preprocess.locks import exclusive
 from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers, run_tasks
-from evrobust.preprocess.sources import EventSource, ImageSet
+from evrobust.preprocess.sources import EventSource, ImageSet, read_source_bytes, split_zip_source
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,24 @@ class BuildReport:
     seconds: float = 0.0
     skipped: dict[int, str] = field(default_factory=dict)
     resumed: bool = False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(build: F) -> F:
+    """Run a store builder holding the store's exclusive-writer lock (:mod:`evrobust.preprocess.locks`).
+
+    A second writer of the same store is refused with a one-line UserInputError naming the holder; a lock
+    left by a killed builder is taken over, so rerunning the command resumes the store.
+    """
+
+    @functools.wraps(build)
+    def wrapper(path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        with exclusive(path, "evrobust preprocess"):
+            return build(path, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _already_complete(path: Path) -> bool:
@@ -104,6 +127,39 @@ def _run(
     report.seconds = time.perf_counter() - start
 
 
+def convert_zip_event_files(
+    store_path: str, items: list[tuple[int, str, str]], params: FrameParams
+) -> list[SampleResult]:
+    """Like :func:`~evrobust.preprocess.convert.convert_event_files` for sources inside zip archives.
+
+    ``items`` are ``(index, raw_dir, "<class>.zip::<member>")``; each member's bytes are read through the
+    archive (:func:`~evrobust.preprocess.sources.read_source_bytes`), decoded, binned and written with their
+    sha256; unreadable members give ``"error"`` results and write nothing.
+    """
+    unit = params.count_unit()
+    results: list[SampleResult] = []
+    good: list[int] = []
+    samples, digests = [], []
+    for index, raw, rel in items:
+        try:
+            data = read_source_bytes(raw, rel)
+            # The member name is only a label here (for messages and the suffix); no file is opened by it.
+            events = decode_event_bytes(data, rel, params, Path(rel))
+            sample = events_to_sample(events, params, unit)
+        except (UserInputError, OSError) as exc:
+            results.append(SampleResult(index, 0, "error", " ".join(str(exc).split())))
+            continue
+        good.append(index)
+        samples.append(sample)
+        digests.append(np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8))
+        hist = store.sample_histogram(sample, "events")
+        results.append(SampleResult(index, int(events.shape[0]), "written", histogram=hist))
+    if good:
+        store.write_samples(store_path, good, np.stack(samples), np.stack(digests))
+    return results
+
+
+@_locked
 def write_event_store(
     path: str | Path,
     *,
@@ -162,12 +218,19 @@ def write_event_store(
         return report
     todo = store.pending_indices(path)
     per = files_per_task or max(1, min(8, len(todo) // (8 * workers)))
-    items = [(int(i), str(raw / rels[i])) for i in todo]
-    tasks = [(str(path), items[k : k + per], params) for k in range(0, len(items), per)]
+    if any(split_zip_source(r) is not None for r in rels):
+        # Per-class zip archives (as CIFAR10-DVS is distributed): members are read in place, never extracted.
+        convert: Callable[..., Any] = convert_zip_event_files
+        zitems = [(int(i), str(raw), rels[i]) for i in todo]
+        tasks = [(str(path), zitems[k : k + per], params) for k in range(0, len(zitems), per)]
+    else:
+        convert = convert_event_files
+        items = [(int(i), str(raw / rels[i])) for i in todo]
+        tasks = [(str(path), items[k : k + per], params) for k in range(0, len(items), per)]
     histograms: dict[int, np.ndarray] = {}
     _run(
         path,
-        convert_event_files,
+        convert,
         tasks,
         rels,
         on_error,
@@ -182,6 +245,7 @@ def write_event_store(
     return report
 
 
+@_locked
 def write_image_store(
     path: str | Path,
     *,
@@ -231,6 +295,7 @@ def write_image_store(
     return report
 
 
+@_locked
 def write_emulated_store(
     path: str | Path,
     *,

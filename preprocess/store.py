@@ -678,9 +678,19 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
                 problems.append(f"sample {int(i)} ({src}): per-sample checksum differs from the recorded one")
     if raw_dir is not None:
         raw = Path(raw_dir)
+        from evrobust.preprocess.sources import read_source_bytes, split_zip_source
+
         for src, digest in recorded.items():
             file = raw / src
-            if not file.is_file():
+            if split_zip_source(src) is not None:  # a member of a per-class zip, hashed through the archive
+                try:
+                    actual = hashlib.sha256(read_source_bytes(raw, src)).hexdigest()
+                except UserInputError as exc:
+                    problems.append(f"source {src}: {exc}")
+                    continue
+                if actual != digest:
+                    problems.append(f"source {src}: sha256 differs from the recorded one (the zip changed)")
+            elif not file.is_file():
                 problems.append(f"source {src} is missing under {raw}")
             elif sha256_file(file) != digest:
                 problems.append(f"source {src}: sha256 differs from the recorded one (the raw file changed)")

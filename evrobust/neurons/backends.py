@@ -11,15 +11,25 @@ backend's forward (:func:`evrobust.neurons.rate.rate_multistep`); every backend 
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 from evrobust.errors import UserInputError
 from evrobust.neurons.functional import if_multistep
 from evrobust.neurons.spec import GradSpec
 
-__all__ = ["Backend", "BACKEND_NAMES", "get_backend", "list_backends", "NativeBackend", "require_support"]
+__all__ = [
+    "Backend",
+    "BACKEND_NAMES",
+    "cuda_route_to_spikingjelly",
+    "get_backend",
+    "list_backends",
+    "NativeBackend",
+    "require_support",
+]
 
 
 class Backend(Protocol):
@@ -46,7 +56,24 @@ class NativeBackend:
         return None
 
     def run(self, x: Tensor, spec: GradSpec, tau: float, theta: float) -> Tensor:
+        if x.is_cuda and cuda_route_to_spikingjelly(x, spec, tau, theta):
+            return get_backend("spikingjelly").run(x, spec, tau, theta)
         return if_multistep(x, spec, tau, theta)
+
+
+def cuda_route_to_spikingjelly(x: Tensor, spec: GradSpec, tau: float, theta: float) -> bool:
+    """Whether ``native`` hands a CUDA tensor to spikingjelly's fused CUDA/Triton kernels.
+
+    On a GPU the native per-step Python loop launches several small kernels per time step; spikingjelly's
+    multi-step kernels fuse the whole loop. The two agree on spikes and gradients under every spec both run
+    (parity tests), so routing changes speed only. Not routed: float64 (spikingjelly's reference path), specs
+    or settings spikingjelly cannot run, or ``EVROBUST_NATIVE_CUDA=torch`` in the environment.
+    """
+    if os.environ.get("EVROBUST_NATIVE_CUDA", "auto") == "torch" or x.dtype == torch.float64:
+        return False
+    if not _module_installed("spikingjelly"):
+        return False
+    return get_backend("spikingjelly").supports(spec, tau, theta) is None
 
 
 def _module_installed(name: str) -> bool:

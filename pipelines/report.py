@@ -1,0 +1,382 @@
+"""``evrobust report``: one markdown report (plus PNG plots) from run directories or reproduction outputs.
+
+Inputs, any mix of:
+
+- a reproduction directory (``<out>/<name>/`` holding ``results.json``) or a reproduction root (``<out>/``
+  with several of them): each becomes a section with its tables in the paper's layout, our number first and
+  the published one in parentheses, failed masking checks marked ``†`` beside the number they put in doubt
+  and listed under the table, the claim the experiment checks, and its plots;
+- a run directory (``config.json``): its attack results (``attack-<mode>.json``) and analyses
+  (``analysis-<kind>.json``) with their masking checks and the analysis PNGs.
+
+``report.md`` is written into the single input directory, or into the inputs' common parent directory
+(``--out`` overrides). Plots: matplotlib with the Agg backend; the analysis PNGs are linked, not redrawn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from evrobust.errors import UserInputError
+from evrobust.pipelines.reproduce.runner import RESULTS_FILE, load_results
+from evrobust.pipelines.reproduce.tables import CLAIMS, published
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.md"
+CHECK_MARK = "†"
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def _classify(path: Path) -> list[tuple[str, Path]]:
+    """``[("repro", dir) | ("run", dir)]`` for one input path; UserInputError if it holds neither."""
+    if not path.exists():
+        raise UserInputError(f"{path} does not exist; give run directories or `evrobust reproduce` outputs")
+    if path.is_file() and path.name == RESULTS_FILE:
+        return [("repro", path.parent)]
+    if path.is_dir() and (path / RESULTS_FILE).is_file():
+        return [("repro", path)]
+    if path.is_dir() and (path / "config.json").is_file():
+        return [("run", path)]
+    if path.is_dir():
+        found = sorted(p.parent for p in path.glob(f"*/{RESULTS_FILE}"))
+        if found:
+            return [("repro", p) for p in found]
+    raise UserInputError(
+        f"{path} holds neither a run (config.json) nor reproduction results ({RESULTS_FILE}); "
+        "give a run directory from `evrobust train` or an output of `evrobust reproduce`"
+    )
+
+
+def _run_artifacts(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    attacks = [json.loads(p.read_text()) for p in sorted(run.glob("attack-*.json"))
+               if not p.name.endswith(".partial.json")]
+    analyses = [json.loads(p.read_text()) for p in sorted(run.glob("analysis-*.json"))]
+    if not attacks and not analyses:
+        raise UserInputError(
+            f"run {run} has no attack or analysis results to report; run `evrobust attack --run {run}` "
+            "(and/or `evrobust analyze`) first"
+        )
+    return attacks, analyses
+
+
+# ------------------------------------------------------------------------------------------ values
+
+
+def _dig(document: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(document, dict) or part not in document:
+            return None
+        document = document[part]
+    return document
+
+
+def _attack_entry(result: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    for entry in result.get("attacks", []):
+        if entry["name"] == name:
+            return entry
+    return None
+
+
+def cell_value(results: dict[str, Any], cell: dict[str, str]) -> tuple[float | None, list[dict[str, Any]]]:
+    """The value of one table cell (accuracies in %) and the failed masking checks about it."""
+    source, ref, item = cell["source"], cell["ref"], cell["item"]
+    if source == "attack":
+        entry = _attack_entry(results["attacks"].get(ref), item)
+        if entry is None:
+            return None, []
+        failed = [c for c in entry.get("checks", []) if not c.get("passed", True)]
+        return 100.0 * float(entry["accuracy"]), failed
+    if source == "metric":
+        value = results["runs"].get(ref, {}).get(item)
+        return (None if value is None else float(value)), []
+    if source == "analysis":
+        value = _dig(results["analyses"].get(ref), item)
+        return (None if value is None else float(value)), []
+    raise ValueError(f"unknown cell source {source!r}")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if abs(value) >= 1 or value == 0:
+        return f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+
+def render_table(results: dict[str, Any], table: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Markdown lines of one table (ours, paper in parentheses) and footnotes for failed checks."""
+    label_headers, headers = list(table["label_headers"]), list(table["headers"])
+    lines = [f"**{table['title']}**", "", "| " + " | ".join(label_headers + headers) + " |",
+             "|" + "---|" * (len(label_headers) + len(headers))]
+    notes: list[str] = []
+    for row in table["rows"]:
+        cells = []
+        for header in headers:
+            cell = row["cells"].get(header)
+            if cell is None:
+                cells.append("")
+                continue
+            value, failed = cell_value(results, cell)
+            text = _fmt(value)
+            paper = published(table["name"], None if row["paper"] is None else tuple(row["paper"]), header)
+            if paper is not None:
+                text += f" ({_fmt(paper)})"
+            if failed:
+                text += CHECK_MARK
+                where = " / ".join(row["labels"]) + f", {header}"
+                notes += [f"{CHECK_MARK} {where}: check `{c['name']}` failed — {c.get('detail', '')}"
+                          for c in failed]
+            cells.append(text)
+        lines.append("| " + " | ".join(list(row["labels"]) + cells) + " |")
+    return lines, notes
+
+
+def _checks_summary(results: dict[str, Any]) -> list[str]:
+    """One line per attack result: passed/failed masking checks (the failed ones named)."""
+    lines = []
+    for key, result in results["attacks"].items():
+        checks = result.get("checks", [])
+        if not checks:
+            continue
+        failed = [c for c in checks if not c["passed"]]
+        status = "all passed" if not failed else "FAILED: " + "; ".join(
+            f"`{c['name']}`" + (f" ({c['subject']})" if c.get("subject") else "") + f" — {c.get('detail', '')}"
+            for c in failed)
+        lines.append(f"- `{key}`: {len(checks)} checks, {status}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ plots
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_lambda_sweep(rows: list[dict[str, float | None]], path: Path) -> Path:
+    """Fig. 3 layout: (a) clean and PGD10 accuracy (%) against lambda, (b) gradient l1 / l2 norms."""
+    plt = _pyplot()
+    lam = [r["lambda"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, style in (("Clean", "o-"), ("PGD10", "s-")):
+        a.plot(lam, [r.get(key) for r in rows], style, label=key)
+    a.set_xlabel("lambda")
+    a.set_ylabel("accuracy (%)")
+    a.legend()
+    for key, style in (("grad l1", "o-"), ("grad l2", "s-")):
+        b.plot(lam, [r.get(key) for r in rows], style, label=key)
+    b.set_xlabel("lambda")
+    b.set_ylabel("mean norm of grad_x f_y")
+    b.set_yscale("log")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_tradeoff(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Clean vs PGD10 accuracy (%) per setting (colour = input-gradient l1 norm), and PGD10 vs grad l1."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    l1 = [r.get("grad l1") or 0.0 for r in rows]
+    sc = a.scatter([r.get("Clean") for r in rows], [r.get("PGD10") for r in rows], c=l1, cmap="viridis")
+    for r in rows:
+        if r.get("Clean") is not None and r.get("PGD10") is not None:
+            a.annotate(r["label"], (r["Clean"], r["PGD10"]), fontsize=6)
+    fig.colorbar(sc, ax=a, label="grad l1")
+    a.set_xlabel("clean accuracy (%)")
+    a.set_ylabel("PGD10 accuracy (%)")
+    b.scatter(l1, [r.get("PGD10") for r in rows])
+    b.set_xscale("symlog", linthresh=1e-3)
+    b.set_xlabel("mean l1 norm of grad_x f_y")
+    b.set_ylabel("PGD10 accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _table_rows(results: dict[str, Any], table: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for row in table["rows"]:
+        values: dict[str, Any] = {"label": " ".join(row["labels"])}
+        for header, cell in row["cells"].items():
+            values[header] = cell_value(results, cell)[0]
+        out.append(values)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def _link(target: str | Path, base: Path) -> str:
+    return os.path.relpath(Path(target).resolve(), base.resolve())
+
+
+def _analysis_lines(key: str, a: dict[str, Any], base: Path) -> list[str]:
+    kind = a.get("kind")
+    lines = [f"- `{key}` ({kind}, {a.get('samples')} samples, clean accuracy "
+             f"{_fmt(100 * a['clean_accuracy']) if a.get('clean_accuracy') is not None else '–'}%)"]
+    if kind == "sparsity":
+        mean = _dig(a, "targets.two_class.mean") or {}
+        lines.append(f"  - two-class target: l0 {_fmt(mean.get('l0'))}, l1 {_fmt(mean.get('l1'))}, "
+                     f"l2 {_fmt(mean.get('l2'))}, density {_fmt(mean.get('density'))}")
+    elif kind == "vulnerability":
+        eps_text = a.get("eps_text", [])
+        for name, curve in a.get("curves", {}).items():
+            pts = ", ".join(f"{e}: {_fmt(100 * v)}" for e, v in zip(eps_text, curve, strict=False))
+            lines.append(f"  - {name}: {pts}")
+    elif kind == "theorem":
+        for r in a.get("results", []):
+            mean = r.get("mean", {})
+            lines.append(
+                f"  - eps {r.get('eps_text')}: measured rho_adv/rho_rand {_fmt(mean.get('ratio'))}, "
+                f"estimate 3*l1²/l2² {_fmt(mean.get('estimate'))}, upper 3*l0 {_fmt(mean.get('upper'))}; "
+                f"inside [3, 3*l0] for {_fmt(None if r.get('in_bounds') is None else 100 * r['in_bounds'])}%"
+                f" of {r.get('defined')} samples, below the estimate for "
+                f"{_fmt(None if r.get('below_estimate') is None else 100 * r['below_estimate'])}%"
+            )
+    elif kind == "distribution":
+        total = a.get("total") or 0
+        zero = a.get("zero_count") or 0
+        lines.append(f"  - {total} components, {_fmt(100 * zero / total if total else None)}% exactly zero, "
+                     f"std {_fmt(a.get('std'))}, max |g| {_fmt(a.get('abs_max'))}")
+    failed = [c for c in a.get("checks", []) if not c.get("passed", True)]
+    for c in failed:
+        lines.append(f"  - {CHECK_MARK} check `{c['name']}` failed ({c.get('subject')}): {c.get('detail')}")
+    for png in a.get("plots", []):
+        if Path(png).is_file():
+            lines.append(f"  - ![{kind}]({_link(png, base)})")
+    return lines
+
+
+def repro_section(directory: Path, base: Path) -> list[str]:
+    """Markdown section of one reproduction output (plots written into ``directory``)."""
+    results = load_results(directory)
+    spec = results["spec"]
+    name = spec["name"]
+    lines = [f"## {spec['title']} — `{name}`, {spec['scale']} scale", ""]
+    if name in CLAIMS:
+        lines += [f"Paper's claim: {CLAIMS[name]}", ""]
+    lines += [f"- {n}" for n in spec.get("notes", [])]
+    lines.append("")
+    tables = spec.get("tables") or []
+    for table in tables:
+        body, notes = render_table(results, table)
+        lines += body + [""]
+        if any(published(table["name"], tuple(r["paper"]), h) is not None
+               for r in table["rows"] if r["paper"] is not None for h in table["headers"]):
+            lines += ["Ours first, the paper's published number in parentheses.", ""]
+        lines += notes + ([""] if notes else [])
+        if table["name"] == "table7":
+            lines += _cost_ratios(results, table)
+    if name in ("fig3", "tradeoff") and tables:
+        rows = _table_rows(results, tables[0])
+        lam_rows = [r | {"lambda": float(r["label"].split()[-1])} for r in rows
+                    if name == "fig3" or r["label"].startswith("SR lambda")]
+        if lam_rows:
+            png = plot_lambda_sweep(sorted(lam_rows, key=lambda r: r["lambda"]), directory / "lambda.png")
+            lines += [f"![lambda sweep]({_link(png, base)})", ""]
+        if name == "tradeoff":
+            png = plot_tradeoff(rows, directory / "tradeoff.png")
+            lines += [f"![trade-off]({_link(png, base)})", ""]
+    if results["analyses"]:
+        lines += ["Analyses:", ""]
+        for key, a in results["analyses"].items():
+            lines += _analysis_lines(key, a, base)
+        lines.append("")
+    checks = _checks_summary(results)
+    if checks:
+        lines += ["Masking checks (DESIGN §6):", ""] + checks + [""]
+    return lines
+
+
+def _cost_ratios(results: dict[str, Any], table: dict[str, Any]) -> list[str]:
+    row = table["rows"][0]
+    ours = {h: cell_value(results, c)[0] for h, c in row["cells"].items()}
+    base = ours.get("Vanilla")
+    paper_base = published("table7", (), "Vanilla")
+    if not base or not paper_base:
+        return []
+    parts = [f"{h} {_fmt(v / base)}x (paper {_fmt(published('table7', (), h) / paper_base)}x)"
+             for h, v in ours.items() if v is not None and published("table7", (), h) is not None]
+    return ["Cost relative to Vanilla: " + ", ".join(parts), ""]
+
+
+def run_section(run: Path, base: Path) -> list[str]:
+    """Markdown section of one run directory: attack tables with checks, analyses with plots."""
+    attacks, analyses = _run_artifacts(run)
+    config = json.loads((run / "config.json").read_text())
+    model = config.get("model", {})
+    defense = config.get("defense") or {}
+    lines = [f"## Run `{run}`", "",
+             f"{model.get('name', '?')} on {config.get('data', {}).get('dataset', '?')}, "
+             f"defense {defense.get('name', '?')}", ""]
+    for result in attacks:
+        lines += [f"**{result['mode']}** ({result['ensemble']} ensemble, eps {result['eps_text']}, "
+                  f"{result['samples']} samples)", "",
+                  "| attack | accuracy (%) | masking checks |", "|---|---|---|"]
+        for entry in result["attacks"]:
+            failed = [c["name"] for c in entry.get("checks", []) if not c["passed"]]
+            mark = CHECK_MARK if failed else ""
+            lines.append(f"| {entry['label']} | {_fmt(100 * entry['accuracy'])}{mark} | "
+                         f"{', '.join(failed) or 'ok'} |")
+        lines.append("")
+        failed_all = [c for c in result.get("checks", []) if not c["passed"]]
+        lines += [f"- {CHECK_MARK} `{c['name']}` ({c.get('subject')}): {c.get('detail')}" for c in failed_all]
+        lines.append("")
+    for a in analyses:
+        lines += _analysis_lines(f"analysis-{a.get('kind')}", a, base)
+    lines.append("")
+    return lines
+
+
+def write_report(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``report.md`` (and plots) for run directories and/or reproduction outputs; returns its path.
+
+    Raises:
+        UserInputError: no inputs, a path that holds neither a run nor reproduction results, or a run
+            without any attack / analysis results.
+    """
+    if not inputs:
+        raise UserInputError("give at least one run directory or reproduction output to report on")
+    items: list[tuple[str, Path]] = []
+    for p in inputs:
+        items += _classify(Path(p))
+    if out is None:
+        dirs = [Path(p).resolve() for p in inputs]
+        directory = dirs[0] if len(dirs) == 1 else Path(os.path.commonpath(dirs))
+        if directory.is_file():
+            directory = directory.parent
+    else:
+        directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["# evrobust report", ""]
+    for kind, path in items:
+        lines += repro_section(path, directory) if kind == "repro" else run_section(path, directory)
+    target = directory / REPORT_FILE
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, target)
+    log.info("wrote %s", target)
+    return target
