@@ -139,7 +139,7 @@ class StoreDataset(Dataset):
         self.events = attrs["kind"] == "events"
         self.scale = float(attrs["scale"])
         self.labels = torch.from_numpy(
-            zarr.open_array(store=str(self.path), path="labels", mode="r")[:][self.indices]
+            _open_array(self.path, "labels")[:][self.indices]
         )
         self._frames: zarr.Array | None = None
 
@@ -154,16 +154,26 @@ class StoreDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._frames is None:
-            self._frames = zarr.open_array(store=str(self.path), path="frames", mode="r")
+            self._frames = _open_array(self.path, "frames")
         raw = self._frames[int(self.indices[i])]
         return _convert(raw, self.events, self.scale), self.labels[i]
 
 
+def _open_array(store_path: str | Path, name: str) -> zarr.Array:
+    """Open array ``name`` of a store read-only; damaged array metadata becomes a one-line UserInputError."""
+    try:
+        return zarr.open_array(store=str(store_path), path=name, mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for a garbled zarr.json
+        raise UserInputError(
+            f"{store_path}: array {name!r} cannot be opened ({type(exc).__name__}); "
+            f"run `evrobust preprocess verify {store_path}` and rebuild the store"
+        ) from None
+
+
 def read_split_arrays(store_path: str | Path, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The stored integers ``[n, ...]`` and labels ``[n]`` of ``indices`` (in that order), read in one go."""
-    path = str(store_path)
-    frames = zarr.open_array(store=path, path="frames", mode="r")
-    labels = zarr.open_array(store=path, path="labels", mode="r")[:]
+    frames = _open_array(store_path, "frames")
+    labels = _open_array(store_path, "labels")[:]
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         return np.zeros((0, *frames.shape[1:]), dtype=frames.dtype), labels[:0]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _safetensors_bytes
 
+from evrobust.atomic import write_bytes_atomic
 from evrobust.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -77,29 +77,9 @@ def save_checkpoint(
         raise TypeError(f"checkpoint metadata is not JSON-serialisable: {exc}") from exc
     payload = _safetensors_bytes(flat, metadata={METADATA_KEY: header})
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise UserInputError(
-            f"cannot write checkpoint {path} ({exc.strerror or exc}); check free space and permissions"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        # Never leave a half-written temporary file behind (also on KeyboardInterrupt).
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # ENOSPC, EDQUOT, EFBIG, EACCES, ...: the previous checkpoint is intact
-            raise UserInputError(
-                f"cannot write checkpoint {path} ({exc.strerror or exc}); the previous checkpoint is intact; "
-                "free some space or fix the permissions, then rerun with --resume"
-            ) from None
-        raise
-    _fsync_directory(path.parent)
+    # Atomic: a crash leaves the previous checkpoint or the new one. An OSError (ENOSPC, EFBIG, EACCES, ...)
+    # propagates as is; the training pipeline turns it into one user-facing line.
+    write_bytes_atomic(path, payload)
     log.debug("saved checkpoint %s (%d tensors, %d bytes)", path, len(flat), len(payload))
     return path
 
@@ -124,8 +104,9 @@ def load_checkpoint(
         raise UserInputError(f"checkpoint not found: {path} (expected an evrobust .safetensors file)")
     if _looks_like_torch_pickle(path):
         raise UserInputError(
-            f"{path} is a torch pickle checkpoint, which can run code when loaded; evrobust reads "
-            "safetensors only (convert it with load_torch_checkpoint(path, trust=True) if you trust it)"
+            f"cannot read checkpoint {path}: it is a torch pickle checkpoint, which can run code when "
+            "loaded; evrobust reads safetensors only (convert it with load_torch_checkpoint(path, trust=True)"
+            " if you trust it)"
         )
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as fh:
@@ -281,17 +262,3 @@ def unflatten_state(tree: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 def _hashable(key: Any) -> Any:
     """Dictionary keys decoded from JSON lists become tuples again (lists are not hashable)."""
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist the rename itself (POSIX); silently skipped where directories cannot be opened (Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

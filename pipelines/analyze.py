@@ -44,16 +44,16 @@ from evrobust.analysis.theorem import DEFAULT_MC_SAMPLES, DEFAULT_PGD_STEPS
 from evrobust.attacks import ATTACKS, ENSEMBLES, create_attack, ensemble_specs, member_name, predict
 from evrobust.errors import UserInputError
 from evrobust.neurons import GradSpec
-from evrobust.pipelines.attack import (
-    _eps_text,
-    _load,
-    _resolve_device,
-    _store_of,
-    _test_batches,
-    _test_split,
-    _write_atomic,
+from evrobust.pipelines.evaluation_inputs import (
+    eps_text,
+    iter_test_batches,
+    load_evaluated_run,
+    open_test_split,
+    resolve_device,
+    run_test_store,
 )
 from evrobust.pipelines.options import parse_eps
+from evrobust.pipelines.runs import write_text_atomic
 
 __all__ = ["DEFAULT_LIMIT", "KINDS", "THEOREM_EPS_GRID", "compare_plot", "result_path", "run_analysis"]
 
@@ -183,7 +183,7 @@ class _Context:
         """``(batch index, x, y)`` on the device; counts clean accuracy on the first pass."""
         count_clean = not self._counted
         self._counted = True
-        for b, x, y in _test_batches(self.dataset, self.n, self.batch_size, 0):
+        for b, x, y in iter_test_batches(self.dataset, self.n, self.batch_size, 0):
             x, y = x.to(self.device), y.to(self.device)
             if count_clean:
                 self.correct += int((predict(self.model, x) == y).sum())
@@ -239,7 +239,7 @@ def _kind_vulnerability(ctx: _Context, opts: dict[str, Any], grid: list[float]) 
                     checks.append(check.to_json())
     return {
         "eps": grid,
-        "eps_text": [_eps_text(e) if e > 0 else "0" for e in grid],
+        "eps_text": [eps_text(e) if e > 0 else "0" for e in grid],
         "ensemble": "spec" if ctx.spec is not None else opts["ensemble"],
         "members": [member_name(s) if s is not None else (model_spec(ctx.model) or "model") for s in specs],
         "attacks": list(curves),
@@ -272,7 +272,7 @@ def _kind_theorem(ctx: _Context, opts: dict[str, Any], grid: list[float]) -> dic
     results = []
     for eps, part in zip(grid, parts, strict=True):
         summary = summarize_theorem({k: torch.cat(v) for k, v in part.items()})
-        results.append({"eps": eps, "eps_text": _eps_text(eps), **summary})
+        results.append({"eps": eps, "eps_text": eps_text(eps), **summary})
     return {key: opts[key] for key in ("target", "mc_samples", "pgd_steps", "clip", "tol")} | {
         "results": results
     }
@@ -416,12 +416,12 @@ def run_analysis(
     default_grid = DEFAULT_EPS_GRID if kind == "vulnerability" else THEOREM_EPS_GRID
     grid = parse_eps_grid(eps_grid, default_grid) if uses_eps else []
     spec_text = None if spec is None else str(GradSpec.parse(spec))
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     run_dir = Path(run)
     start = time.perf_counter()
-    model, config = _load(run_dir, which, dev, "analysed")
-    store = _store_of(config, data_dir)
-    dataset, n = _test_split(store, limit)
+    model, config = load_evaluated_run(run_dir, which, dev, "analysed")
+    store = run_test_store(config, data_dir)
+    dataset, n = open_test_split(store, limit)
     if n == 0:
         raise UserInputError(f"the test split of {store} is empty")
     ctx = _Context(run_dir, model, config, dataset, n, batch_size, dev, spec_text, seed)
@@ -448,7 +448,8 @@ def run_analysis(
     }
     result["plots"] = _plots(kind, result, run_dir) if plots else []
     result["seconds"] = time.perf_counter() - start
-    _write_atomic(result_path(run_dir, kind), json.dumps(_json_safe(result), indent=1) + "\n")
+    result = _json_safe(result)
+    write_text_atomic(result_path(run_dir, kind), json.dumps(result, indent=1) + "\n")
     logger.info("wrote %s", result_path(run_dir, kind))
     return result
 

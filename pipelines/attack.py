@@ -21,13 +21,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from evrobust.analysis.evaluate import AttackFlags, evaluate_batch
 from evrobust.analysis.masking import (
@@ -52,7 +51,16 @@ from evrobust.attacks import (
 from evrobust.attacks.base import Attack
 from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
+from evrobust.pipelines.evaluation_inputs import (
+    eps_text,
+    iter_test_batches,
+    load_evaluated_run,
+    open_test_split,
+    resolve_device,
+    run_test_store,
+)
 from evrobust.pipelines.options import parse_eps
+from evrobust.pipelines.runs import write_text_atomic
 from evrobust.preprocess.locks import acquire as acquire_lock
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
@@ -86,72 +94,6 @@ def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Pa
     return run / f"attack-{mode}.json", run / f"attack-{mode}.md", run / f"attack-{mode}.partial.json"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp + fsync + rename; OSError -> one-line UserInputError)."""
-    from evrobust.pipelines.runs import write_text_atomic
-
-    write_text_atomic(path, text)
-
-
-def _eps_text(eps: float) -> str:
-    """``8/255`` when eps is a whole number of 255ths, else the decimal."""
-    scaled = eps * 255
-    return f"{round(scaled)}/255" if math.isclose(scaled, round(scaled), abs_tol=1e-6) else f"{eps:.6g}"
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserInputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserInputError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def _load(run: Path, which: str, device: torch.device, role: str) -> tuple[nn.Module, dict[str, Any]]:
-    from evrobust.pipelines.runs import load_run
-
-    if not run.is_dir():
-        raise UserInputError(f"{role} run {run} does not exist; give the --out directory of `evrobust train`")
-    return load_run(run, which=which, device=device)
-
-
-def _store_of(config: dict[str, Any], data_dir: str | None) -> Path:
-    """The test store of a run: its recorded path, else the data name resolved again."""
-    from evrobust.datasets import resolve_data
-
-    data = config.get("data", {})
-    store = data.get("store")
-    if store and Path(store).exists():
-        return Path(store)
-    name = data.get("name") or data.get("dataset")
-    if not name:
-        raise UserInputError("the run's config.json names no data store; was it written by `evrobust train`?")
-    return resolve_data(str(name), data_dir)
-
-
-def _test_split(store: Path, limit: int | None) -> tuple[Any, int]:
-    """``(dataset, n)``: the test split and how many of its first samples to evaluate."""
-    from evrobust.datasets import open_split
-
-    dataset = open_split(store, "test")
-    return dataset, len(dataset) if limit is None else min(limit, len(dataset))
-
-
-def _test_batches(dataset: Any, n: int, batch_size: int, first: int) -> Iterator[tuple[int, Tensor, Tensor]]:
-    """``(batch index, x, y)`` for batches ``first, first+1, ...`` of the first ``n`` test samples."""
-    for start in range(first * batch_size, n, batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, n))]
-        x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
-        y = torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
-        yield start // batch_size, x, y
-
-
 def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool) -> list[_Job]:
     jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed)) for n in names]
     if not checks:
@@ -164,10 +106,10 @@ def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool
             jobs.append(_Job("pgd10", "pgd10", eps, False, create_attack("pgd10", eps, seed)))
         half = eps / 2
         half_attack = create_attack("pgd10", half, seed)
-        jobs.append(_Job(f"pgd10@{_eps_text(half)}", "pgd10", half, False, half_attack))
+        jobs.append(_Job(f"pgd10@{eps_text(half)}", "pgd10", half, False, half_attack))
         if LARGE_EPS > eps:
             big = PGD(LARGE_EPS, alpha=LARGE_EPS / 4, steps=10, seed=seed)
-            jobs.append(_Job(f"pgd10@{_eps_text(LARGE_EPS)}", "pgd10", LARGE_EPS, False, big))
+            jobs.append(_Job(f"pgd10@{eps_text(LARGE_EPS)}", "pgd10", LARGE_EPS, False, big))
     return jobs
 
 
@@ -206,7 +148,7 @@ def _checks(
             if job.name == "pgd10" and job.key in acc:
                 curve[job.eps] = acc[job.key]
         out.append(check_monotone_in_eps(curve, CHECK_TOL, "pgd10"))
-        large = f"pgd10@{_eps_text(LARGE_EPS)}"
+        large = f"pgd10@{eps_text(LARGE_EPS)}"
         if large in acc:
             out.append(check_large_eps(acc[large], LARGE_EPS, 0.05, "pgd10"))
     if zero is not None and zero.samples:
@@ -352,9 +294,9 @@ def _run_attack(
         raise UserInputError("--mode blackbox needs --source <run dir of the model that crafts the examples>")
     if mode == "whitebox" and source is not None:
         raise UserInputError("--source is only used with --mode blackbox; drop it or add --mode blackbox")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     run = Path(run)
-    model, config = _load(run, which, dev, "target")
+    model, config = load_evaluated_run(run, which, dev, "target")
     source_model: nn.Module | None = None
     if source is not None:
         source = Path(source)
@@ -362,13 +304,13 @@ def _run_attack(
             raise UserInputError(
                 "--source is the same run as the target; black-box needs another trained model"
             )
-        source_model, source_config = _load(source, which, dev, "source")
+        source_model, source_config = load_evaluated_run(source, which, dev, "source")
         _check_same_data(config, source_config)
     specs = ensemble_specs(ensemble)
     member_labels = [member_name(s) for s in specs]
     jobs = _jobs(names, eps_value, seed, mode, checks)
-    store = _store_of(config, data_dir)
-    dataset, n = _test_split(store, limit)
+    store = run_test_store(config, data_dir)
+    dataset, n = open_test_split(store, limit)
     if n == 0:
         raise UserInputError(f"the test split of {store} is empty")
 
@@ -399,7 +341,7 @@ def _run_attack(
 
     total_batches = math.ceil(n / batch_size)
     compatible_checked = False
-    for b, x, y in _test_batches(dataset, n, batch_size, done):
+    for b, x, y in iter_test_batches(dataset, n, batch_size, done):
         x, y = x.to(dev), y.to(dev)
         if source_model is not None and not compatible_checked:
             check_compatible(source_model, model, x)
@@ -420,7 +362,7 @@ def _run_attack(
             "seconds": seconds,
             "zero": zero.__dict__,
         }
-        _write_atomic(partial_path, json.dumps(state))
+        write_text_atomic(partial_path, json.dumps(state))
         status = ", ".join(f"{j.key} {100 * flags[j.key].accuracy():.1f}%" for j in jobs if j.in_table)
         logger.info("batch %d/%d: %s", done, total_batches, status)
 
@@ -442,7 +384,7 @@ def _run_attack(
         "ensemble": ensemble,
         "members": member_labels,
         "eps": eps_value,
-        "eps_text": _eps_text(eps_value),
+        "eps_text": eps_text(eps_value),
         "seed": seed,
         "samples": n,
         "attacks": [
@@ -464,8 +406,8 @@ def _run_attack(
         "zero_gradients": zero.__dict__ if mode == "whitebox" and checks else None,
         "flags": {k: f.to_json() for k, f in flags.items()},
     }
-    _write_atomic(json_path, json.dumps(result, indent=1))
-    _write_atomic(md_path, render_markdown(result))
+    write_text_atomic(json_path, json.dumps(result, indent=1))
+    write_text_atomic(md_path, render_markdown(result))
     partial_path.unlink(missing_ok=True)
     for c in check_results:
         if not c.passed:
@@ -477,7 +419,7 @@ def _run_attack(
 def _label(job: _Job) -> str:
     """Table label: ``PGD10``, or ``PGD10@4/255`` for a check attack at another eps."""
     label = ATTACKS[job.name].label
-    return label if job.key == job.name else f"{label}@{_eps_text(job.eps)}"
+    return label if job.key == job.name else f"{label}@{eps_text(job.eps)}"
 
 
 def _member_summary(flags: AttackFlags) -> dict[str, dict[str, float | None]]:

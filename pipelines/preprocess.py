@@ -122,10 +122,12 @@ def preprocess_cifar10dvs(
     on_result: ProgressHook | None = None,
     files_per_task: int | None = None,
 ) -> BuildReport:
-    """Build the CIFAR10-DVS frame store from ``<raw>/<class>/*.aedat`` (or ``.aedat4``).
+    """Build the CIFAR10-DVS frame store from `<raw>/<class>/*.aedat[4]` folders or `<raw>/<class>.zip` files.
 
     Args:
-        raw: the raw directory (one folder per class).
+        raw: the raw directory: per class a folder, or the zip archive as distributed (``airplane.zip``, ...),
+            whose ``.aedat`` members are read in place without extracting (see
+            :func:`evrobust.preprocess.sources.scan_event_dir`).
         frames: T; split_by: ``number`` or ``time``; size: output side (``None`` keeps 128).
         out: the store path (default ``<data dir>/cifar10dvs.zarr``, non-default frame options in the name).
         data_dir: the data directory (default ``$EVROBUST_DATA`` or ``./data``).

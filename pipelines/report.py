@@ -26,6 +26,7 @@ from typing import Any
 from evrobust.errors import UserInputError
 from evrobust.pipelines.reproduce.runner import RESULTS_FILE, load_results
 from evrobust.pipelines.reproduce.tables import CLAIMS, published
+from evrobust.pipelines.runs import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ def _checks_summary(results: dict[str, Any]) -> list[str]:
             continue
         failed = [c for c in checks if not c["passed"]]
         status = "all passed" if not failed else "FAILED: " + "; ".join(
-            f"`{c['name']}`" + (f" ({c['subject']})" if c.get("subject") else "") + f" — {c.get('detail', '')}"
+            f"`{c['name']}`" + (f" ({c['subject']})" if c.get("subject") else "")
+            + f" — {c.get('detail', '')}"
             for c in failed)
         lines.append(f"- `{key}`: {len(checks)} checks, {status}")
     return lines
@@ -298,8 +300,18 @@ def repro_section(directory: Path, base: Path) -> list[str]:
             png = plot_lambda_sweep(sorted(lam_rows, key=lambda r: r["lambda"]), directory / "lambda.png")
             lines += [f"![lambda sweep]({_link(png, base)})", ""]
         if name == "tradeoff":
+            from evrobust.pipelines.tradeoff import summarize, tradeoff_points
+
             png = plot_tradeoff(rows, directory / "tradeoff.png")
             lines += [f"![trade-off]({_link(png, base)})", ""]
+            summary = summarize(tradeoff_points(results))
+            lines += [
+                f"Spearman rank correlations over {summary['points']:.0f} runs: gradient l1 vs PGD10 "
+                f"{_fmt(summary['l1_vs_robust'])} (the sparsity thesis predicts < 0), gradient l1 vs clean "
+                f"{_fmt(summary['l1_vs_clean'])} (the trade-off predicts > 0), clean vs PGD10 "
+                f"{_fmt(summary['clean_vs_robust'])}.",
+                "",
+            ]
     if results["analyses"]:
         lines += ["Analyses:", ""]
         for key, a in results["analyses"].items():
@@ -318,7 +330,7 @@ def _cost_ratios(results: dict[str, Any], table: dict[str, Any]) -> list[str]:
     paper_base = published("table7", (), "Vanilla")
     if not base or not paper_base:
         return []
-    parts = [f"{h} {_fmt(v / base)}x (paper {_fmt(published('table7', (), h) / paper_base)}x)"
+    parts = [f"{h} {v / base:.2f}x (paper {published('table7', (), h) / paper_base:.2f}x)"
              for h, v in ours.items() if v is not None and published("table7", (), h) is not None]
     return ["Cost relative to Vanilla: " + ", ".join(parts), ""]
 
@@ -375,8 +387,6 @@ def write_report(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     for kind, path in items:
         lines += repro_section(path, directory) if kind == "repro" else run_section(path, directory)
     target = directory / REPORT_FILE
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, target)
+    write_text_atomic(target, "\n".join(lines) + "\n")
     log.info("wrote %s", target)
     return target

@@ -21,13 +21,13 @@ import logging
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from evrobust.atomic import write_bytes_atomic
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
@@ -108,47 +108,17 @@ def prepare_run_dir(run_dir: Path, document: dict[str, Any], resume: bool) -> bo
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: temporary file in the same directory, fsync, ``os.replace``, fsync the dir.
+    """Write ``text`` to ``path`` atomically (:func:`evrobust.atomic.write_bytes_atomic`).
 
-    A crash (or a full disk) leaves either the old file or the new one, never a torn one; the temporary file
-    is removed on any failure. An OSError (ENOSPC, EACCES, ...) becomes a one-line UserInputError.
+    An OSError (ENOSPC, EACCES, ...) becomes a one-line UserInputError; the previous version is intact.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_bytes_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise UserInputError(
-            f"cannot write {path} ({exc.strerror or exc}); check free space and permissions"
+            f"cannot write {path} ({exc.strerror or exc}); the previous version is intact; "
+            "check free space and permissions"
         ) from None
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise UserInputError(
-                f"cannot write {path} ({exc.strerror or exc}); the previous version is intact; "
-                "check free space and permissions"
-            ) from None
-        raise
-    fsync_directory(path.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Persist a rename in ``directory`` (POSIX); skipped where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -259,6 +229,27 @@ def model_state_from(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
 
 
+MAX_PARAMETERS = 1 << 31  # 8 GB of float32 weights: far above VGG-11 (~130 M) and WRN-16-4 (~2.7 M)
+
+
+def _check_model_size(model_config: dict[str, Any]) -> None:
+    """Refuse a config whose model would not fit in memory, before allocating it.
+
+    The model is first built on PyTorch's ``meta`` device (shapes only, no memory), so a damaged or hostile
+    ``config.json`` asking for ``width=1000`` fails here as one line instead of exhausting memory.
+    """
+    # mean/std are validated with value checks that meta tensors cannot answer; they add no parameters.
+    shapes_only = {**model_config, "mean": None, "std": None}
+    try:
+        with torch.device("meta"):
+            probe = create_model(**shapes_only)
+    except (NotImplementedError, RuntimeError):
+        return  # a builder that cannot run on meta: the real build below reports its own errors
+    count = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    if count > MAX_PARAMETERS:
+        raise UserInputError(f"the model has {count} parameters, more than the {MAX_PARAMETERS} allowed")
+
+
 def load_run(
     run_dir: str | os.PathLike[str],
     which: str = "best",
@@ -291,6 +282,7 @@ def load_run(
     if neuron_backend is not None:
         model_config["neuron_backend"] = neuron_backend
     try:
+        _check_model_size(model_config)
         model = create_model(**model_config)
     except UserInputError as exc:
         raise UserInputError(

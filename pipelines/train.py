@@ -326,8 +326,8 @@ class Trainer:
             "model_config": self.model.config,
         }
         if improved:
-            save_checkpoint(self.run_dir / BEST_CHECKPOINT, tensors, metadata)
-        save_checkpoint(self.run_dir / LAST_CHECKPOINT, tensors, metadata)
+            _save_or_explain(self.run_dir / BEST_CHECKPOINT, tensors, metadata)
+        _save_or_explain(self.run_dir / LAST_CHECKPOINT, tensors, metadata)
 
     def _restore(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
@@ -546,6 +546,20 @@ class Trainer:
             "val_grad_l2": float(flat.norm(dim=1).mean()),
             "val_grad_zero_frac": float((flat == 0).double().mean()),
         }
+
+
+def _save_or_explain(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> None:
+    """:func:`save_checkpoint`, with a full disk or a permission error as one UserInputError line.
+
+    The write is atomic, so the previous checkpoint of that name is intact and ``--resume`` continues from it.
+    """
+    try:
+        save_checkpoint(path, tensors, metadata)
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write checkpoint {path} ({exc.strerror or exc}); the previous checkpoint is intact; "
+            "free some space or fix the permissions, then rerun with --resume"
+        ) from None
 
 
 def train(config: TrainConfig) -> Path:

@@ -26,8 +26,6 @@ and nothing else escapes the reader.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from evrobust.atomic import write_bytes_atomic
 from evrobust.errors import UserInputError
 
 from .events import EVENT_DTYPE, EventFileError, check_sensor_size, validate_events
@@ -348,15 +347,4 @@ def write_aedat2(
         lines.append(" " + chip)
     lines += [" " + s for s in header_lines]
     header = "".join(f"#{s}\r\n" for s in lines).encode("latin-1") + _END_OF_HEADER + b"\r\n"
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(header)
-            fh.write(pairs.tobytes())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_bytes_atomic(path, header + pairs.tobytes())

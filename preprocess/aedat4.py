@@ -33,6 +33,17 @@ class Aedat4Stream:
     sensor_size: tuple[int, int] | None
 
 
+# The `aedat` Rust extension reports most corrupt input as RuntimeError/OSError, but a panic inside it
+# surfaces as pyo3's PanicException, which derives from BaseException (not Exception). The readers therefore
+# catch BaseException (minus KeyboardInterrupt/SystemExit) around every call into the extension, so a corrupt
+# file is always an EventFileError, never a traceback.
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _decoder(path: str | Path) -> Any:  # aedat.Decoder ships no type stubs
     p = Path(path)
     if not p.exists():
@@ -48,8 +59,10 @@ def _decoder(path: str | Path) -> Any:  # aedat.Decoder ships no type stubs
 
     try:
         return aedat.Decoder(str(p))
-    except Exception as exc:  # the extension raises plain RuntimeError/OSError subclasses
-        raise EventFileError(path, f"cannot be decoded as AEDAT 4.0 ({exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a Rust panic (see above)
+        raise EventFileError(path, f"cannot be decoded as AEDAT 4.0 ({_describe(exc)})") from None
 
 
 def aedat4_streams(path: str | Path) -> list[Aedat4Stream]:
@@ -92,8 +105,10 @@ def read_aedat4(path: str | Path, stream_id: int | None = None) -> np.ndarray:
         for packet in decoder:
             if packet["stream_id"] == stream_id and "events" in packet:
                 chunks.append(packet["events"])
-    except Exception as exc:  # a corrupt or cut packet
-        raise EventFileError(path, f"corrupt AEDAT 4.0 packet ({exc})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - a corrupt packet or a Rust panic
+        raise EventFileError(path, f"corrupt AEDAT 4.0 packet ({_describe(exc)})") from None
     n = sum(c.shape[0] for c in chunks)
     out = np.empty(n, dtype=EVENT_DTYPE)
     pos = 0

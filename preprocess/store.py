@@ -38,8 +38,9 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +152,37 @@ def _write_chunk(path: Path, name: str, index: int, value: np.ndarray) -> None:
             _ZSTD = Zstd(level=_COMPRESSOR.level)
         data = bytes(_ZSTD.encode(data))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with write_errors(path, f"sample {index} of {name}"):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:  # a regular file takes it all at once; loop for the rare short write
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            # No fsync per chunk (it would cost ~1 ms x every sample): the rename makes a chunk all-or-nothing
+            # for a killed process; after a power loss, `evrobust preprocess verify` finds undecodable chunks.
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def write_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn an OSError while writing the store into one UserInputError line (ENOSPC, EDQUOT, EFBIG, EACCES).
+
+    Whatever was written before stays valid (chunks are renamed into place only when complete, flags come
+    after their chunks), so the message tells the user to fix the cause and rerun, which resumes.
+    """
     try:
-        view = memoryview(data)
-        while view:  # a regular file takes it all at once; loop for the rare short write
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        yield
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write {what} of the store {path} ({exc.strerror or exc}); "
+            "free some space or fix the permissions, then rerun the same command to resume"
+        ) from None
 
 
 def read_attrs(path: str | Path) -> dict[str, Any]:
@@ -170,15 +194,88 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
             f"{path} is not an evrobust store (no zarr.json); build one with `evrobust preprocess`"
         )
     try:
-        doc = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"{path}/zarr.json is unreadable ({exc}); rebuild the store") from None
-    attrs = doc.get("attributes", {})
-    if attrs.get("format") != FORMAT_NAME:
+        if meta.stat().st_size > MAX_ATTRS_BYTES:
+            raise UserInputError(f"{path}/zarr.json is over {MAX_ATTRS_BYTES} bytes; rebuild the store")
+        doc = json.loads(meta.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        if isinstance(exc, UserInputError):
+            raise
+        message = " ".join(str(exc).split())[:200]
+        raise UserInputError(f"{path}/zarr.json is unreadable ({message}); rebuild the store") from None
+    attrs = doc.get("attributes", {}) if isinstance(doc, dict) else None
+    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
         raise UserInputError(
             f"{path} is a zarr group but not an evrobust store (attribute format != {FORMAT_NAME})"
         )
+    problem = _attrs_problem(attrs)
+    if problem:
+        raise UserInputError(f"{path}/zarr.json is damaged ({problem}); rebuild the store")
     return attrs
+
+
+MAX_ATTRS_BYTES = 256 << 20  # the attrs of a 60000-sample store (splits, checksums) are a few MB
+MAX_SAMPLE_ELEMENTS = 1 << 28  # one sample of 256 M values: far above any real frame stack
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_list(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_int(i) and i >= 0 for i in v)
+
+
+def _attrs_problem(attrs: dict[str, Any]) -> str | None:
+    """The first type/range problem of the root attributes present (None when they are well formed).
+
+    Readers downstream index, reshape and allocate with these values, so a garbled or hostile zarr.json must
+    stop here, as one UserInputError, instead of as a TypeError deep inside (or a huge allocation).
+    """
+    if "kind" in attrs and attrs["kind"] not in KINDS:
+        return f"kind {attrs['kind']!r} is not one of {', '.join(KINDS)}"
+    shape = attrs.get("sample_shape", [1])
+    if not _int_list(shape) or not shape or min(shape) < 1 or math.prod(shape) > MAX_SAMPLE_ELEMENTS:
+        return f"sample_shape {str(shape)[:80]} is not a plausible list of positive sizes"
+    if "dtype" in attrs and attrs["dtype"] not in (COUNT_DTYPE.name, IMAGE_DTYPE.name):
+        return f"dtype {str(attrs['dtype'])[:40]!r} is not uint16 or uint8"
+    classes = attrs.get("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        return "classes is not a list of names"
+    n_classes = attrs.get("num_classes", len(classes))
+    if not _is_int(n_classes) or n_classes < 1 or n_classes != len(classes):
+        return f"num_classes {str(n_classes)[:40]} does not match the {len(classes)} class names"
+    if not isinstance(attrs.get("sources", []), list):
+        return "sources is not a list"
+    for key in ("splits", "planned_splits"):
+        schemes = attrs.get(key, {})
+        if not isinstance(schemes, dict) or not all(
+            isinstance(parts, dict) and all(_int_list(idx) for idx in parts.values())
+            for parts in schemes.values()
+        ):
+            return f"{key} is not a mapping of index lists"
+    for key in ("default_split", "stats_split"):
+        if key in attrs and not isinstance(attrs[key], str):
+            return f"{key} is not a name"
+    if "default_split" in attrs and isinstance(attrs.get("planned_splits"), dict):
+        if attrs["default_split"] not in attrs["planned_splits"]:
+            return f"default_split {attrs['default_split']!r} names no split scheme"
+    for key in ("mean", "std"):
+        v = attrs.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
+            return f"{key} is not a list of numbers"
+    scale = attrs.get("scale", 1.0)
+    if scale is not None and (
+        not isinstance(scale, int | float)
+        or isinstance(scale, bool)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        return f"scale {str(scale)[:40]} is not a positive number"
+    for key in ("frames", "resize"):
+        v = attrs.get(key)
+        if v is not None and (not _is_int(v) or v < 1):
+            return f"{key} {str(v)[:40]} is not a positive integer"
+    return None
 
 
 def _json_roundtrip(value: Any) -> Any:
@@ -311,8 +408,19 @@ def create_store(
                 stale.unlink(missing_ok=True)
         logger.info("resuming the store at %s", path)
         return False
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{path} is a file, not a store directory; choose another --out path")
     if path.exists() and any(path.iterdir()) and not _unfinished_creation(path):
         raise UserInputError(f"{path} exists and is not an evrobust store; choose another --out path")
+    with write_errors(path, "the arrays"):
+        _create_arrays(path, build, labels, kind, dtype)
+    logger.info("created the store at %s (%d samples, sample shape %s)", path, n, build["sample_shape"])
+    return True
+
+
+def _create_arrays(path: Path, build: dict[str, Any], labels: np.ndarray, kind: str, dtype: np.dtype) -> None:
+    """Create the arrays, write the labels, then the root attributes (see :func:`create_store`)."""
+    n = int(labels.shape[0])
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     shape = (n, *build["sample_shape"])
     group.create_array(
@@ -353,8 +461,6 @@ def create_store(
     # Attributes last: a directory with arrays but no format attribute is not yet a store, so a crash here
     # leaves nothing that a rerun would mistake for a resumable store.
     group.attrs.put({**build, "complete": False})
-    logger.info("created the store at %s (%d samples, sample shape %s)", path, n, tuple(shape[1:]))
-    return True
 
 
 def write_sample(path: str | Path, index: int, sample: np.ndarray, sha256: bytes | None = None) -> None:
@@ -559,7 +665,6 @@ def finalize_store(
     else:
         sha = dict(zip(attrs["sources"], attrs["source_sha256_planned"] or [], strict=False))
         skipped_list = []
-    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
     final = {
         **{k: attrs[k] for k in BUILD_KEYS},
         "complete": True,
@@ -571,7 +676,8 @@ def finalize_store(
         "source_sha256": sha,
         "skipped": skipped_list,
     }
-    group.attrs.put(final)
+    with write_errors(path, "the final attributes"):  # zarr writes zarr.json via temp + rename
+        zarr.open_group(str(path), mode="r+", zarr_format=3).attrs.put(final)
     logger.info("finalized %s: scale %g, %d skipped", path, scale, len(skipped_list))
     return final
 

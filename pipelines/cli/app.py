@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from evrobust.pipelines.cli import preprocess
+from evrobust.pipelines.cli import analyze, preprocess
 from evrobust.pipelines.cli.attack import attack_command
 from evrobust.pipelines.cli.demo import demo_command
 from evrobust.pipelines.cli.errors import OneLineErrorGroup, guard, guard_typer
 from evrobust.pipelines.cli.info import info_command
-from evrobust.pipelines.cli.missing import add_missing
+from evrobust.pipelines.cli.report import report_command
+from evrobust.pipelines.cli.reproduce import reproduce_command
 from evrobust.pipelines.cli.train import train_command
 
 app = typer.Typer(
@@ -34,9 +35,27 @@ def _root(
     """evrobust: gradient-sparsity defenses (SR, SR*) and attacks for IF-neuron SNNs."""
     # Plain lines on stderr (no wrapping, no colour codes): logs must stay greppable and must never split
     # the one-line error that ends a failed command.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_LineFormatter())
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    # dask.distributed logs cluster start-up and worker chatter at INFO; keep preprocess --workers N readable.
+    for noisy in ("distributed", "dask"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (test runners swap it per invocation)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - logging's own attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler.__init__ assigns it; always follow sys.stderr
+        pass
 
 
 class _LineFormatter(logging.Formatter):
@@ -63,9 +82,17 @@ app.command("train", help="Train an SNN with a defense (vanilla, sr, at, sr_star
 app.command("attack", help="Run white-box or black-box attacks on a trained run and write the results.")(
     guard(attack_command)
 )
-add_missing(app, "analyze", "the analysis capability")
-add_missing(app, "reproduce", "the reproduction pipelines")
-add_missing(app, "report", "the report generator")
+app.add_typer(
+    guard_typer(analyze.app),
+    name="analyze",
+    help="Gradient sparsity, random vs adversarial vulnerability, the Theorem 1 check, gradient plots.",
+)
+app.command(
+    "reproduce", help="Reproduce a paper table or figure (table1..7, fig1/3/4/5, tradeoff) at a scale."
+)(guard(reproduce_command))
+app.command(
+    "report", help="Write report.md (paper-layout tables, masking checks, plots) for runs or reproductions."
+)(guard(report_command))
 app.command(
     "demo", help="Train and attack SNNs on the embedded digits (images and events); print the summary."
 )(guard(demo_command))

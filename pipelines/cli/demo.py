@@ -15,7 +15,7 @@ def demo_command(
     data_dir: Annotated[Path | None, typer.Option(help="Data directory ($EVROBUST_DATA, ./data).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
 ) -> None:
-    """Train vanilla / SR / AT / SR* on the embedded digits (images and events), attack, print the summary."""
+    """Train vanilla / SR / AT / SR* on the embedded digits (images and events), attack, analyse, report."""
     from rich.console import Console
     from rich.markdown import Markdown
 
@@ -31,3 +31,4 @@ def demo_command(
     path, _ = run_demo(cfg)
     Console().print(Markdown(path.read_text()))
     typer.echo(f"summary written to {path}")
+    typer.echo(f"report written to {path.parent / 'report.md'}")

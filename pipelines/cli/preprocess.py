@@ -61,9 +61,12 @@ def _report(report: BuildReport) -> None:
     )
 
 
-@app.command("cifar10dvs", help="CIFAR10-DVS: <raw>/<class>/*.aedat (or .aedat4) -> event-frame store.")
+@app.command(
+    "cifar10dvs",
+    help="CIFAR10-DVS: <raw>/<class>/*.aedat, .aedat4 or <raw>/<class>.zip (read in place) -> frames.",
+)
 def cifar10dvs_command(
-    raw: Annotated[Path, typer.Option("--raw", help="Raw directory with one folder per class.")],
+    raw: Annotated[Path, typer.Option("--raw", help="One folder or <class>.zip per class.")],
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per sample (T).")] = 10,
     split_by: Annotated[SplitBy, typer.Option("--split-by", help="Equal event counts or equal time.")] = (
         SplitBy.number

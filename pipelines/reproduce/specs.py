@@ -8,8 +8,8 @@ A spec is plain data (frozen dataclasses); :mod:`evrobust.pipelines.reproduce.ru
 paper    the paper's exact settings (VGG-11 / WRN-16-4, CIFAR-10/100, CIFAR10-DVS, 200 epochs, full test set,
          the published attack columns). Meant for a GPU or a cluster; here it only has to resolve.
 smoke    minutes on a 2-core CPU: the embedded ``digits`` (images) / ``digits-dvs`` (events), or the store
-         given with ``--data``; small widths, few epochs, 100-200 attacked samples, PGD30/50 replaced by PGD10.
-tiny     seconds: the smoke layout with a quarter-width model, one epoch on 128 samples, 16 attacked
+         given with ``--data``; small widths, few epochs, 200 attacked samples, PGD30/50 replaced by PGD10.
+tiny     seconds: the smoke layout with a quarter-width model, one epoch on 128 samples, 8 attacked
          samples. Used by the tests so every spec resolves *and runs*.
 =======  ==================================================================================================
 
@@ -50,6 +50,7 @@ class Scale:
         lam: defense -> SR weight at this scale (None = the paper's per-dataset default of TrainConfig).
         lam_sweep: the lambda grid of the Fig. 3 sweep.
         extra: further TrainConfig fields for every run (e.g. ``batch_size``).
+        analysis_options: analysis kind -> extra ``run_analysis`` options at this scale.
     """
 
     name: str
@@ -66,6 +67,7 @@ class Scale:
     lam: dict[str, float | None]
     lam_sweep: tuple[float, ...]
     extra: dict[str, Any] = field(default_factory=dict)
+    analysis_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 _SMALL_MODELS = {"vgg11": "vgg_small", "wrn16": "wrn_small"}
@@ -113,13 +115,18 @@ SCALE_SETTINGS: dict[str, Scale] = {
         T=2,
         epochs=1,
         limit_train=128,
-        limit_val=64,
-        attack_limit=16,
-        attack_batch=16,
+        limit_val=32,
+        attack_limit=8,
+        attack_batch=8,
         max_pgd_steps=10,
         lam={"sr": 0.01, "sr_star": 0.01},
         lam_sweep=(0.0, 0.05),
-        extra={"batch_size": 32},
+        extra={"batch_size": 16},
+        analysis_options={
+            "theorem": {"mc_samples": 8, "pgd_steps": 3, "eps_grid": "8/255"},
+            "vulnerability": {"eps_grid": "0,8/255,32/255"},
+            "heatmap": {"count": 2},
+        },
     ),
 }
 
@@ -272,6 +279,17 @@ class _Builder:
     def model(self, paper_model: str) -> str:
         return self.scale.models[paper_model]
 
+    def data_label(self, paper_data: str) -> str:
+        """Row label: the paper's dataset name, and what stands in for it below paper scale."""
+        name = PAPER_NAMES[paper_data]
+        if self.scale.name == "paper" and not self.data_override:
+            return name
+        return f"{_slug(self.data(paper_data))} (~{name})"
+
+    def arch_label(self, paper_model: str) -> str:
+        name = ARCH_NAMES[paper_model]
+        return name if self.scale.name == "paper" else f"{self.model(paper_model)} (~{name})"
+
     def attack_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """The paper's attack names at this scale (long PGDs shortened), order kept, duplicates dropped."""
         out: list[str] = []
@@ -351,6 +369,7 @@ class _Builder:
 
     def analysis(self, run: str, kind: str, **options: Any) -> str:
         key = f"{run}:{kind}"
+        options = {**self.scale.analysis_options.get(kind, {}), **options}
         self.analyses[key] = AnalysisSpec(key, run, kind, options)
         return key
 
@@ -386,7 +405,7 @@ def _slug(data: str) -> str:
 
 
 def _groups(b: _Builder, groups: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop groups that map to the same (data, model) at this scale (CIFAR-10 and CIFAR-100 both -> digits)."""
+    """Drop groups mapping to the same (data, model) at this scale (CIFAR-10 and -100 both -> digits)."""
     seen: set[tuple[str, str]] = set()
     out = []
     for d, m in groups:
@@ -404,7 +423,9 @@ def _attack_cells(b: _Builder, wb: str | None, bb: str | None, names: tuple[str,
         if mode_key is None:
             continue
         for n in b.attack_names(names):
-            if n == "clean" and pre:
+            if n == "clean":
+                # One clean column, from the first (white-box) result: the model is the same.
+                cells.setdefault("Clean", Cell("attack", mode_key, n))
                 continue
             cells[pre + ATTACK_LABELS[n]] = Cell("attack", mode_key, n)
     return cells
@@ -426,9 +447,10 @@ def _table1(b: _Builder) -> PipelineSpec:
             run = b.run(d, m, defense)
             wb = b.attack(run, names)
             bb = b.attack(run, names[1:], mode="blackbox", source=src)
-            label = (PAPER_NAMES[d], ARCH_NAMES[m], DEFENSE_NAMES[defense])
-            rows.append(Row(label, _attack_cells(b, wb, bb, names, ("W ", "B ")), label))
-    table = TableSpec("table1", "Table 1: accuracy (%) under white-box (W) and black-box (B) ensemble attacks",
+            paper = (PAPER_NAMES[d], ARCH_NAMES[m], DEFENSE_NAMES[defense])
+            label = (b.data_label(d), b.arch_label(m), DEFENSE_NAMES[defense])
+            rows.append(Row(label, _attack_cells(b, wb, bb, names, ("W ", "B ")), paper))
+    table = TableSpec("table1", "Table 1: accuracy (%) under white-box (W) / black-box (B) ensemble attacks",
                       ("Dataset", "Arch.", "Defense"), _headers(b, names, ("W ", "B ")), tuple(rows))
     return b.build("table1", "Table 1: comparison with RAT and AT", [table],
                    notes=("Black box: examples crafted with the paper's ensemble on an independently trained "
@@ -454,10 +476,11 @@ def _table3(b: _Builder) -> PipelineSpec:
     names = ("clean", "fgsm", "rfgsm", "pgd30", "pgd50", "apgd10")
     rows = []
     for d, m in _groups(b, [("cifar10", "wrn16"), ("cifar100", "wrn16")]):
-        for defense, sr, at in (("vanilla", "×", "×"), ("at", "×", "✓"), ("sr", "✓", "×"), ("sr_star", "✓", "✓")):
+        ablation = (("vanilla", "×", "×"), ("at", "×", "✓"), ("sr", "✓", "×"), ("sr_star", "✓", "✓"))
+        for defense, sr, at in ablation:
             run = b.run(d, m, defense)
             wb = b.attack(run, names)
-            rows.append(Row((PAPER_NAMES[d], sr, at), _attack_cells(b, wb, None, names),
+            rows.append(Row((b.data_label(d), sr, at), _attack_cells(b, wb, None, names),
                             (PAPER_NAMES[d], sr, at)))
     table = TableSpec("table3", "Table 3: ablation of the sparsity regularisation (white box), accuracy (%)",
                       ("Dataset", "SR", "AT"), _headers(b, names, ("",)), tuple(rows))
@@ -473,7 +496,7 @@ def _table4(b: _Builder) -> PipelineSpec:
             key = b.attack(run, ("clean", "noise", "pgd10"), eps=0.1, tag="eps0.1")
             cells[DEFENSE_NAMES[defense]] = Cell("attack", key, "noise")
             cells[f"{DEFENSE_NAMES[defense]} PGD10"] = Cell("attack", key, "pgd10")
-        rows.append(Row((PAPER_NAMES[d],), cells, (PAPER_NAMES[d],)))
+        rows.append(Row((b.data_label(d),), cells, (PAPER_NAMES[d],)))
     headers = ("Vanilla", "SR", "SR*", "Vanilla PGD10", "SR PGD10", "SR* PGD10")
     table = TableSpec("table4", "Table 4: accuracy (%) under uniform random noise, eps = 0.1 "
                       "(PGD10 at the same eps beside it, ours only)", ("Dataset",), headers, tuple(rows))
@@ -517,12 +540,14 @@ def _fig1(b: _Builder) -> PipelineSpec:
                    figures=("vulnerability", "theorem"))
 
 
-def _lambda_runs(b: _Builder) -> list[tuple[float, str, str]]:
+def _lambda_runs(b: _Builder, model: str = "wrn16") -> list[tuple[float, str, str]]:
     out = []
     for lam in b.scale.lam_sweep:
         defense = "sr" if lam > 0 else "vanilla"
-        run = b.run("cifar10", "wrn16", defense, lam=lam if lam > 0 else None,
-                    suffix=f"-lam{lam:g}" if lam > 0 else "")
+        # The scale's default lambda is the plain SR run of the other tables: same key, same directory.
+        default = lam == b.scale.lam.get("sr")
+        run = b.run("cifar10", model, defense, lam=lam if lam > 0 else None,
+                    suffix=f"-lam{lam:g}" if lam > 0 and not default else "")
         out.append((lam, run, b.attack(run, ("clean", "pgd10"))))
     return out
 
@@ -568,8 +593,8 @@ TRADEOFF_SETTINGS: dict[str, tuple[Any, ...]] = {
 
 def _tradeoff(b: _Builder) -> PipelineSpec:
     settings = TRADEOFF_SETTINGS
-    if b.scale.name == "tiny":  # two values per setting are enough to exercise the pipeline
-        settings = {k: v[:2] for k, v in settings.items()}
+    if b.scale.name == "tiny":  # one value per setting is enough to exercise the pipeline
+        settings = {k: v[:1] for k, v in settings.items()}
     rows = []
     for setting, values in settings.items():
         for value in values:
@@ -591,7 +616,7 @@ def _tradeoff(b: _Builder) -> PipelineSpec:
                 "grad zero": Cell("metric", run, "val_grad_zero_frac"),
                 "density": Cell("analysis", an, "targets.two_class.mean.density"),
             }))
-    for lam, run, atk in _lambda_runs(b):
+    for lam, run, atk in _lambda_runs(b, "vgg11"):  # the same architecture as the settings above
         rows.append(Row(("SR lambda", f"{lam:g}"), {
             "Clean": Cell("attack", atk, "clean"),
             "PGD10": Cell("attack", atk, "pgd10"),

@@ -84,7 +84,8 @@ CLAIMS: dict[str, str] = {
     "table7": "SR costs ~3x a vanilla epoch, under half of PGD5-AT; SR* costs the most.",
     "fig1": "Adversarial vulnerability exceeds random vulnerability by a factor bounded by 3*l1^2/l2^2 "
     "(Theorem 1), inside [3, 3*l0].",
-    "fig3": "Growing lambda lowers clean accuracy, raises PGD10 accuracy, and lowers the l1/l2 gradient norms.",
+    "fig3": "Growing lambda lowers clean accuracy, raises PGD10 accuracy, and lowers the l1/l2 gradient "
+    "norms.",
     "fig4": "SR* gradients concentrate around zero more than vanilla / AT gradients.",
     "fig5": "SR gradient heatmaps are sparser than vanilla ones.",
     "tradeoff": "Without a regulariser, settings that make the input gradient sparser buy robustness with "

@@ -77,8 +77,3 @@ def test_usage_errors_are_one_line_naming_the_choices() -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "magic" in lines[0] and "sr_star" in lines[0]
 
-
-def test_not_built_commands_say_so_and_exit_2() -> None:
-    result = runner.invoke(app, ["reproduce"])
-    assert result.exit_code == 2
-    assert "not built yet" in result.output

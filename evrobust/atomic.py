@@ -1,0 +1,54 @@
+"""Atomic file writes shared by every writer in evrobust (torch-free, so ``evrobust.preprocess`` may use it).
+
+A write goes to a temporary file in the target's directory, is flushed and fsynced, then renamed over the
+target with :func:`os.replace`, and the directory is fsynced so the rename itself survives a crash. A killed
+process or a full disk therefore leaves either the old file or the new one, never a torn one, and the
+temporary file is removed on any failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["fsync_directory", "write_bytes_atomic"]
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Persist a rename in ``directory`` (POSIX); silently skipped where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return the path.
+
+    The file gets the usual permissions (0o666 minus the umask), unlike :func:`tempfile.mkstemp`'s 0o600.
+    An :class:`OSError` (ENOSPC, EFBIG, EACCES, ...) propagates unchanged after the temporary file is removed;
+    the previous version of ``path`` is intact. Callers that face users turn it into one line.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave a half-written temporary file behind.
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+    return path

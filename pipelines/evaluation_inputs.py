@@ -1,0 +1,89 @@
+"""What every evaluation pipeline (attack, analyze) needs before it computes: a device, a trained run and the
+first ``n`` samples of its test split, in batches; plus the ``8/255`` spelling of an eps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from evrobust.errors import UserInputError
+
+__all__ = [
+    "eps_text",
+    "load_evaluated_run",
+    "resolve_device",
+    "iter_test_batches",
+    "open_test_split",
+    "run_test_store",
+]
+
+
+def eps_text(eps: float) -> str:
+    """``8/255`` when eps is a whole number of 255ths, else the decimal."""
+    scaled = eps * 255
+    return f"{round(scaled)}/255" if math.isclose(scaled, round(scaled), abs_tol=1e-6) else f"{eps:.6g}"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; ``cpu``, ``cuda``, ``cuda:N`` checked against this machine."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserInputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserInputError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def load_evaluated_run(
+    run: Path, which: str, device: torch.device, role: str
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (eval mode) and config of a run directory; ``role`` names it in the error message."""
+    from evrobust.pipelines.runs import load_run
+
+    if not run.is_dir():
+        raise UserInputError(f"{role} run {run} does not exist; give the --out directory of `evrobust train`")
+    return load_run(run, which=which, device=device)
+
+
+def run_test_store(config: dict[str, Any], data_dir: str | None) -> Path:
+    """The test store of a run: its recorded path, else the data name resolved again."""
+    from evrobust.datasets import resolve_data
+
+    data = config.get("data", {})
+    store = data.get("store")
+    if store and Path(store).exists():
+        return Path(store)
+    name = data.get("name") or data.get("dataset")
+    if not name:
+        raise UserInputError("the run's config.json names no data store; was it written by `evrobust train`?")
+    return resolve_data(str(name), data_dir)
+
+
+def open_test_split(store: Path, limit: int | None) -> tuple[Any, int]:
+    """``(dataset, n)``: the test split and how many of its first samples to evaluate."""
+    from evrobust.datasets import open_split
+
+    dataset = open_split(store, "test")
+    return dataset, len(dataset) if limit is None else min(limit, len(dataset))
+
+
+def iter_test_batches(
+    dataset: Any, n: int, batch_size: int, first: int
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(batch index, x [B, ...] float32, y [B] int64)`` for batches ``first, first+1, ...`` of the first
+    ``n`` test samples."""
+    for start in range(first * batch_size, n, batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, n))]
+        x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
+        y = torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
+        yield start // batch_size, x, y

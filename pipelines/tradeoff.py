@@ -1,0 +1,99 @@
+"""The dense–sparse trade-off study (follow-up paper): points and their summary from ``reproduce tradeoff``.
+
+:func:`run_tradeoff` runs the ``tradeoff`` reproduction (vanilla runs varying T, leak tau, threshold theta,
+surrogate width, pooling and readout one at a time, plus the SR lambda sweep on the same architecture);
+:func:`tradeoff_points` turns its ``results.json`` into one :class:`TradeoffPoint` per run, and
+:func:`summarize` measures how robust accuracy goes with gradient density across them (Spearman rank
+correlations, so a monotone but non-linear relation counts fully).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evrobust.pipelines.report import cell_value
+from evrobust.pipelines.reproduce.runner import DEFAULT_OUT, load_results, run_reproduction
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One run of the study. Accuracies in %, ``grad_l1`` = mean l1 norm of grad_x f_y (input units),
+    ``grad_zero`` = share of exactly-zero gradient elements, ``density`` = share of non-zero elements from the
+    sparsity analysis (None for the lambda rows, which are not analysed)."""
+
+    setting: str
+    value: str
+    clean: float | None
+    robust: float | None
+    grad_l1: float | None
+    grad_zero: float | None
+    density: float | None
+
+
+def run_tradeoff(scale: str = "smoke", out: str | Path = DEFAULT_OUT, **kwargs: Any) -> Path:
+    """Run (or reuse) the ``tradeoff`` reproduction; returns its ``results.json``."""
+    return run_reproduction("tradeoff", scale=scale, out=out, **kwargs)
+
+
+def tradeoff_points(results: dict[str, Any] | str | Path) -> list[TradeoffPoint]:
+    """One point per row of the trade-off table of a ``results.json`` (document or path)."""
+    if not isinstance(results, dict):
+        results = load_results(results)
+    table = next(t for t in results["spec"]["tables"] if t["name"] == "tradeoff")
+    points = []
+    for row in table["rows"]:
+        value = {h: cell_value(results, c)[0] for h, c in row["cells"].items()}
+        setting, setting_value = row["labels"]
+        points.append(TradeoffPoint(setting, setting_value, value.get("Clean"), value.get("PGD10"),
+                                    value.get("grad l1"), value.get("grad zero"), value.get("density")))
+    return points
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Average ranks (ties share the mean of their positions), 1-based."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x: list[float], y: list[float]) -> float | None:
+    """Spearman rank correlation of two equal-length lists; None for < 3 pairs or a constant list."""
+    if len(x) != len(y) or len(x) < 3:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    if vx == 0 or vy == 0:
+        return None
+    return cov / (vx * vy) ** 0.5
+
+
+def summarize(points: list[TradeoffPoint]) -> dict[str, float | None]:
+    """Rank correlations across all points with the three numbers present.
+
+    Keys: ``l1_vs_robust`` (the paper's thesis predicts < 0: sparser/smaller gradients, more robust),
+    ``l1_vs_clean`` (the trade-off predicts > 0: smaller gradients, lower clean accuracy),
+    ``clean_vs_robust``.
+    """
+    full = [p for p in points if None not in (p.clean, p.robust, p.grad_l1)]
+    l1 = [float(p.grad_l1) for p in full]  # type: ignore[arg-type]
+    clean = [float(p.clean) for p in full]  # type: ignore[arg-type]
+    robust = [float(p.robust) for p in full]  # type: ignore[arg-type]
+    return {
+        "points": float(len(full)),
+        "l1_vs_robust": spearman(l1, robust),
+        "l1_vs_clean": spearman(l1, clean),
+        "clean_vs_robust": spearman(clean, robust),
+    }
