@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
@@ -263,6 +264,21 @@ ATTACK_LABELS = {
 }
 
 
+EVENT_DATA_NAMES = ("digits-dvs", "cifar10dvs")
+
+
+def is_event_data(data: str) -> bool:
+    """An embedded/default event dataset name, or a store path whose attributes say ``kind = events``."""
+    if data in EVENT_DATA_NAMES:
+        return True
+    path = Path(data)
+    if not (path / "zarr.json").is_file():
+        return False
+    from evrobust.preprocess.store import read_attrs
+
+    return read_attrs(path).get("kind") == "events"
+
+
 class _Builder:
     """Collects runs / attacks / analyses for one spec; maps paper settings to the scale."""
 
@@ -275,6 +291,10 @@ class _Builder:
 
     def data(self, paper_data: str) -> str:
         return self.data_override or self.scale.data[paper_data]
+
+    def is_event_data(self, paper_data: str) -> bool:
+        """Whether the data standing in for ``paper_data`` is event frames (their T is fixed by the store)."""
+        return paper_data == "cifar10dvs" or is_event_data(self.data(paper_data))
 
     def model(self, paper_model: str) -> str:
         return self.scale.models[paper_model]
@@ -324,7 +344,7 @@ class _Builder:
             "epochs": epochs or s.epochs,
             "seed": seed,
         }
-        if s.T is not None and paper_data != "cifar10dvs":
+        if s.T is not None and not self.is_event_data(paper_data):
             train["T"] = s.T
         if defense in ("sr", "sr_star"):
             train["lam"] = lam if lam is not None else s.lam.get(defense)
@@ -595,6 +615,10 @@ def _tradeoff(b: _Builder) -> PipelineSpec:
     settings = TRADEOFF_SETTINGS
     if b.scale.name == "tiny":  # one value per setting is enough to exercise the pipeline
         settings = {k: v[:1] for k, v in settings.items()}
+    if b.is_event_data("cifar10"):
+        # An event store's T is fixed when it is built (`evrobust preprocess ... --frames`): sweep T there by
+        # building one store per frame count; here the T rows are left out.
+        settings = {k: v for k, v in settings.items() if k != "T"}
     rows = []
     for setting, values in settings.items():
         for value in values:

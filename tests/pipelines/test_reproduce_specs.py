@@ -147,3 +147,15 @@ def test_paper_scale_without_cifar_store_names_the_preprocess_command(tmp_path: 
         run_reproduction("table3", scale="paper", out=tmp_path / "out", data_dir=str(tmp_path / "data"),
                          device="cpu")
     assert not (tmp_path / "out" / "runs").exists() or not any((tmp_path / "out" / "runs").iterdir())
+
+
+@pytest.mark.parametrize("name", ["table1", "tradeoff"])
+def test_event_data_never_gets_a_T_override(name: str) -> None:
+    # An event store fixes T at preprocessing time: `--T` on one is refused by `evrobust train`, so a spec
+    # pointed at event data must leave T to the store (and the trade-off study drops its T rows there).
+    spec = build_spec(name, "smoke", data="digits-dvs")
+    assert spec.runs and all("T" not in run.train for run in spec.runs)
+    if name == "tradeoff":
+        assert not any(run.key.endswith(("-T2", "-T4", "-T8")) for run in spec.runs)
+        images = build_spec(name, "smoke", data="digits")
+        assert {r.key.rsplit("-", 1)[-1] for r in images.runs} >= {"T2", "T4", "T8"}
