@@ -7,34 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from evrobust.pipelines.cli import analyze as analyze_cli
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.cli.errors import OneLineErrorGroup, guard_typer
 from evrobust.pipelines.train import train
 from evrobust.pipelines.train_config import TrainConfig
 
 runner = CliRunner()
-
-
-def _wired(app: typer.Typer) -> bool:
-    return any(g.name == "analyze" and g.typer_instance is analyze_cli.app for g in app.registered_groups)
-
-
-def cli_app() -> typer.Typer:
-    """The real app once the lead has mounted `analyze`; until then the same wiring on a fresh app."""
-    if _wired(main_app):
-        return main_app
-    app = typer.Typer(cls=OneLineErrorGroup, pretty_exceptions_enable=False, add_completion=False)
-
-    @app.callback()
-    def _root() -> None:
-        """evrobust (test wiring)."""
-
-    app.add_typer(guard_typer(analyze_cli.app), name="analyze")
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +31,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_sparsity_prints_norms_and_writes_json(runs: tuple[Path, Path]) -> None:
     run = runs[0]
-    result = runner.invoke(cli_app(), ["analyze", "sparsity", "--run", str(run), "--limit", "8"])
+    result = runner.invoke(main_app, ["analyze", "sparsity", "--run", str(run), "--limit", "8"])
     assert result.exit_code == 0, result.output
     document = json.loads((run / "analysis-sparsity.json").read_text())
     mean = document["targets"]["two_class"]["mean"]
@@ -63,11 +42,11 @@ def test_sparsity_prints_norms_and_writes_json(runs: tuple[Path, Path]) -> None:
 def test_vulnerability_and_theorem_commands(runs: tuple[Path, Path]) -> None:
     run = str(runs[0])
     args = ["analyze", "vulnerability", "--run", run, "--limit", "8", "--eps", "0,2/255,16/255"]
-    result = runner.invoke(cli_app(), [*args, "--attacks", "noise,fgsm"])
+    result = runner.invoke(main_app, [*args, "--attacks", "noise,fgsm"])
     assert result.exit_code == 0, result.output
     assert "2/255" in result.output and "fgsm" in result.output
     args = ["analyze", "theorem", "--run", run, "--limit", "4", "--eps", "8/255", "--mc-samples", "3"]
-    result = runner.invoke(cli_app(), [*args, "--pgd-steps", "1", "--no-plots"])
+    result = runner.invoke(main_app, [*args, "--pgd-steps", "1", "--no-plots"])
     assert result.exit_code == 0, result.output
     assert "eps 8/255: median ratio" in result.output
     assert json.loads((runs[0] / "analysis-theorem.json").read_text())["plots"] == []
@@ -76,12 +55,12 @@ def test_vulnerability_and_theorem_commands(runs: tuple[Path, Path]) -> None:
 def test_distribution_and_heatmap_compare_several_runs(runs: tuple[Path, Path], tmp_path: Path) -> None:
     args = ["analyze", "distribution", "--run", str(runs[0]), "--run", str(runs[1]), "--limit", "6"]
     out = tmp_path / "dist.png"
-    result = runner.invoke(cli_app(), [*args, "--out", str(out)])
+    result = runner.invoke(main_app, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert (runs[1] / "analysis-distribution.json").is_file()
     args = ["analyze", "heatmap", "--run", str(runs[0]), "--run", str(runs[1]), "--count", "2"]
-    result = runner.invoke(cli_app(), args)
+    result = runner.invoke(main_app, args)
     assert result.exit_code == 0, result.output
     assert (runs[0] / "analysis-heatmap-compare.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -96,12 +75,12 @@ def test_distribution_and_heatmap_compare_several_runs(runs: tuple[Path, Path], 
 )
 def test_bad_input_exits_2_with_one_line(runs: tuple[Path, Path], args: list[str], words: str) -> None:
     command = ["analyze", args[0], "--run", str(runs[0]), "--limit", "2", *args[1:]]
-    result = runner.invoke(cli_app(), command)
+    result = runner.invoke(main_app, command)
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], result.output
 
 
 def test_missing_run_exits_2(tmp_path: Path) -> None:
-    result = runner.invoke(cli_app(), ["analyze", "sparsity", "--run", str(tmp_path / "nope")])
+    result = runner.invoke(main_app, ["analyze", "sparsity", "--run", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output

@@ -7,38 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.cli.attack import attack_command
-from evrobust.pipelines.cli.errors import guard
 from evrobust.pipelines.train import train
 from evrobust.pipelines.train_config import TrainConfig
 
 runner = CliRunner()
-
-
-def _wired(app: typer.Typer) -> bool:
-    for info in app.registered_commands:
-        callback = getattr(info.callback, "__wrapped__", info.callback)
-        if info.name == "attack" and callback is attack_command:
-            return True
-    return False
-
-
-def cli_app() -> typer.Typer:
-    """The real app once the lead has registered the command; until then the same wiring on a fresh app."""
-    if _wired(main_app):
-        return main_app
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-
-    @app.callback()
-    def _root() -> None:
-        """evrobust (test wiring)."""
-
-    app.command("attack")(guard(attack_command))
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +29,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_attack_prints_the_table_and_writes_results(run_dir: Path) -> None:
     args = ["attack", "--run", str(run_dir), "--attacks", "clean,fgsm", "--ensemble", "single"]
     args += ["--limit", "16", "--batch-size", "8", "--device", "cpu", "--eps", "4/255", "--no-checks"]
-    result = runner.invoke(cli_app(), args)
+    result = runner.invoke(main_app, args)
     assert result.exit_code == 0, result.output
     assert "| Dataset | Arch. | Defense | Clean | FGSM |" in result.output
     document = json.loads((run_dir / "attack-whitebox.json").read_text())
@@ -72,16 +47,16 @@ def test_attack_prints_the_table_and_writes_results(run_dir: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(run_dir: Path, extra: list[str], needle: str) -> None:
-    result = runner.invoke(cli_app(), ["attack", "--run", str(run_dir), "--device", "cpu", *extra])
+    result = runner.invoke(main_app, ["attack", "--run", str(run_dir), "--device", "cpu", *extra])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0]
 
 
 def test_missing_run_and_bad_choices_exit_2(tmp_path: Path) -> None:
-    result = runner.invoke(cli_app(), ["attack", "--run", str(tmp_path / "missing")])
+    result = runner.invoke(main_app, ["attack", "--run", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "does not exist" in result.output
     for option, value in (("--ensemble", "all"), ("--suite", "huge"), ("--mode", "greybox")):
-        result = runner.invoke(cli_app(), ["attack", "--run", str(tmp_path), option, value])
+        result = runner.invoke(main_app, ["attack", "--run", str(tmp_path), option, value])
         plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
         assert result.exit_code == 2 and value in plain, result.output

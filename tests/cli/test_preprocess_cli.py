@@ -8,39 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from evrobust.pipelines.cli import preprocess as preprocess_cli
+from evrobust.pipelines.cli.app import app as main_app
 from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-
-def cli_app() -> typer.Typer:
-    """The lead's app when it mounts this sub-app, else a local root app wrapping it the same way."""
-    from evrobust.pipelines.cli.app import app
-
-    if any(g.typer_instance is preprocess_cli.app for g in app.registered_groups):
-        return app
-    from evrobust.pipelines.cli.errors import guard_typer
-
-    root = typer.Typer()
-
-    @root.callback()
-    def _root() -> None:
-        """Root."""
-
-    root.add_typer(guard_typer(preprocess_cli.app), name="preprocess")
-    return root
-
-
 runner = CliRunner()
 
 
 def invoke(*args: str):  # noqa: ANN201 - typer's Result
-    return runner.invoke(cli_app(), ["preprocess", *args])
+    return runner.invoke(main_app, ["preprocess", *args])
 
 
 @pytest.fixture(scope="module")

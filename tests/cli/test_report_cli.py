@@ -5,31 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from evrobust.pipelines.attack import run_attack
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.cli.errors import OneLineErrorGroup, guard
-from evrobust.pipelines.cli.report import report_command
 from evrobust.pipelines.train import train
 from evrobust.pipelines.train_config import TrainConfig
 
 runner = CliRunner()
-
-
-def cli_app() -> typer.Typer:
-    for info in main_app.registered_commands:
-        if info.name == "report" and getattr(info.callback, "__wrapped__", None) is report_command:
-            return main_app
-    app = typer.Typer(cls=OneLineErrorGroup, pretty_exceptions_enable=False, add_completion=False)
-
-    @app.callback()
-    def _root() -> None:
-        """evrobust (test wiring)."""
-
-    app.command("report")(guard(report_command))
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +27,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_on_a_run_lists_attacks_and_failed_checks(run_dir: Path) -> None:
     result = run_attack(run_dir, attacks="clean,fgsm", ensemble="single", limit=8, batch_size=8, device="cpu")
-    outcome = runner.invoke(cli_app(), ["report", str(run_dir)])
+    outcome = runner.invoke(main_app, ["report", str(run_dir)])
     assert outcome.exit_code == 0, outcome.output
     assert f"report written to {run_dir / 'report.md'}" in outcome.output
     report = (run_dir / "report.md").read_text()
@@ -58,7 +41,7 @@ def test_report_on_a_run_lists_attacks_and_failed_checks(run_dir: Path) -> None:
 def test_run_without_results_is_one_line_exit_2(tmp_path_factory: pytest.TempPathFactory) -> None:
     bare = tmp_path_factory.mktemp("bare")
     (bare / "config.json").write_text("{}")
-    result = runner.invoke(cli_app(), ["report", str(bare)])
+    result = runner.invoke(main_app, ["report", str(bare)])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "has no attack or analysis results" in lines[0]
@@ -66,7 +49,7 @@ def test_run_without_results_is_one_line_exit_2(tmp_path_factory: pytest.TempPat
 
 
 def test_path_that_is_neither_run_nor_results_is_one_line_exit_2(tmp_path: Path) -> None:
-    result = runner.invoke(cli_app(), ["report", str(tmp_path)])
+    result = runner.invoke(main_app, ["report", str(tmp_path)])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "holds neither a run" in lines[0]

@@ -6,35 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.cli.errors import OneLineErrorGroup, guard
-from evrobust.pipelines.cli.reproduce import reproduce_command
 
 runner = CliRunner()
-
-
-def cli_app() -> typer.Typer:
-    """The real app once the lead has registered the command; until then the same wiring on a fresh app."""
-    for info in main_app.registered_commands:
-        if info.name == "reproduce" and getattr(info.callback, "__wrapped__", None) is reproduce_command:
-            return main_app
-    app = typer.Typer(cls=OneLineErrorGroup, pretty_exceptions_enable=False, add_completion=False)
-
-    @app.callback()
-    def _root() -> None:
-        """evrobust (test wiring)."""
-
-    app.command("reproduce")(guard(reproduce_command))
-    return app
 
 
 def test_reproduce_fig5_tiny_writes_results_and_report(tmp_path: Path) -> None:
     args = ["reproduce", "fig5", "--scale", "tiny", "--out", str(tmp_path / "out"),
             "--data-dir", str(tmp_path / "data"), "--device", "cpu"]
-    result = runner.invoke(cli_app(), args)
+    result = runner.invoke(main_app, args)
     assert result.exit_code == 0, result.output
     results = tmp_path / "out" / "fig5" / "results.json"
     assert f"results written to {results}" in result.output
@@ -43,7 +25,7 @@ def test_reproduce_fig5_tiny_writes_results_and_report(tmp_path: Path) -> None:
     report = (tmp_path / "out" / "fig5" / "report.md").read_text()
     assert "Figure 5" in report and "analysis-heatmap.png" in report
     # A second invocation trains nothing: the run directories keep their single metrics line per epoch.
-    again = runner.invoke(cli_app(), args)
+    again = runner.invoke(main_app, args)
     assert again.exit_code == 0, again.output
     for run in document["runs"].values():
         assert len((Path(run["dir"]) / "metrics.jsonl").read_text().splitlines()) == run["epochs"]
@@ -57,7 +39,7 @@ def test_reproduce_fig5_tiny_writes_results_and_report(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
-    result = runner.invoke(cli_app(), ["reproduce", *args, "--out", str(tmp_path)])
+    result = runner.invoke(main_app, ["reproduce", *args, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.output
