@@ -64,6 +64,40 @@ class DataInfo:
     split_sizes: dict[str, int]
 
 
+def check_samples_present(store_path: str | Path, indices: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Refuse a store whose samples ``indices`` are flagged done but whose chunk files are gone.
+
+    zarr reads a missing chunk as all zeros: without this check training would silently see blank samples.
+
+    Raises:
+        UserInputError: naming how many are missing and the first index.
+    """
+    from evrobust.preprocess.store import missing_chunks
+
+    done = _open_array(store_path, "done")
+    try:
+        flags = done[:]
+    except Exception as exc:  # noqa: BLE001 - a damaged done array is a damaged store
+        raise UserInputError(
+            f"{store_path}: the done flags cannot be read ({type(exc).__name__}); rebuild the store"
+        ) from None
+    wanted = np.zeros(flags.shape[0], dtype=bool)
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= flags.shape[0]):
+        raise UserInputError(
+            f"{store_path}: split indices outside [0, {flags.shape[0]}); the store is damaged, rebuild it"
+        )
+    wanted[idx] = True
+    if (flags[wanted] != 1).any():
+        raise UserInputError(f"{store_path}: some samples of the split are not written; rebuild the store")
+    lost = missing_chunks(store_path, np.where(wanted, flags, 0), len(attrs["sample_shape"]))
+    if lost.size:
+        raise UserInputError(
+            f"{store_path}: {lost.size} samples flagged done have no chunk file "
+            f"(first index {int(lost[0])}); run `evrobust preprocess verify {store_path}`, then rebuild it"
+        )
+
+
 def _complete_attrs(store_path: str | Path) -> dict[str, Any]:
     attrs = read_attrs(store_path)
     if not attrs.get("complete"):
@@ -136,6 +170,7 @@ class StoreDataset(Dataset):
         attrs = _complete_attrs(store_path)
         self.path = Path(store_path)
         self.indices = np.asarray(indices, dtype=np.int64)
+        check_samples_present(store_path, self.indices, attrs)
         self.events = attrs["kind"] == "events"
         self.scale = float(attrs["scale"])
         self.labels = torch.from_numpy(
@@ -192,6 +227,7 @@ class InMemoryDataset(Dataset):
 
     def __init__(self, store_path: str | Path, indices: np.ndarray) -> None:
         attrs = _complete_attrs(store_path)
+        check_samples_present(store_path, indices, attrs)
         self.events = attrs["kind"] == "events"
         self.scale = float(attrs["scale"])
         data, labels = read_split_arrays(store_path, indices)

@@ -31,6 +31,7 @@ from evrobust.atomic import write_bytes_atomic
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
+from evrobust.pipelines.train_config import check_model_config_limits
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ def load_run(
     model_config = dict(config.get("model", {}))
     if neuron_backend is not None:
         model_config["neuron_backend"] = neuron_backend
+    check_model_config_limits(model_config, str(run_dir / CONFIG_FILE))
     try:
         _check_model_size(model_config)
         model = create_model(**model_config)

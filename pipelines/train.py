@@ -313,6 +313,9 @@ class Trainer:
         opt_tensors, opt_tree = flatten_state(self.optimizer.state_dict(), "optimizer")
         rng_tensors, rng_tree = flatten_state({"ranks": ranks, "rat": self.rat_generator.get_state()}, "rng")
         tensors.update(opt_tensors)
+        bad = non_finite_tensors(tensors)
+        if bad:  # never reached after _refuse_non_finite_state; kept so no path can save NaN weights
+            raise NonFiniteLossError(f"refusing to save a checkpoint with non-finite tensors ({bad[0]}, ...)")
         tensors.update(rng_tensors)
         metadata = {
             "epoch": self.epoch,
@@ -466,6 +469,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         val_acc = self._validate()
         grad_norms = self._grad_norms() if ctx.is_main else {}
+        self._refuse_non_finite_state(epoch)  # before anything of this epoch is recorded or saved
         self.epoch = epoch
         improved = val_acc > self.best_val_acc
         if improved:
@@ -500,6 +504,25 @@ class Trainer:
                 val_acc,
                 lr,
                 seconds,
+            )
+
+    def _state_tensors(self) -> dict[str, Tensor]:
+        """The model's and the optimizer's tensors as a checkpoint holds them (RNG states aside)."""
+        tensors = {MODEL_PREFIX + k: v for k, v in self.model.state_dict().items()}
+        tensors.update(flatten_state(self.optimizer.state_dict(), "optimizer")[0])
+        return tensors
+
+    def _refuse_non_finite_state(self, epoch: int) -> None:
+        """Stop before a weight, buffer or optimizer tensor that is NaN/inf is recorded or saved.
+
+        The loss guard alone misses this: an IF neuron never fires on a NaN membrane, so a model with NaN
+        weights can still produce a finite loss and would otherwise be saved as "best".
+        """
+        bad = non_finite_tensors(self._state_tensors())
+        if bad:
+            raise NonFiniteLossError(
+                f"after epoch {epoch}, {len(bad)} model/optimizer tensors are not finite (first: {bad[0]}); "
+                f"nothing of this epoch was saved; {self._last_good()} Lower --lr, --lam or --h"
             )
 
     def _last_good(self) -> str:
@@ -548,6 +571,11 @@ class Trainer:
         }
 
 
+def non_finite_tensors(tensors: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity (empty when all are finite)."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def _save_or_explain(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> None:
     """:func:`save_checkpoint`, with a full disk or a permission error as one UserInputError line.
 
@@ -567,4 +595,11 @@ def train(config: TrainConfig) -> Path:
     return Trainer(config).fit()
 
 
-__all__ = ["NonFiniteLossError", "Trainer", "check_model_fits_data", "default_run_dir", "train"]
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "check_model_fits_data",
+    "default_run_dir",
+    "non_finite_tensors",
+    "train",
+]

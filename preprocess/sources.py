@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -121,7 +122,45 @@ def split_zip_source(rel: str) -> tuple[str, str] | None:
     if ZIP_SEPARATOR not in rel:
         return None
     archive, member = rel.split(ZIP_SEPARATOR, 1)
+    # A zip source is "<class>.zip::<member>" (no folder before the archive); "cat/a::b.aedat" is a legal
+    # file name in a class folder and is read as that file.
+    if "/" in archive or not archive.lower().endswith(".zip"):
+        return None
     return archive, member
+
+
+def read_event_file(path: str | Path, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
+    """The bytes of one plain event file, at most ``max_bytes`` (the same cap as a zip member).
+
+    The size is checked before reading (a sparse file claiming gigabytes costs nothing), and the read is
+    bounded by it in 16 MiB chunks, so a file that grows meanwhile cannot make it read more.
+
+    Raises:
+        UserInputError: the file is missing, unreadable, or larger than ``max_bytes``.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise UserInputError(
+                    f"{path} is {size} bytes, over the {max_bytes} allowed for one event file "
+                    "(a CIFAR10-DVS recording is a few MB)"
+                )
+            chunks, total = [], 0
+            while total <= size:
+                block = fh.read(min(16 << 20, size + 1 - total))
+                if not block:
+                    break
+                chunks.append(block)
+                total += len(block)
+    except IsADirectoryError:
+        raise UserInputError(f"{path} is a directory, not an event file") from None
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if total > size:
+        raise UserInputError(f"{path} grew while it was read; rerun when nothing writes it")
+    return b"".join(chunks)
 
 
 def read_source_bytes(raw: str | Path, rel: str, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
@@ -136,10 +175,7 @@ def read_source_bytes(raw: str | Path, rel: str, max_bytes: int = MAX_MEMBER_BYT
     root = Path(raw)
     parts = split_zip_source(rel)
     if parts is None:
-        try:
-            return (root / rel).read_bytes()
-        except OSError as exc:
-            raise UserInputError(f"cannot read {root / rel} ({exc.strerror or exc})") from None
+        return read_event_file(root / rel, max_bytes)
     archive, member = parts
     where = f"{root / archive}::{member}"
     if "/" in archive or archive in ("", ".", ".."):

@@ -215,6 +215,42 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 
 MAX_ATTRS_BYTES = 256 << 20  # the attrs of a 60000-sample store (splits, checksums) are a few MB
 MAX_SAMPLE_ELEMENTS = 1 << 28  # one sample of 256 M values: far above any real frame stack
+MAX_FRAMES = 1024  # T of an event store (CIFAR10-DVS uses 10)
+MAX_SIDE = 1024  # output side of an event store after resizing (CIFAR10-DVS uses 48; the sensor is 128)
+MAX_SCALE = 1e9  # a count scale above any count a uint16 store can hold times any count unit
+
+
+def check_event_options(
+    frames: Any, size: Any, sensor: Sequence[int] | None = None, scale: Any = None
+) -> None:
+    """Refuse event-store options outside the documented limits, before anything is sized by them.
+
+    ``frames`` in [1, MAX_FRAMES], ``size`` (None or) in [1, MAX_SIDE], a sample ``frames x 2 x H x W`` of
+    at most MAX_SAMPLE_ELEMENTS values (the limit :func:`read_attrs` applies), ``scale`` (None or) a finite
+    number in (0, MAX_SCALE]. The writer refuses exactly what the reader would reject.
+
+    Raises:
+        UserInputError: naming the option and the limit.
+    """
+    if not _is_int(frames) or not 1 <= frames <= MAX_FRAMES:
+        raise UserInputError(f"--frames must be an integer in [1, {MAX_FRAMES}], got {frames!r}")
+    if size is not None and (not _is_int(size) or not 1 <= size <= MAX_SIDE):
+        raise UserInputError(f"--size must be an integer in [1, {MAX_SIDE}] pixels, got {size!r}")
+    if sensor is not None:
+        h = size if size is not None else max(int(v) for v in sensor)
+        elements = frames * 2 * h * h
+        if elements > MAX_SAMPLE_ELEMENTS:
+            raise UserInputError(
+                f"--frames {frames} x 2 x {h} x {h} = {elements} values per sample is over the "
+                f"{MAX_SAMPLE_ELEMENTS} a store may hold; lower --frames or --size"
+            )
+    if scale is not None and (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or not 0 < scale <= MAX_SCALE
+    ):
+        raise UserInputError(f"--scale must be a finite number in (0, {MAX_SCALE:g}], got {scale!r}")
 
 
 def _is_int(v: Any) -> bool:
@@ -263,6 +299,14 @@ def _attrs_problem(attrs: dict[str, Any]) -> str | None:
         v = attrs.get(key, [])
         if not isinstance(v, list) or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
             return f"{key} is not a list of numbers"
+    request = attrs.get("scale_request")
+    if request is not None and (
+        not isinstance(request, int | float)
+        or isinstance(request, bool)
+        or not math.isfinite(request)
+        or request <= 0
+    ):
+        return f"scale_request {str(request)[:40]} is not a positive number"
     scale = attrs.get("scale", 1.0)
     if scale is not None and (
         not isinstance(scale, int | float)
@@ -271,10 +315,10 @@ def _attrs_problem(attrs: dict[str, Any]) -> str | None:
         or scale <= 0
     ):
         return f"scale {str(scale)[:40]} is not a positive number"
-    for key in ("frames", "resize"):
+    for key, most in (("frames", MAX_FRAMES), ("resize", MAX_SIDE)):
         v = attrs.get(key)
-        if v is not None and (not _is_int(v) or v < 1):
-            return f"{key} {str(v)[:40]} is not a positive integer"
+        if v is not None and (not _is_int(v) or not 1 <= v <= most):
+            return f"{key} {str(v)[:40]} is not an integer in [1, {most}]"
     return None
 
 
@@ -390,6 +434,12 @@ def create_store(
     }
     if default_split not in build["planned_splits"]:
         raise UserInputError(f"default split scheme {default_split!r} is not among {sorted(splits)}")
+    if kind == "events":
+        check_event_options(frames if frames is not None else 1, resize, None, scale)
+    # The writer refuses whatever the readers (read_attrs) would reject, so no store is ever unreadable.
+    problem = _attrs_problem(_json_roundtrip(build))
+    if problem:
+        raise UserInputError(f"cannot create the store {path}: {problem}")
     if (path / "zarr.json").exists() and not _unfinished_creation(path):
         old = read_attrs(path)
         want = _json_roundtrip(build)
@@ -519,6 +569,22 @@ def mark_skipped(path: str | Path, index: int) -> None:
 def done_flags(path: str | Path) -> np.ndarray:
     """The ``[N]`` uint8 done flags (0 pending, 1 written, 2 skipped)."""
     return _array(Path(path), "done")[:]
+
+
+def missing_chunks(path: str | Path, flags: np.ndarray, sample_ndim: int) -> np.ndarray:
+    """Indices flagged written (1) whose ``frames`` chunk file is absent.
+
+    Every writer writes a sample's chunk before its flag (an all-zero sample too), so a missing chunk of a
+    flagged sample is damage (a deleted or lost file); zarr would read it as all zeros without complaint.
+    One directory listing, no chunk is read.
+    """
+    try:
+        names = set(os.listdir(Path(path) / "frames"))
+    except OSError:
+        names = set()
+    tail = "." + ".".join(["0"] * sample_ndim) if sample_ndim else ""
+    written = np.flatnonzero(flags == WRITTEN)
+    return np.asarray([i for i in written.tolist() if f"c.{i}{tail}" not in names], dtype=np.int64)
 
 
 def pending_indices(path: str | Path) -> np.ndarray:
@@ -744,6 +810,12 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
         problems.append(
             f"{pending.size} samples not written (first index {int(pending[0])}); "
             "rerun the preprocess command"
+        )
+    lost = missing_chunks(path, flags, len(attrs["sample_shape"]))
+    if lost.size:
+        problems.append(
+            f"{lost.size} samples flagged done have no frames chunk file (first index {int(lost[0])}); "
+            "rebuild the store (delete it and rerun the preprocess command)"
         )
     odd = np.flatnonzero(flags > SKIPPED)
     if odd.size:
