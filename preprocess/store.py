@@ -463,7 +463,8 @@ def create_store(
     if path.exists() and any(path.iterdir()) and not _unfinished_creation(path):
         raise UserInputError(f"{path} exists and is not an evrobust store; choose another --out path")
     with write_errors(path, "the arrays"):
-        _create_arrays(path, build, labels, kind, dtype)
+        # zarr's mode="w" clears the directory first: do that on the real path, never through a symlink.
+        _create_arrays(Path(os.path.realpath(path)), build, labels, kind, dtype)
     logger.info("created the store at %s (%d samples, sample shape %s)", path, n, build["sample_shape"])
     return True
 
