@@ -74,28 +74,74 @@ def check_samples_present(store_path: str | Path, indices: np.ndarray, attrs: di
     """
     from evrobust.preprocess.store import missing_chunks
 
-    done = _open_array(store_path, "done")
-    try:
-        flags = done[:]
-    except Exception as exc:  # noqa: BLE001 - a damaged done array is a damaged store
-        raise UserInputError(
-            f"{store_path}: the done flags cannot be read ({type(exc).__name__}); rebuild the store"
-        ) from None
-    wanted = np.zeros(flags.shape[0], dtype=bool)
+    done = _check_store_arrays(store_path, attrs)
+    n = int(done.shape[0])
     idx = np.asarray(indices, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= flags.shape[0]):
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
         raise UserInputError(
-            f"{store_path}: split indices outside [0, {flags.shape[0]}); the store is damaged, rebuild it"
+            f"{store_path}: split indices outside [0, {n}); the store is damaged, rebuild it"
         )
-    wanted[idx] = True
-    if (flags[wanted] != 1).any():
-        raise UserInputError(f"{store_path}: some samples of the split are not written; rebuild the store")
-    lost = missing_chunks(store_path, np.where(wanted, flags, 0), len(attrs["sample_shape"]))
+    # A complete store has every split sample flagged written (finalize_store checks it; skipped samples
+    # are left out of the splits), so the flags are not read here: 60,000 tiny chunk reads would cost
+    # seconds. The chunk files are checked by one directory listing.
+    wanted = np.zeros(n, dtype=np.uint8)
+    wanted[idx] = 1
+    lost = missing_chunks(store_path, wanted, len(attrs["sample_shape"]))
     if lost.size:
         raise UserInputError(
             f"{store_path}: {lost.size} samples flagged done have no chunk file "
             f"(first index {int(lost[0])}); run `evrobust preprocess verify {store_path}`, then rebuild it"
         )
+
+
+def _check_store_arrays(store_path: str | Path, attrs: dict[str, Any]) -> zarr.Array:
+    """Check the arrays' metadata against the root attributes before any chunk is read; returns ``done``.
+
+    A damaged ``zarr.json`` of an array can claim a huge shape or chunk (a read would allocate it), a labels
+    array shorter than the samples (an IndexError deep in a loader) or labels outside ``[0, K)`` (a CUDA
+    assert or a wrong loss); each stops here as one line.
+    """
+    frames = _open_array(store_path, "frames")
+    labels_arr = _open_array(store_path, "labels")
+    done = _open_array(store_path, "done")
+    shape = tuple(attrs["sample_shape"])
+    # N: one entry per sample for events; for images, the length at least two of the three arrays agree on
+    # (a damaged zarr.json changes one of them).
+    lengths = [int(frames.shape[0]), int(labels_arr.shape[0]), int(done.shape[0])]
+    n = len(attrs["sources"]) if attrs["kind"] == "events" else max(set(lengths), key=lengths.count)
+
+    def damaged(what: str) -> UserInputError:
+        return UserInputError(
+            f"{store_path} is damaged ({what}); run `evrobust preprocess verify {store_path}` and rebuild it"
+        )
+
+    if tuple(frames.shape) != (n, *shape) or tuple(frames.chunks) != (1, *shape):
+        raise damaged(f"frames has shape {tuple(frames.shape)} in chunks {tuple(frames.chunks)}, expected "
+                      f"{(n, *shape)} in chunks {(1, *shape)}")  # fmt: skip
+    if frames.dtype != np.dtype(attrs["dtype"]):
+        raise damaged(f"frames has dtype {frames.dtype}, expected {attrs['dtype']}")
+    for name, arr in (("labels", labels_arr), ("done", done)):
+        if tuple(arr.shape) != (n,) or np.dtype(arr.dtype).kind not in "iu" or int(np.prod(arr.chunks)) > n:
+            raise damaged(f"{name} has shape {tuple(arr.shape)} dtype {arr.dtype}, expected ({n},) integers")
+    try:
+        labels = labels_arr[:]
+    except Exception as exc:  # noqa: BLE001 - a damaged labels chunk is a damaged store
+        raise damaged(f"the labels cannot be read: {type(exc).__name__}") from None
+    bad = np.flatnonzero((labels < 0) | (labels >= int(attrs["num_classes"])))
+    if bad.size:
+        raise damaged(
+            f"{bad.size} labels outside [0, {attrs['num_classes']}), e.g. {int(labels[bad[0]])} at index "
+            f"{int(bad[0])}"
+        )
+    return done
+
+
+def _read_error(store_path: str | Path, exc: BaseException) -> UserInputError:
+    message = " ".join(str(exc).split())[:160]
+    return UserInputError(
+        f"{store_path}: a sample chunk cannot be read ({type(exc).__name__}: {message}); the store is "
+        f"damaged: run `evrobust preprocess verify {store_path}` and rebuild it"
+    )
 
 
 def _complete_attrs(store_path: str | Path) -> dict[str, Any]:
@@ -190,7 +236,10 @@ class StoreDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._frames is None:
             self._frames = _open_array(self.path, "frames")
-        raw = self._frames[int(self.indices[i])]
+        try:
+            raw = self._frames[int(self.indices[i])]
+        except Exception as exc:  # noqa: BLE001 - a truncated or garbage chunk is a damaged store
+            raise _read_error(self.path, exc) from None
         return _convert(raw, self.events, self.scale), self.labels[i]
 
 
@@ -215,7 +264,10 @@ def read_split_arrays(store_path: str | Path, indices: np.ndarray) -> tuple[np.n
     order = np.argsort(indices, kind="stable")
     data = np.empty((indices.size, *frames.shape[1:]), dtype=frames.dtype)
     # zarr fetches and decodes the chunks of one selection concurrently; sorted indices keep reads in order.
-    data[order] = frames.get_orthogonal_selection((indices[order],))
+    try:
+        data[order] = frames.get_orthogonal_selection((indices[order],))
+    except Exception as exc:  # noqa: BLE001 - a truncated or garbage chunk is a damaged store
+        raise _read_error(store_path, exc) from None
     return data, labels[indices]
 
 

@@ -168,14 +168,20 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
             # A torn last line (a kill between write and fsync on a file system without ordered appends) is
             # skipped: the epoch it described is redone from the checkpoint on --resume.
             log.warning("skipping unreadable line %d of %s", number, path)
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and _is_epoch(record.get("epoch")):
             records.append(record)
+        else:
+            log.warning("skipping line %d of %s: not an epoch record", number, path)
     return records
+
+
+def _is_epoch(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:

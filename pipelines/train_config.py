@@ -152,7 +152,8 @@ class TrainConfig:
         if self.lam is not None:
             _in_range("--lam", self.lam, "lam", hint="the paper uses 0.001 .. 0.008")
         _in_range("--at-eps", self.at_eps, "at_eps", hint="input units, e.g. 2/255")
-        _in_range("--at-step", self.at_step, "at_step", above_low=True, hint="input units, e.g. 0.01")
+        step_hint = "the PGD step size in input units, e.g. 0.01"
+        _in_range("--at-step", self.at_step, "at_step", above_low=True, hint=step_hint)
         _in_range("--rat-beta", self.rat_beta, "rat_beta", hint="the paper uses 5e-4")
         if self.weight_decay is not None:
             _in_range("--weight-decay", self.weight_decay, "weight_decay", hint="the paper uses 5e-4")
