@@ -151,6 +151,16 @@ def _complete_attrs(store_path: str | Path) -> dict[str, Any]:
             f"store {store_path} is incomplete (its preprocessing run did not finish); rerun the same "
             "`evrobust preprocess` command to resume it"
         )
+    # What `evrobust preprocess verify` calls a problem, the readers refuse too: overlapping splits of a
+    # scheme would leak test samples into training.
+    for scheme, parts in attrs.get("splits", {}).items():
+        arrays = [np.asarray(v, dtype=np.int64) for v in parts.values()]
+        idx = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+        if np.unique(idx).size != idx.size:
+            raise UserInputError(
+                f"store {store_path} is damaged: the splits of scheme {scheme!r} overlap or repeat indices; "
+                f"run `evrobust preprocess verify {store_path}` and rebuild it"
+            )
     return attrs
 
 

@@ -295,10 +295,15 @@ def _attrs_problem(attrs: dict[str, Any]) -> str | None:
     if "default_split" in attrs and isinstance(attrs.get("planned_splits"), dict):
         if attrs["default_split"] not in attrs["planned_splits"]:
             return f"default_split {attrs['default_split']!r} names no split scheme"
+    if "format_version" in attrs and attrs["format_version"] != FORMAT_VERSION:
+        version = str(attrs["format_version"])[:20]
+        return f"format_version {version} is not {FORMAT_VERSION}, the one this evrobust reads"
     for key in ("mean", "std"):
         v = attrs.get(key, [])
         if not isinstance(v, list) or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
             return f"{key} is not a list of numbers"
+    if any(x <= 0 for x in attrs.get("std", [])):
+        return "std holds a value <= 0 (inputs are divided by it)"
     request = attrs.get("scale_request")
     if request is not None and (
         not isinstance(request, int | float)
@@ -758,6 +763,25 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_is_store(path: str | Path) -> None:
+    """Raise a UserInputError unless ``path`` is (at least the shell of) an evrobust store.
+
+    ``evrobust preprocess verify`` uses it so that a path that is not a store at all (missing, a file, a
+    plain directory, another zarr group) is a user error (exit 2); a damaged store is a finding (exit 1).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        state = "is a file" if path.exists() else "does not exist"
+        raise UserInputError(f"{path} {state}; `verify` checks a store built by `evrobust preprocess`")
+    meta = path / "zarr.json"
+    try:
+        head = meta.read_bytes()[: 1 << 20] if meta.is_file() else b""
+    except OSError as exc:
+        raise UserInputError(f"{meta} cannot be read ({exc.strerror or exc})") from None
+    if not head or FORMAT_NAME.encode() not in head:
+        raise UserInputError(f"{path} is not an evrobust store (no zarr.json naming {FORMAT_NAME})")
+
+
 def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool = True) -> list[str]:
     """Check a store and return its problems (an empty list means it is sound).
 
@@ -769,6 +793,13 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
     """
     path = Path(path)
     problems: list[str] = []
+    # Per-sample / per-source findings are grouped by kind: one line per kind with a count and the first
+    # case, instead of one line per sample (a damaged store can have thousands).
+    grouped: dict[str, list[str]] = {}
+
+    def finding(kind: str, line: str) -> None:
+        grouped.setdefault(kind, []).append(line)
+
     try:
         attrs = read_attrs(path)
     except UserInputError as exc:
@@ -843,6 +874,11 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
             if s & skipped:
                 problems.append(f"split {scheme}/{name} contains skipped samples")
             seen |= s
+    default = attrs.get("splits", {}).get(attrs.get("default_split"), {})
+    for name in ("train", "val"):
+        planned = attrs.get("planned_splits", {}).get(attrs.get("default_split"), {})
+        if name in planned and not default.get(name):
+            problems.append(f"split {attrs['default_split']}/{name} is empty; training cannot use this store")
     for key in ("scale", "mean", "std"):
         if key not in attrs:
             problems.append(f"attribute {key} missing")
@@ -854,7 +890,8 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
         for i in np.flatnonzero(flags == WRITTEN):
             src = attrs["sources"][i]
             if recorded.get(src) != bytes(digests[i]).hex():
-                problems.append(f"sample {int(i)} ({src}): per-sample checksum differs from the recorded one")
+                line = f"sample {int(i)} ({src}): per-sample checksum differs from the recorded one"
+                finding("checksum", line)
     if raw_dir is not None:
         raw = Path(raw_dir)
         from evrobust.preprocess.sources import read_source_bytes, split_zip_source
@@ -865,18 +902,22 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
                 try:
                     actual = hashlib.sha256(read_source_bytes(raw, src)).hexdigest()
                 except UserInputError as exc:
-                    problems.append(f"source {src}: {exc}")
+                    finding("unreadable source", f"source {src}: {exc}")
                     continue
                 if actual != digest:
-                    problems.append(f"source {src}: sha256 differs from the recorded one (the zip changed)")
+                    finding("changed source", f"source {src}: sha256 differs from the recorded one (zip)")
             elif not file.is_file():
-                problems.append(f"source {src} is missing under {raw}")
+                finding("missing source", f"source {src} is missing under {raw}")
             elif sha256_file(file) != digest:
-                problems.append(f"source {src}: sha256 differs from the recorded one (the raw file changed)")
+                finding("changed source", f"source {src}: sha256 differs from the recorded one")
     if deep:
         for i in np.flatnonzero(flags == WRITTEN):
             try:
                 frames[int(i)]
             except Exception as exc:  # noqa: BLE001 - a corrupt chunk is a finding, not a crash
-                problems.append(f"sample {int(i)}: chunk unreadable ({type(exc).__name__}: {exc})")
+                message = " ".join(str(exc).split())[:160]
+                line = f"sample {int(i)}: chunk unreadable ({type(exc).__name__}: {message})"
+                finding("unreadable chunk", line)
+    for kind, lines in grouped.items():
+        problems.append(lines[0] if len(lines) == 1 else f"{len(lines)} x {kind}, first: {lines[0]}")
     return problems
