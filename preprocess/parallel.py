@@ -104,7 +104,7 @@ def run_tasks(
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout=f"{connect_timeout}s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
             raise UserInputError(
                 f"cannot reach the dask scheduler at {scheduler} ({exc}); check --scheduler"
             ) from None

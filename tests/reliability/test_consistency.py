@@ -147,3 +147,11 @@ def test_nested_json_in_a_run_config_and_store_attrs(tmp_path: Path) -> None:
     (tmp_path / "s.zarr" / "zarr.json").write_text(deep)
     with pytest.raises(UserInputError, match="zarr.json is unreadable"):
         read_attrs(tmp_path / "s.zarr")
+
+
+@pytest.mark.parametrize("address", ["nonsense://x", "tcp://host:notaport", "::::"])
+def test_malformed_scheduler_address_is_one_line(tmp_path: Path, address: str) -> None:
+    from evrobust.preprocess.parallel import run_tasks
+
+    with pytest.raises(UserInputError, match="check --scheduler"):
+        run_tasks(print, [(1,)], workers=2, mode="processes", scheduler=address)
