@@ -30,6 +30,25 @@ from evrobust.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
+
+def quiet_dask_logging() -> None:
+    """Hold dask.distributed's loggers at WARNING unless evrobust logs at DEBUG (``-v``).
+
+    distributed configures its own loggers on import (``distributed.scheduler`` etc. at INFO, with a stderr
+    handler of their own), so a level set on the parent logger alone does not hold them, and worker
+    processes configure theirs again from the ``DASK_LOGGING__DISTRIBUTED`` environment variable.
+    """
+    import os
+
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "dask"):
+            log = logging.getLogger(name)
+            if log.level < logging.WARNING:
+                log.setLevel(logging.WARNING)
+
 MODES = ("sync", "threads", "processes")
 DEFAULT_MODE = "threads"
 
@@ -99,7 +118,10 @@ def run_tasks(
 
     from contextlib import nullcontext
 
+    quiet_dask_logging()  # before the import: worker processes read the setting from the environment
     from distributed import Client, LocalCluster, as_completed
+
+    quiet_dask_logging()  # after it: distributed set its own loggers to INFO when it was first imported
 
     if scheduler is not None:
         try:

@@ -155,3 +155,17 @@ def test_malformed_scheduler_address_is_one_line(tmp_path: Path, address: str) -
 
     with pytest.raises(UserInputError, match="check --scheduler"):
         run_tasks(print, [(1,)], workers=2, mode="processes", scheduler=address)
+
+
+def test_dask_info_logs_stay_off_stderr_with_two_workers(tmp_path: Path) -> None:
+    from reliability_helpers import cli, make_raw_dir
+
+    raw = make_raw_dir(tmp_path / "raw", 1)
+    args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--workers", "2", "--frames", "4", "--size", "32",
+            "--no-progress", "--out", str(tmp_path / "s.zarr")]  # fmt: skip
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dask_info = ("Scheduler at", "Start worker", "State start", "Registering Worker plugin", "dashboard at")
+    for needle in dask_info:
+        assert needle not in proc.stderr, proc.stderr[-3000:]
+    assert "finalized" in proc.stderr  # evrobust's own INFO lines still show
