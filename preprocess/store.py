@@ -875,10 +875,9 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
                 problems.append(f"split {scheme}/{name} contains skipped samples")
             seen |= s
     default = attrs.get("splits", {}).get(attrs.get("default_split"), {})
-    for name in ("train", "val"):
-        planned = attrs.get("planned_splits", {}).get(attrs.get("default_split"), {})
-        if name in planned and not default.get(name):
-            problems.append(f"split {attrs['default_split']}/{name} is empty; training cannot use this store")
+    planned = attrs.get("planned_splits", {}).get(attrs.get("default_split"), {})
+    if "train" in planned and not default.get("train"):  # (an empty val split is legal for tiny stores)
+        problems.append(f"split {attrs['default_split']}/train is empty; training cannot use this store")
     for key in ("scale", "mean", "std"):
         if key not in attrs:
             problems.append(f"attribute {key} missing")

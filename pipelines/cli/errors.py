@@ -58,17 +58,10 @@ def divert_logging_after_error(exc: BaseException | None = None) -> Path | None:
     records are dropped).
     """
     root = logging.getLogger()
-    path: Path | None = None
-    handler: logging.Handler
-    try:
-        directory = log_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        path = directory / f"error-{stamp}-{os.getpid()}.log"
-        handler = logging.FileHandler(path, delay=True, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
-    except OSError:
-        handler, path = logging.NullHandler(), None
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path: Path | None = log_dir() / f"error-{stamp}-{os.getpid()}.log"
+    handler: logging.Handler = _AfterErrorLog(path, exc)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     streams = (sys.stderr, sys.__stderr__, sys.stdout, sys.__stdout__)
     for old in list(root.handlers):
         if not isinstance(old, logging.FileHandler) and getattr(old, "stream", None) in streams:
@@ -81,9 +74,33 @@ def divert_logging_after_error(exc: BaseException | None = None) -> Path | None:
         )
 
     sys.unraisablehook = unraisable
-    if exc is not None:
-        logging.getLogger("evrobust").info("the command failed: %s", exc, exc_info=exc)
     return path
+
+
+class _AfterErrorLog(logging.FileHandler):
+    """A log file created only when the first record arrives (a clean failure leaves no file), headed by
+    the error that ended the command; records are dropped if the log directory cannot be written."""
+
+    def __init__(self, path: Path, exc: BaseException | None) -> None:
+        super().__init__(path, delay=True, encoding="utf-8")
+        self._exc = exc
+
+    def _open(self):  # noqa: ANN202 - logging's own hook
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        stream = super()._open()
+        if self._exc is not None:
+            stream.write(f"the command failed: {' '.join(str(self._exc).split())}\n")
+            stream.write("".join(traceback.format_exception(self._exc)))
+        return stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError:  # pragma: no cover - an unwritable log directory: drop the noise
+            pass
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass  # never print logging's own traceback to stderr
 
 
 def fail(message: str) -> typer.Exit:
