@@ -368,11 +368,13 @@ def main() -> None:
         for k, v in steps.items():
             print(f"| {k} | {v * 1e3:.2f} | {mb_file / v:.0f} |")
         print(f"| **sum: the one-worker floor** | {floor * 1e3:.2f} | {mb_file / floor:.0f} |")
-        ours = inline[None] / len(files)
+        wall_file = inline[None] / len(files)
+        cpu_file = rows[1][4] / len(files)
         print(
-            f"\nevrobust, 128x128, one worker: {ours * 1e3:.2f} ms/file end to end = "
-            f"{ours / floor:.2f}x the floor "
-            f"(the rest: store creation, done flags, the statistics pass, Python per-file overhead)."
+            f"\nevrobust, 128x128, one worker: {wall_file * 1e3:.2f} ms/file wall, "
+            f"{cpu_file * 1e3:.2f} ms/file CPU "
+            f"= {cpu_file / floor:.2f}x the floor in CPU time (the rest: store creation, done flags, the "
+            f"statistics pass, Python per-file overhead; wall time also counts waiting for a core)."
         )
 
 
