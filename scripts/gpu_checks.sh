@@ -29,10 +29,10 @@ for d in preprocess datasets pipelines; do ln -s "$ROOT/$d" "$SHIM/evrobust/$d";
 export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ "${GPU_CHECKS_DRY:-0}" = 1 ]; then
-    DEV=cpu; TESTS="-m cuda"; SHAPES="4,8,256"; MODEL="vgg_small"; BATCH=8; T=2; ROUNDS=1; REPEATS=2
+    DEV=cpu; SHAPES="4,8,256"; MODEL="vgg_small"; SIZE=16; BATCH=4; T=2; ROUNDS=1; STEPS=1; REPEATS=2
 else
-    DEV=cuda; TESTS="-m cuda"; SHAPES="8,64,64,16,16 8,64,128,8,8 8,64,4096"; MODEL="vgg11"; BATCH=64; T=8
-    ROUNDS=5; REPEATS=20
+    DEV=cuda; SHAPES="8,64,64,16,16 8,64,128,8,8 8,64,4096"; MODEL="vgg11"; SIZE=32; BATCH=64; T=8
+    ROUNDS=5; STEPS=3; REPEATS=20
 fi
 : > "$OUTDIR/summary.txt"
 step() {  # step NAME SECONDS COMMAND...
@@ -51,14 +51,14 @@ if [ "$DEV" = cuda ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.
     echo "no CUDA device visible to $PY; stopping" | tee -a "$OUTDIR/summary.txt"
     exit 1
 fi
-step cuda_tests 150 bash -c "cd tests && $PY -m pytest -p no:cacheprovider -q $TESTS ."
+step cuda_tests 150 bash -c "cd tests && $PY -m pytest -p no:cacheprovider -q -m cuda ."
 # shellcheck disable=SC2086
 step if_layer 120 "$PY" scripts/bench_neurons.py --device "$DEV" --shapes $SHAPES --specs triangle:1 \
     --repeats "$REPEATS" --warmup 3 --compile
 for AMP in "" "--amp"; do
     # shellcheck disable=SC2086
-    step "train${AMP:+_bf16}" 150 "$PY" scripts/bench_train.py --model "$MODEL" --batch "$BATCH" --T "$T" \
-        --device "$DEV" --defenses vanilla sr sr_star --rounds "$ROUNDS" --steps 3 $AMP
+    step "train${AMP:+_bf16}" 150 "$PY" scripts/bench_train.py --model "$MODEL" --size "$SIZE" --batch "$BATCH" \
+        --T "$T" --device "$DEV" --defenses vanilla sr sr_star --rounds "$ROUNDS" --steps "$STEPS" $AMP
     [ "$DEV" = cpu ] && break  # bf16 autocast is a CUDA setting
 done
 echo "results in $OUTDIR"
