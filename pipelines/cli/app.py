@@ -92,30 +92,74 @@ COMMANDS: dict[str, LazyCommand] = {
 }
 
 
+class _LazyCommands(dict):
+    """The group's ``commands`` mapping: names of :data:`COMMANDS` are present from the start; a command is
+    built when it is looked up (``[name]``, ``get``) or when all of them are read (``items``, ``values``).
+
+    Membership, iteration and ``keys`` do not load anything, so listing the names stays free; code that walks
+    ``group.commands.items()`` (completion, tests that visit every command) sees every real command.
+    """
+
+    def _loaded(self, name: str) -> bool:
+        return dict.__contains__(self, name)
+
+    def __missing__(self, name: str) -> Any:
+        spec = COMMANDS.get(name)
+        if spec is None:
+            raise KeyError(name)
+        command = spec.load(name)
+        self[name] = command
+        return command
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __contains__(self, name: object) -> bool:
+        return self._loaded(name) or name in COMMANDS  # type: ignore[arg-type]
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        eager = [n for n in dict.keys(self) if n not in COMMANDS]
+        return [*eager, *COMMANDS]
+
+    def __iter__(self):  # noqa: ANN204 - a plain iterator over the names
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
+        return [(name, self[name]) for name in self.keys()]
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        return [self[name] for name in self.keys()]
+
+
 class LazyCommandGroup(OneLineErrorGroup):
     """The root group: commands from :data:`COMMANDS` are built on first lookup, and listed without loading.
 
-    While the root's own help is rendered, a lookup returns a stub that carries only the name and help
-    line; any other lookup (running a command, its ``--help``, completion) loads the real command once.
-    Commands registered the ordinary way (``app.command``) are listed first and work as usual.
+    While the root's own help is rendered, a lookup of a command not built yet returns a stub that carries
+    only the name and help line; any other lookup (running a command, its ``--help``, completion) builds the
+    real command once. Commands registered the ordinary way (``app.command``) are listed first and work as
+    usual.
     """
 
     _listing = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = _LazyCommands(self.commands)
+
     def list_commands(self, ctx: Any) -> list[str]:
-        eager = super().list_commands(ctx)
-        return [*eager, *(name for name in COMMANDS if name not in eager)]
+        return self.commands.keys()
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        command = super().get_command(ctx, cmd_name)
-        spec = COMMANDS.get(cmd_name)
-        if command is not None or spec is None:
-            return command
-        if self._listing:
-            return TyperCommand(cmd_name, help=spec.help, callback=None)
-        command = spec.load(cmd_name)
-        self.commands[cmd_name] = command
-        return command
+        commands = self.commands
+        if self._listing and cmd_name in COMMANDS and not commands._loaded(cmd_name):
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name].help, callback=None)
+        return commands.get(cmd_name)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
