@@ -3,8 +3,12 @@
 For each embedded dataset (scikit-learn digits as images, and its emulated event version ``digits-dvs``) it
 trains a small VGG SNN with each defense, attacks every run white-box (the paper's surrogate ensemble) and
 black-box (examples crafted on an independently trained vanilla source model), measures the sparsity of each
-model's input gradient (``evrobust analyze sparsity``), and writes a summary table (``summary.md``) and a full
-report (``report.md``: every attack table with its masking checks, the sparsity numbers and plots).
+model's input gradient (``evrobust analyze sparsity``), draws its vulnerability curve over a per-dataset
+eps grid (``evrobust analyze vulnerability``: noise, FGSM and PGD-10) and its gradient histogram and
+heatmaps, and writes a summary table (``summary.md``) and a full report (``report.md``: the summary table,
+the accuracy-vs-eps and defense-comparison plots first, the other plots, then every attack table with its
+masking checks).
+:func:`findings` turns the measured numbers into the one or two sentences they support.
 Runs that already exist with the same config are reused (``evrobust train --resume`` semantics); attacks and
 analyses are rerun (a few seconds each).
 """
@@ -28,6 +32,17 @@ log = logging.getLogger(__name__)
 DEMO_DATA = ("digits", "digits-dvs")
 DEMO_DEFENSES = ("vanilla", "sr", "at", "sr_star")
 LAMBDA = 0.01
+EPS_GRIDS: dict[str, str] = {
+    # 8x8 digits have 17 grey levels (one level = 16/255): eps 8/255 is half a level and barely moves them,
+    # so their grid reaches 64/255 (four levels). The emulated events break at a few /255.
+    "digits": "0,8/255,16/255,32/255,48/255,64/255",
+    "digits-dvs": "0,2/255,4/255,8/255,16/255,32/255",
+}
+"""Vulnerability-curve eps grid per demo dataset (any other dataset uses the analysis default grid)."""
+BREAK_SHARE = 0.5
+"""A model counts as broken at the first eps where PGD-10 leaves at most this share of its clean accuracy."""
+HOLD_MARGIN = 0.05
+"""A defense holds where it keeps at least this much more accuracy than vanilla (0.05 = 5 points)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,9 @@ class DemoConfig:
     # of clean accuracy on digits.
     lam: float = LAMBDA
     limit: int = 200
+    # Vulnerability curves: samples per eps point (each point is a noise, an FGSM and a PGD-10 evaluation).
+    curve_limit: int = 100
+    eps_grids: dict[str, str] = field(default_factory=lambda: dict(EPS_GRIDS))
     attack_batch: int = 100
     data_dir: str | None = None
     device: str = "auto"
@@ -99,8 +117,12 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
             }
             white = run_attack(run, mode="whitebox", **common)
             black = run_attack(run, mode="blackbox", source=source, **common)
-            sparsity = run_analysis(run, "sparsity", limit=cfg.limit, batch_size=cfg.attack_batch,
-                                    device=cfg.device, data_dir=cfg.data_dir)
+            analysis = {"batch_size": cfg.attack_batch, "device": cfg.device, "data_dir": cfg.data_dir}
+            sparsity = run_analysis(run, "sparsity", limit=cfg.limit, **analysis)
+            curve = run_analysis(run, "vulnerability", limit=cfg.curve_limit,
+                                 eps_grid=cfg.eps_grids.get(data), **analysis)
+            run_analysis(run, "distribution", limit=cfg.curve_limit, **analysis)
+            run_analysis(run, "heatmap", limit=cfg.curve_limit, count=4, **analysis)
             grad = sparsity["targets"]["two_class"]["mean"]
             metrics = read_metrics(run)
             rows.append(
@@ -118,11 +140,14 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
                         c["name"] for c in white["checks"] + black["checks"] if not c["passed"]
                     ],
                     "run": str(run),
+                    "curve_eps": curve["eps"],
+                    "curve_eps_text": curve["eps_text"],
+                    "curves": curve["curves"],
                 }
             )
     path = root / "summary.md"
     write_text_atomic(path, render_summary(cfg, rows))
-    report = write_report([r["run"] for r in rows], root)
+    report = write_report([r["run"] for r in rows], root, preface=findings(rows))
     log.info("report written to %s", report)
     return path, rows
 
@@ -159,4 +184,59 @@ def render_summary(cfg: DemoConfig, rows: list[dict[str, Any]]) -> str:
             f"{_pct(r['bb_pgd10'])} | {_num(r.get('grad_l1'))} | {_num(r.get('grad_density'))} | {checks} |"
         )
     lines.append("")
+    lines += [sentence + "\n" for sentence in findings(rows)]
     return "\n".join(lines)
+
+
+def _at(row: dict[str, Any], attack: str, index: int) -> float | None:
+    curve = row.get("curves", {}).get(attack)
+    return None if curve is None or index >= len(curve) else curve[index]
+
+
+def findings(rows: list[dict[str, Any]], attack: str = "pgd10") -> list[str]:
+    """One sentence per dataset, computed from the vulnerability curves: where vanilla breaks, who holds.
+
+    Vanilla "breaks" at the first eps > 0 where ``attack`` leaves it at most :data:`BREAK_SHARE` of its clean
+    accuracy; there the best other defense is named with its accuracy, and called holding only if it keeps at
+    least :data:`HOLD_MARGIN` more than vanilla. Datasets without a vanilla curve are left out.
+    """
+    sentences = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        mine = [r for r in rows if r["data"] == data and r.get("curves", {}).get(attack)]
+        vanilla = next((r for r in mine if r["defense"] == "vanilla"), None)
+        if vanilla is None:
+            continue
+        eps_text = vanilla["curve_eps_text"]
+        clean = _at(vanilla, attack, 0)
+        broken = next((i for i, e in enumerate(vanilla["curve_eps"])
+                       if e > 0 and clean and _at(vanilla, attack, i) is not None
+                       and _at(vanilla, attack, i) <= BREAK_SHARE * clean), None)
+        if broken is None:
+            last = len(eps_text) - 1
+            sentences.append(
+                f"On {data}, {attack.upper()} never halves vanilla's accuracy on the grid: it keeps "
+                f"{_pct(_at(vanilla, attack, last))}% at eps {eps_text[last]} (clean {_pct(clean)}%), "
+                "so this grid does not show a defense's benefit there."
+            )
+            continue
+        others = [(r, _at(r, attack, broken)) for r in mine if r is not vanilla]
+        others = [(r, v) for r, v in others if v is not None]
+        head = (f"On {data}, {attack.upper()} at eps {eps_text[broken]} drops vanilla from {_pct(clean)}% to "
+                f"{_pct(_at(vanilla, attack, broken))}%")
+        if not others:
+            sentences.append(head + ".")
+            continue
+        best, value = max(others, key=lambda item: item[1])
+        base = _at(vanilla, attack, broken) or 0.0
+        gain = value - base
+        if gain >= HOLD_MARGIN:
+            holding = [r["defense"] for r, v in others if v - base >= HOLD_MARGIN]
+            sentences.append(head + f"; {best['defense']} keeps {_pct(value)}% there "
+                             f"({100 * gain:+.1f} points), "
+                             f"and {', '.join(holding)} {'hold' if len(holding) > 1 else 'holds'} at least "
+                             f"{100 * HOLD_MARGIN:.0f} points above vanilla.")
+        else:
+            sentences.append(head + f"; no defense keeps {100 * HOLD_MARGIN:.0f} points more (best: "
+                             f"{best['defense']} {_pct(value)}%).")
+    return sentences
+
