@@ -193,50 +193,55 @@ def _at(row: dict[str, Any], attack: str, index: int) -> float | None:
     return None if curve is None or index >= len(curve) else curve[index]
 
 
+_ATTACK_NAMES = {"pgd10": "PGD-10", "fgsm": "FGSM", "noise": "uniform noise"}
+
+
 def findings(rows: list[dict[str, Any]], attack: str = "pgd10") -> list[str]:
     """One sentence per dataset, computed from the vulnerability curves: where vanilla breaks, who holds.
 
-    Vanilla "breaks" at the first eps > 0 where ``attack`` leaves it at most :data:`BREAK_SHARE` of its clean
-    accuracy; there the best other defense is named with its accuracy, and called holding only if it keeps at
-    least :data:`HOLD_MARGIN` more than vanilla. Datasets without a vanilla curve are left out.
+    Vanilla "breaks" at the first eps > 0 where ``attack`` leaves it at most :data:`BREAK_SHARE` of its
+    accuracy at eps 0; there every other defense that keeps at least :data:`HOLD_MARGIN` more than vanilla
+    "holds", and the best one is named with its accuracy. Datasets without a vanilla curve starting at eps 0
+    are left out. Rows carry ``curve_eps`` (fractions), ``curve_eps_text`` and ``curves`` (name -> accuracy
+    fractions per eps), as :func:`run_demo` returns them.
     """
+    name = _ATTACK_NAMES.get(attack, attack)
     sentences = []
     for data in dict.fromkeys(r["data"] for r in rows):
         mine = [r for r in rows if r["data"] == data and r.get("curves", {}).get(attack)]
         vanilla = next((r for r in mine if r["defense"] == "vanilla"), None)
-        if vanilla is None:
+        if vanilla is None or not vanilla["curve_eps"] or vanilla["curve_eps"][0] != 0:
             continue
         eps_text = vanilla["curve_eps_text"]
-        clean = _at(vanilla, attack, 0)
-        broken = next((i for i, e in enumerate(vanilla["curve_eps"])
-                       if e > 0 and clean and _at(vanilla, attack, i) is not None
-                       and _at(vanilla, attack, i) <= BREAK_SHARE * clean), None)
+        start = _at(vanilla, attack, 0) or 0.0
+        broken = next((i for i, e in enumerate(vanilla["curve_eps"]) if e > 0 and start > 0
+                       and (_at(vanilla, attack, i) or 0.0) <= BREAK_SHARE * start), None)
         if broken is None:
             last = len(eps_text) - 1
             sentences.append(
-                f"On {data}, {attack.upper()} never halves vanilla's accuracy on the grid: it keeps "
-                f"{_pct(_at(vanilla, attack, last))}% at eps {eps_text[last]} (clean {_pct(clean)}%), "
-                "so this grid does not show a defense's benefit there."
+                f"On {data}, {name} never halves vanilla's accuracy on this grid ({_pct(start)}% at eps 0, "
+                f"{_pct(_at(vanilla, attack, last))}% at {eps_text[last]}), so the grid cannot show a "
+                "defense holding where vanilla breaks."
             )
             continue
-        others = [(r, _at(r, attack, broken)) for r in mine if r is not vanilla]
-        others = [(r, v) for r, v in others if v is not None]
-        head = (f"On {data}, {attack.upper()} at eps {eps_text[broken]} drops vanilla from {_pct(clean)}% to "
-                f"{_pct(_at(vanilla, attack, broken))}%")
+        base = _at(vanilla, attack, broken) or 0.0
+        head = (f"On {data}, {name} at eps {eps_text[broken]} drops vanilla from {_pct(start)}% to "
+                f"{_pct(base)}%")
+        others = [(r["defense"], _at(r, attack, broken)) for r in mine if r is not vanilla]
+        others = [(d, v) for d, v in others if v is not None]
         if not others:
             sentences.append(head + ".")
             continue
         best, value = max(others, key=lambda item: item[1])
-        base = _at(vanilla, attack, broken) or 0.0
-        gain = value - base
-        if gain >= HOLD_MARGIN:
-            holding = [r["defense"] for r, v in others if v - base >= HOLD_MARGIN]
-            sentences.append(head + f"; {best['defense']} keeps {_pct(value)}% there "
-                             f"({100 * gain:+.1f} points), "
-                             f"and {', '.join(holding)} {'hold' if len(holding) > 1 else 'holds'} at least "
-                             f"{100 * HOLD_MARGIN:.0f} points above vanilla.")
+        holding = [d for d, v in others if v - base >= HOLD_MARGIN]
+        if not holding:
+            sentences.append(head + f"; no defense keeps {100 * HOLD_MARGIN:.0f} points more there (best: "
+                             f"{best} {_pct(value)}%).")
+        elif len(holding) == 1:
+            sentences.append(head + f"; only {best} holds, with {_pct(value)}% ({100 * (value - base):+.1f} "
+                             "points).")
         else:
-            sentences.append(head + f"; no defense keeps {100 * HOLD_MARGIN:.0f} points more (best: "
-                             f"{best['defense']} {_pct(value)}%).")
+            sentences.append(head + f"; {', '.join(holding)} hold at least {100 * HOLD_MARGIN:.0f} points "
+                             f"above it, {best} best with {_pct(value)}% "
+                             f"({100 * (value - base):+.1f} points).")
     return sentences
-

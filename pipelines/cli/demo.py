@@ -65,6 +65,6 @@ def demo_command(
     console = Console()
     console.print(_table(rows))
     for sentence in findings(rows):
-        console.print(sentence, markup=False, highlight=False)
+        console.print(sentence, markup=False, highlight=False, soft_wrap=True)
     typer.echo(f"summary written to {path}")
     typer.echo(f"report written to {path.parent / 'report.md'}")
