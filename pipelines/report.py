@@ -66,9 +66,11 @@ def _classify(path: Path) -> list[tuple[str, Path]]:
 
 
 def _run_artifacts(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    attacks = [json.loads(p.read_text()) for p in sorted(run.glob("attack-*.json"))
-               if not p.name.endswith(".partial.json")]
-    analyses = [json.loads(p.read_text()) for p in sorted(run.glob("analysis-*.json"))]
+    from evrobust.pipelines.report_runs import read_json
+
+    paths = sorted(run.glob("attack-*.json"))
+    attacks = [read_json(p) for p in paths if not p.name.endswith(".partial.json")]
+    analyses = [read_json(p) for p in sorted(run.glob("analysis-*.json"))]
     if not attacks and not analyses:
         raise UserInputError(
             f"run {run} has no attack or analysis results to report; run `evrobust attack --run {run}` "

@@ -57,7 +57,8 @@ class RunData:
         return str((self.config.get("defense") or {}).get("name", "?"))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`UserInputError` (one line) if unreadable or not an object."""
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -69,13 +70,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def load_run(run: Path) -> RunData:
     """Read one run directory (its finished attack and analysis results and its metrics)."""
-    data = RunData(path=run, config=_read_json(run / "config.json"))
+    data = RunData(path=run, config=read_json(run / "config.json"))
     for p in sorted(run.glob("attack-*.json")):
         if not p.name.endswith(".partial.json"):
-            document = _read_json(p)
+            document = read_json(p)
             data.attacks[str(document.get("mode") or p.stem.removeprefix("attack-"))] = document
     for p in sorted(run.glob("analysis-*.json")):
-        document = _read_json(p)
+        document = read_json(p)
         data.analyses[str(document.get("kind") or p.stem.removeprefix("analysis-"))] = document
     data.metrics = read_metrics(run)
     return data
