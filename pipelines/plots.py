@@ -435,24 +435,26 @@ def plot_ensemble_members(groups: Sequence[dict[str, Any]], path: str | os.PathL
 def plot_accuracy_scatter(
     points: Sequence[dict[str, Any]], path: str | os.PathLike[str], robust_label: str = "PGD-10 accuracy (%)"
 ) -> Path:
-    """Clean vs robust accuracy (%) per run, coloured by the mean gradient l1 norm (log colour scale).
+    """Clean vs robust accuracy (%) per run, coloured by the mean gradient l1 norm.
 
     ``points``: ``[{"label", "clean" (%), "robust" (%), "l1", "marker"}]``; the label is written beside each.
+    The colour scale is logarithmic when the l1 norms span more than a factor of 10, linear otherwise.
     """
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.ticker import FormatStrFormatter
 
     fig = Figure(figsize=(5.6, 4.2))
     ax = fig.add_subplot()
     l1 = np.asarray([p["l1"] for p in points], dtype=float)
-    positive = l1[l1 > 0]
-    norm = LogNorm(vmin=float(positive.min()), vmax=float(max(positive.max(), positive.min() * 1.01)))
+    low, high = float(l1.min()), float(l1.max())
+    norm = LogNorm(low, high) if low > 0 and high > 10 * low else Normalize(low, max(high, low + 1e-12))
     shown = None
     for marker in dict.fromkeys(p.get("marker", "o") for p in points):
         subset = [p for p in points if p.get("marker", "o") == marker]
         shown = ax.scatter(
             [p["clean"] for p in subset],
             [p["robust"] for p in subset],
-            c=[max(p["l1"], float(positive.min())) for p in subset],
+            c=[p["l1"] for p in subset],
             cmap="viridis",
             norm=norm,
             marker=marker,
@@ -464,7 +466,9 @@ def plot_accuracy_scatter(
         ax.annotate(
             p["label"], (p["clean"], p["robust"]), fontsize=7, xytext=(4, 3), textcoords="offset points"
         )
-    fig.colorbar(shown, ax=ax, label="mean l1 norm of grad_x f_y (1/unit)")
+    bar = fig.colorbar(shown, ax=ax, label="mean l1 norm of grad_x f_y (1/unit)")
+    bar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    bar.ax.yaxis.set_minor_formatter(FormatStrFormatter(""))
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel(robust_label)
     ax.set_title("Clean vs robust accuracy; colour: input-gradient l1")
@@ -475,7 +479,7 @@ def plot_accuracy_scatter(
 def plot_training_curves(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Training loss and validation accuracy (%) per epoch, one line per run.
 
-    ``runs``: ``[{"label", "defense", "linestyle", "records": metrics.jsonl records}]``.
+    ``runs``: ``[{"label", "defense", "linestyle", "marker", "records": metrics.jsonl records}]``.
     """
     fig = Figure(figsize=(10.0, 3.6))
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -485,14 +489,20 @@ def plot_training_curves(runs: Sequence[dict[str, Any]], path: str | os.PathLike
         style = {
             "color": defense_color(run["defense"]),
             "linestyle": run.get("linestyle", "-"),
-            "marker": "o",
+            "marker": run.get("marker", "o"),
             "markersize": 3,
         }
         loss_ax.plot(epochs, [r.get("loss", np.nan) for r in records], label=run["label"], **style)
         acc_ax.plot(epochs, [r.get("val_acc", np.nan) for r in records], label=run["label"], **style)
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
     loss_ax.set_yscale("log")
+    loss_ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    loss_ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("training loss (CE + regulariser, nats)")
+    loss_ax.set_ylabel("training loss per sample (CE + regulariser)")
     loss_ax.set_title("Training loss")
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("validation accuracy (%)")

@@ -530,6 +530,7 @@ def fig_training(runs: Sequence[RunData], path: Path) -> Path:
             "defense": r.defense,
             "records": r.metrics,
             "linestyle": styles[datasets.index(r.dataset) % len(styles)],
+            "marker": _MARKERS[datasets.index(r.dataset) % len(_MARKERS)],
         }
         for r in runs
         if r.metrics
