@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 from evrobust.atomic import write_bytes_atomic
 
 __all__ = [
+    "ATTACK_TITLES",
     "DPI",
     "STYLE",
     "defense_color",
@@ -86,7 +87,14 @@ _DEFENSE_COLORS = {
     "sr_star": "#1f77b4",
 }
 _OTHER_COLORS = ("#9467bd", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-_ATTACK_TITLES = {"noise": "uniform noise", "fgsm": "FGSM", "pgd10": "PGD-10", "reliable": "reliable cascade"}
+ATTACK_TITLES = {
+    "noise": "uniform noise",
+    "fgsm": "FGSM",
+    "pgd10": "PGD-10",
+    "apgd10": "APGD-CE-10",
+    "reliable": "reliable cascade",
+}
+"""Display names of attacks in figures (other names are shown as they are)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -137,7 +145,7 @@ def plot_vulnerability(result: dict[str, Any], path: str | os.PathLike[str]) -> 
     eps = np.asarray(result["eps"], dtype=float) * 255
     for name, curve in result["curves"].items():
         style = "--" if name == "noise" else "-"
-        ax.plot(eps, _percent(curve), style, marker="o", label=_ATTACK_TITLES.get(name, name))
+        ax.plot(eps, _percent(curve), style, marker="o", label=ATTACK_TITLES.get(name, name))
     ax.set_xlabel("eps (L-inf, in 1/255)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
@@ -306,7 +314,7 @@ def plot_eps_curves(panels: Sequence[dict[str, Any]], path: str | os.PathLike[st
     """
     rows = 1 + max(p["row"] for p in panels)
     cols = 1 + max(p["col"] for p in panels)
-    fig = Figure(figsize=(3.4 * cols + 0.4, 2.8 * rows + 0.3))
+    fig = Figure(figsize=(3.1 * cols + 0.4, 2.8 * rows + 0.3))
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     used = set()
     for panel in panels:

@@ -28,7 +28,7 @@ PLOT_PREFIX = "plot-"
 """Every figure the report draws from runs is ``<report dir>/plot-<name>.png``; stale ones are removed."""
 
 DEFENSE_ORDER = ("vanilla", "at", "rat", "sr", "sr_star")
-ATTACK_ORDER = ("noise", "fgsm", "pgd10", "reliable")
+ATTACK_ORDER = ("noise", "fgsm", "pgd10", "apgd10", "reliable")
 RELIABLE = "reliable"
 _MARKERS = ("o", "s", "^", "D", "v", "P")
 
@@ -291,7 +291,7 @@ def _datasets(runs: Sequence[RunData]) -> list[str]:
 
 def fig_eps_curves(runs: Sequence[RunData], path: Path) -> Path:
     """Accuracy vs eps: rows = datasets, columns = attacks; one line per defense (vulnerability analysis)."""
-    from evrobust.pipelines.plots import plot_eps_curves
+    from evrobust.pipelines.plots import ATTACK_TITLES, plot_eps_curves
 
     with_curves = [r for r in runs if isinstance((r.analyses.get("vulnerability") or {}).get("curves"), dict)]
     if not with_curves:
@@ -306,7 +306,6 @@ def fig_eps_curves(runs: Sequence[RunData], path: Path) -> Path:
     attacks = list(dict.fromkeys(attacks))
     if RELIABLE not in attacks and any(reliable_accuracy(r) is not None for r in with_curves):
         attacks.append(RELIABLE)
-    titles = {"noise": "uniform noise", "fgsm": "FGSM", "pgd10": "PGD-10", RELIABLE: "reliable cascade"}
     panels = []
     for row, dataset in enumerate(_datasets(with_curves)):
         for col, attack in enumerate(attacks):
@@ -336,7 +335,7 @@ def fig_eps_curves(runs: Sequence[RunData], path: Path) -> Path:
             if lines:
                 panels.append(
                     {
-                        "title": f"{dataset}: {titles.get(attack, attack)}",
+                        "title": f"{dataset}: {ATTACK_TITLES.get(attack, attack)}",
                         "row": row,
                         "col": col,
                         "lines": lines,
@@ -540,6 +539,21 @@ def fig_training(runs: Sequence[RunData], path: Path) -> Path:
     return plot_training_curves(curves, path)
 
 
+def _pgd_reach_note(runs: Sequence[RunData]) -> str:
+    """A caption note when a PGD curve goes past the eps its fixed step can reach in its steps."""
+    from evrobust.attacks.registry import PGD_STEP
+
+    reach = {"pgd10": 10 * PGD_STEP}
+    for run in runs:
+        vul = run.analyses.get("vulnerability") or {}
+        for name, limit in reach.items():
+            if name in (vul.get("curves") or {}) and max(vul.get("eps") or [0.0]) > limit:
+                return (f". PGD-10 takes the paper's fixed {255 * PGD_STEP:.2f}/255 steps, so past "
+                        f"{255 * limit:.1f}/255 it cannot reach the edge of the eps-ball and reads too high "
+                        "there; FGSM and APGD scale their steps with eps")
+    return ""
+
+
 @dataclass
 class ReportFigure:
     """One drawn report figure: its file, the alt text / caption, and whether it leads the report."""
@@ -559,7 +573,7 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
     plans: list[tuple[str, str, bool, Callable[[Path], Path]]] = [
         (
             "accuracy-vs-eps",
-            "Accuracy vs eps per defense (paper's points hollow where published)",
+            "Accuracy vs eps per defense (paper's points hollow where published)" + _pgd_reach_note(runs),
             True,
             lambda p: fig_eps_curves(runs, p),
         ),

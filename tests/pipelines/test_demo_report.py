@@ -55,6 +55,33 @@ def test_findings_name_where_vanilla_breaks_and_who_holds() -> None:
     assert findings([_row("digits", "sr", [0.9, 0.1])]) == []  # no vanilla curve: nothing to compare with
 
 
+def test_findings_take_the_strongest_gradient_attack_per_eps_and_ignore_noise() -> None:
+    eps, text = [0.0, 8 / 255, 16 / 255], ["0", "8/255", "16/255"]
+    rows = [
+        # vanilla: FGSM 50 % (> half of 90 %) and PGD-10 60 % at 8/255, but the noise curve (10 %) would break
+        # it there if it counted; at 16/255 FGSM 50 %, PGD-10 30 %: the worst, 30 % <= 45 %, breaks it.
+        {
+            "data": "digits",
+            "defense": "vanilla",
+            "curve_eps": eps,
+            "curve_eps_text": text,
+            "curves": {"noise": [0.9, 0.1, 0.1], "fgsm": [0.9, 0.5, 0.5], "pgd10": [0.9, 0.6, 0.3]},
+        },
+        # sr at 16/255: min(FGSM 70 %, PGD-10 55 %) = 55 %, +25 points.
+        {
+            "data": "digits",
+            "defense": "sr",
+            "curve_eps": eps,
+            "curve_eps_text": text,
+            "curves": {"noise": [0.85, 0.8, 0.8], "fgsm": [0.85, 0.75, 0.7], "pgd10": [0.85, 0.8, 0.55]},
+        },
+    ]
+    assert findings(rows) == [
+        "On digits, the strongest of FGSM and PGD-10 at eps 16/255 drops vanilla from 90.0% to 30.0%; only "
+        "sr holds, with 55.0% (+25.0 points)."
+    ]
+
+
 def test_demo_at_test_scale_ends_with_a_report_with_plots(tmp_path: Path) -> None:
     cfg = DemoConfig(
         out=str(tmp_path / "demo"),

@@ -203,6 +203,8 @@ def test_report_draws_every_plot_its_runs_support(full_runs: Path) -> None:
     assert "| digits-dvs | sr_star | 90.0 | 40.0 (PGD10) | 50.0 (PGD10) | 1.5 | none |" in text
     assert "reliable" not in text.split("## Plots")[0].split("| data |")[1].split("\n")[0]
     assert "Plots not drawn" not in text
+    # The curves reach 32/255, past the 10 x 2.55/255 PGD-10's fixed steps can travel: the caption says so.
+    assert "past 25.5/255 it cannot reach the edge of the eps-ball" in text
 
 
 def test_missing_data_skip_plots_with_notes_and_stale_plots_go(tmp_path: Path) -> None:
