@@ -348,11 +348,13 @@ def runs_overview(runs: Sequence[Path], directory: Path) -> list[str]:
     lead = [f for f in figures if f.lead]
     rest = [f for f in figures if not f.lead]
     for figure in lead:
-        lines += [f"![{figure.caption}]({_link(figure.path, directory)})", "", f"*{figure.caption}.*", ""]
+        lines += [f"![{figure.caption}]({_link(figure.path, directory)})", "",
+                  f"*{figure.caption}.*" + (f" {figure.note}" if figure.note else ""), ""]
     if rest or notes:
         lines += ["## Plots", ""]
     for figure in rest:
         lines += [f"### {figure.caption}", "", f"![{figure.caption}]({_link(figure.path, directory)})", ""]
+        lines += [figure.note, ""] if figure.note else []
     if notes:
         lines += ["Plots not drawn:", ""] + [f"- {note}" for note in notes] + [""]
     return lines

@@ -548,19 +548,20 @@ def _pgd_reach_note(runs: Sequence[RunData]) -> str:
         vul = run.analyses.get("vulnerability") or {}
         for name, limit in reach.items():
             if name in (vul.get("curves") or {}) and max(vul.get("eps") or [0.0]) > limit:
-                return (f". PGD-10 takes the paper's fixed {255 * PGD_STEP:.2f}/255 steps, so past "
+                return (f"PGD-10 takes the paper's fixed {255 * PGD_STEP:.2f}/255 steps, so past "
                         f"{255 * limit:.1f}/255 it cannot reach the edge of the eps-ball and reads too high "
-                        "there; FGSM and APGD scale their steps with eps")
+                        "there; FGSM and APGD scale their steps with eps.")
     return ""
 
 
 @dataclass
 class ReportFigure:
-    """One drawn report figure: its file, the alt text / caption, and whether it leads the report."""
+    """One drawn report figure: its file, the alt text / caption, whether it leads the report, a caveat."""
 
     path: Path
     caption: str
     lead: bool = False
+    note: str = ""
 
 
 def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportFigure], list[str]]:
@@ -573,7 +574,7 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
     plans: list[tuple[str, str, bool, Callable[[Path], Path]]] = [
         (
             "accuracy-vs-eps",
-            "Accuracy vs eps per defense (paper's points hollow where published)" + _pgd_reach_note(runs),
+            "Accuracy vs eps per defense (paper's points hollow where published)",
             True,
             lambda p: fig_eps_curves(runs, p),
         ),
@@ -638,7 +639,8 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
     for name, caption, lead, draw in plans:
         path = directory / f"{PLOT_PREFIX}{name}.png"
         try:
-            figures.append(ReportFigure(draw(path), caption, lead))
+            note = _pgd_reach_note(runs) if name == "accuracy-vs-eps" else ""
+            figures.append(ReportFigure(draw(path), caption, lead, note))
         except SkipPlot as skip:
             notes.append(str(skip))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
