@@ -64,7 +64,8 @@ class DemoConfig:
     # of clean accuracy on digits.
     lam: float = LAMBDA
     limit: int = 200
-    # Vulnerability curves: samples per eps point (each point is a noise, an FGSM and a PGD-10 evaluation).
+    # Vulnerability curves, histograms and heatmaps: samples per eps point (each point is a noise, an FGSM, a
+    # PGD-10 and an APGD-CE-10 evaluation); never more than ``limit``.
     curve_limit: int = 100
     eps_grids: dict[str, str] = field(default_factory=lambda: dict(EPS_GRIDS))
     attack_batch: int = 100
@@ -122,10 +123,11 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
             black = run_attack(run, mode="blackbox", source=source, **common)
             analysis = {"batch_size": cfg.attack_batch, "device": cfg.device, "data_dir": cfg.data_dir}
             sparsity = run_analysis(run, "sparsity", limit=cfg.limit, **analysis)
-            curve = run_analysis(run, "vulnerability", limit=cfg.curve_limit,
-                                 eps_grid=cfg.eps_grids.get(data), attacks=CURVE_ATTACKS, **analysis)
-            run_analysis(run, "distribution", limit=cfg.curve_limit, **analysis)
-            run_analysis(run, "heatmap", limit=cfg.curve_limit, count=4, **analysis)
+            few = min(cfg.curve_limit, cfg.limit)
+            curve = run_analysis(run, "vulnerability", limit=few, eps_grid=cfg.eps_grids.get(data),
+                                 attacks=CURVE_ATTACKS, **analysis)
+            run_analysis(run, "distribution", limit=few, **analysis)
+            run_analysis(run, "heatmap", limit=few, count=4, **analysis)
             grad = sparsity["targets"]["two_class"]["mean"]
             metrics = read_metrics(run)
             rows.append(
