@@ -348,7 +348,7 @@ def plot_eps_curves(panels: Sequence[dict[str, Any]], path: str | os.PathLike[st
         ax.set_xlabel("eps (L-inf, in 1/255)")
         if panel["col"] == 0:
             ax.set_ylabel("accuracy (%)")
-        ax.legend(loc="lower left")
+        ax.legend(loc="best")
     for r in range(rows):
         for c in range(cols):
             if (r, c) not in used:
@@ -410,16 +410,24 @@ def plot_ensemble_members(groups: Sequence[dict[str, Any]], path: str | os.PathL
     ``groups``: ``[{"title", "defenses": [str], "members": [str], "broken": {member: [0..1 | None per
     defense]}, "ensemble": [0..1 | None per defense]}]`` (one panel each, e.g. per dataset).
     """
-    width_in = max(4.8, 1.5 * max(len(g["defenses"]) for g in groups) + 1.4)
+    import matplotlib as mpl
+
+    most = max(len(g["members"]) for g in groups) + 1
+    width_in = max(4.8, (0.9 + 0.09 * most) * max(len(g["defenses"]) for g in groups) + 1.4)
     fig = Figure(figsize=(width_in * len(groups), 3.8), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
     for ax, group in zip(axes, groups, strict=True):
         names = list(group["members"]) + ["ensemble (any member)"]
         values = [group["broken"][m] for m in group["members"]] + [group["ensemble"]]
+        # Up to 10 members: the default cycle; up to 20: tab20; more (the `wide` ensemble): a sequential map,
+        # so no two members share a colour.
+        count = len(names) - 1
+        palette = (None if count <= 10 else [mpl.colormaps["tab20"](i) for i in range(count)] if count <= 20
+                   else [mpl.colormaps["turbo"](i / max(count - 1, 1)) for i in range(count)])
         x = np.arange(len(group["defenses"]))
         width = 0.8 / len(names)
         for i, (name, series) in enumerate(zip(names, values, strict=True)):
-            color = "black" if i == len(names) - 1 else None
+            color = "black" if i == len(names) - 1 else (None if palette is None else palette[i])
             ax.bar(
                 x + (i - (len(names) - 1) / 2) * width,
                 np.nan_to_num(_percent(series)),
@@ -435,7 +443,7 @@ def plot_ensemble_members(groups: Sequence[dict[str, Any]], path: str | os.PathL
         ax.grid(axis="x", visible=False)
     axes[0].set_ylabel("samples misclassified (%)")
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside upper center", ncols=min(len(names), 5))
+    fig.legend(handles, names, loc="outside upper center", ncols=min(len(names), 6))
     return _save(fig, path)
 
 
