@@ -58,7 +58,8 @@ def _attack_summary(path: Path, which: str) -> dict[str, Any] | str:
 
 
 def robustness_metadata(run: Path, config: dict[str, Any], which: str) -> dict[str, Any]:
-    """Graph metadata for a run: defense, lambda, eps, data, and the measured accuracies (or their absence)."""
+    """Graph metadata for a run: defense, lambda, eps, data, and the measured accuracies (or their
+    absence)."""
     defense = config.get("defense") or {}
     data = config.get("data") or {}
     uses_sr = defense.get("name") in ("sr", "sr_star")
@@ -82,15 +83,22 @@ def robustness_metadata(run: Path, config: dict[str, Any], which: str) -> dict[s
             meta[f"{mode}_attack"] = summary
             continue
         robust = summary["robust_accuracy"]
-        meta[f"{mode}_robust_accuracy"] = robust if robust is not None else "not measured: no attack besides clean"
-        meta[f"{mode}_clean_accuracy"] = summary["clean_accuracy"] if summary["clean_accuracy"] is not None else "none"
+        meta[f"{mode}_robust_accuracy"] = (
+            robust if robust is not None else "not measured: no attack besides clean"
+        )
+        meta[f"{mode}_clean_accuracy"] = (
+            summary["clean_accuracy"] if summary["clean_accuracy"] is not None else "none"
+        )
         meta[f"{mode}_eps"] = summary["eps"] if summary["eps"] is not None else "none"
         meta[f"{mode}_attack"] = json.dumps(summary, sort_keys=True)
     return meta
 
 
 def export_run(
-    run: str | os.PathLike[str], out: str | os.PathLike[str], format: str = "nir", which: str = "best",
+    run: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    format: str = "nir",
+    which: str = "best",
 ) -> dict[str, Any]:
     """Export the ``which`` checkpoint of a run to ``out``.
 

@@ -2,16 +2,20 @@
 
 Node semantics (per time step, shapes without the batch axis, discretisation ``dt = 1``):
 
-- ``input`` ``[C, H, W]``: the image in ``[0, 1]`` at every step (direct encoding), or frame ``t`` at step ``t``;
-- ``normalize``: a 1x1 ``Conv2d`` with weight ``diag(1/std)`` and bias ``-mean/std``. It runs *before* the first
+- ``input`` ``[C, H, W]``: the image in ``[0, 1]`` at every step (direct encoding), or frame ``t`` at step
+  ``t``;
+- ``normalize``: a 1x1 ``Conv2d`` with weight ``diag(1/std)`` and bias ``-mean/std``. It runs *before* the
+  first
   convolution pads its input, so the zero padding sits in normalised space exactly as in the model. (Folding
   the normalisation into the first conv's weights would be wrong at the border: there the padded zeros would
   stand for raw pixels of value 0 instead of normalised zeros.) Omitted for models without normalisation;
 - every convolution that BatchNorm follows is one ``Conv2d`` with the BatchNorm folded in (eval-mode running
-  statistics: ``W' = W * g``, ``b' = (b - mu) * g + beta``, ``g = gamma / sqrt(var + eps)``); a BatchNorm with no
+  statistics: ``W' = W * g``, ``b' = (b - mu) * g + beta``, ``g = gamma / sqrt(var + eps)``); a BatchNorm
+  with no
   convolution in front (WRN's pre-activation ``bn1`` and head BN, which follow a residual sum) becomes a 1x1
   ``Conv2d`` with weight ``diag(g)`` (a dense diagonal kernel: norse 1.1.0 mis-sizes grouped convolutions);
-- ``IF`` nodes with ``r = 1``, ``v_threshold = theta`` and ``v_reset = 0``: ``v[t] = v[t-1] + I[t]``, hard reset
+- ``IF`` nodes with ``r = 1``, ``v_threshold = theta`` and ``v_reset = 0``: ``v[t] = v[t-1] + I[t]``, hard
+  reset
   to 0 after a spike. evrobust fires when ``v >= theta`` (``H(0) = 1``); NIR's IF and norse fire when
   ``v > theta``, so the two differ only where ``v`` equals ``theta`` exactly (a tie);
 - 2x2 average pooling and WRN's global average pooling are ``AvgPool2d`` nodes; ``Flatten`` uses NIR's
@@ -51,10 +55,13 @@ logger = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "evrobust-nir"
 EXPORT_VERSION = 1
-READOUT_TEXT = "logits = mean over the T time steps of the output node (the last Linear layer, an Affine node)"
+READOUT_TEXT = (
+    "logits = mean over the T time steps of the output node (the last Linear layer, an Affine node)"
+)
 NEURON_TEXT = (
     "IF (tau = 1): v[t] = v[t-1] + I[t] (dt = 1, r = 1); spike when v >= theta (evrobust, H(0) = 1); "
-    "hard reset to v_reset = 0. NIR's IF and norse fire when v > theta: they differ only at exact ties v == theta"
+    "hard reset to v_reset = 0. NIR's IF and norse fire when v > theta: "
+    "they differ only at exact ties v == theta"
 )
 
 
@@ -86,12 +93,16 @@ def check_exportable(model: nn.Module) -> None:
         problems.append("max pooling (pool='max'; NIR has no max-pooling node)")
     readout = model.readout.kind if isinstance(model.readout, Readout) else "?"
     if readout != "mean":
-        problems.append(f"readout={readout!r} (only the mean over T of the last Linear, readout='mean', is exported)")
+        problems.append(
+            f"readout={readout!r} (only the mean over T of the last Linear, readout='mean', is exported)"
+        )
     for name, m in model.named_modules():
         if isinstance(m, nn.BatchNorm2d) and (m.running_mean is None or m.running_var is None):
             problems.append(f"BatchNorm {name} without running statistics (cannot be folded)")
     if problems:
-        raise UserInputError(f"cannot export {model.name or type(model).__name__} to NIR: " + "; ".join(problems))
+        raise UserInputError(
+            f"cannot export {model.name or type(model).__name__} to NIR: " + "; ".join(problems)
+        )
 
 
 def _conv_out(side: int, kernel: int, stride: int, padding: int) -> int:
@@ -122,21 +133,32 @@ class _GraphBuilder:
 
     # ---- node helpers ------------------------------------------------------------------------------------
     def conv(
-        self, name: str, inputs: list[str], weight: torch.Tensor, bias: torch.Tensor | None,
-        stride: int, padding: int,
+        self,
+        name: str,
+        inputs: list[str],
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        stride: int,
+        padding: int,
     ) -> str:
         c_in, h, w = self.shape(inputs)
         c_out, _, k, _ = weight.shape
         b = torch.zeros(c_out, dtype=torch.float64) if bias is None else bias
         node = nir.Conv2d(
-            input_shape=(h, w), weight=_f32(weight), stride=stride, padding=padding, dilation=1, groups=1,
+            input_shape=(h, w),
+            weight=_f32(weight),
+            stride=stride,
+            padding=padding,
+            dilation=1,
+            groups=1,
             bias=_f32(b),
         )
         out = (c_out, _conv_out(h, k, stride, padding), _conv_out(w, k, stride, padding))
         return self.add(name, node, inputs, out)
 
     def channel_affine(self, name: str, inputs: list[str], gain: torch.Tensor, shift: torch.Tensor) -> str:
-        """``x * gain[c] + shift[c]`` as a 1x1 Conv2d with a diagonal kernel (exact at borders: no padding)."""
+        """``x * gain[c] + shift[c]`` as a 1x1 Conv2d with a diagonal kernel (exact at borders: no
+        padding)."""
         weight = torch.diag(gain.to(torch.float64)).reshape(len(gain), len(gain), 1, 1)
         return self.conv(name, inputs, weight, shift.to(torch.float64), stride=1, padding=0)
 
@@ -162,7 +184,9 @@ class _GraphBuilder:
     def affine(self, name: str, inputs: list[str], linear: nn.Linear) -> str:
         (features,) = self.shape(inputs)
         if features != linear.in_features:
-            raise ValueError(f"{name}: {features} features reach a Linear with in_features={linear.in_features}")
+            raise ValueError(
+                f"{name}: {features} features reach a Linear with in_features={linear.in_features}"
+            )
         bias = torch.zeros(linear.out_features) if linear.bias is None else linear.bias
         node = nir.Affine(weight=_f32(linear.weight), bias=_f32(bias))
         return self.add(name, node, inputs, (linear.out_features,))
@@ -202,12 +226,18 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tens
 def _check_conv(conv: nn.Conv2d, where: str) -> tuple[int, int]:
     """(stride, padding) of a square, undilated, ungrouped, zero-padded conv; anything else is refused."""
     ok = (
-        conv.kernel_size[0] == conv.kernel_size[1] and conv.stride[0] == conv.stride[1]
-        and isinstance(conv.padding, tuple) and conv.padding[0] == conv.padding[1]
-        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+        conv.kernel_size[0] == conv.kernel_size[1]
+        and conv.stride[0] == conv.stride[1]
+        and isinstance(conv.padding, tuple)
+        and conv.padding[0] == conv.padding[1]
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
     )
     if not ok:
-        raise UserInputError(f"cannot export {where} to NIR: only square, zero-padded, ungrouped convolutions")
+        raise UserInputError(
+            f"cannot export {where} to NIR: only square, zero-padded, ungrouped convolutions"
+        )
     return int(conv.stride[0]), int(conv.padding[0])
 
 
@@ -309,12 +339,14 @@ def model_metadata(model: nn.Module) -> dict[str, Any]:
         "neuron": NEURON_TEXT,
         "threshold_rule": "evrobust: v >= theta; NIR IF / norse: v > theta",
         "input": (
-            f"[C, H, W] = [{encoder.in_channels}, {encoder.input_size}, {encoder.input_size}] floats in [0, 1] "
+            f"[C, H, W] = [{encoder.in_channels}, {encoder.input_size}, {encoder.input_size}] "
+            "floats in [0, 1] "
             f"per step: a static image is fed at each of the T = {encoder.T} steps (direct encoding); "
             "event frames are fed one per step (frame t at step t, T = number of frames)"
         ),
         "normalization": (
-            "none" if not encoder.normalize.enabled
+            "none"
+            if not encoder.normalize.enabled
             else "node 'normalize' (1x1 Conv2d: x / std - mean / std) before the first conv's zero padding"
         ),
     }
@@ -356,7 +388,8 @@ def graph_bytes(graph: nir.NIRGraph) -> bytes:
 
 
 def write_nir(
-    graph_or_model: nir.NIRGraph | nn.Module, path: str | os.PathLike[str],
+    graph_or_model: nir.NIRGraph | nn.Module,
+    path: str | os.PathLike[str],
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a NIR file atomically (temporary file + rename): a failure leaves no partial file.
@@ -369,7 +402,9 @@ def write_nir(
         raise UserInputError(f"cannot write {path}: directory {path.parent} does not exist; create it first")
     if path.is_dir():
         raise UserInputError(f"cannot write {path}: it is a directory; give a file name such as model.nir")
-    graph = graph_or_model if isinstance(graph_or_model, nir.NIRGraph) else to_nir_graph(graph_or_model, metadata)
+    graph = (
+        graph_or_model if isinstance(graph_or_model, nir.NIRGraph) else to_nir_graph(graph_or_model, metadata)
+    )
     payload = graph_bytes(graph)
     try:
         write_bytes_atomic(path, payload)

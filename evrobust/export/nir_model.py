@@ -1,10 +1,12 @@
 """Read a NIR graph back as an evrobust model: :func:`read_nir`, :func:`load_nir` and :class:`NIRModel`.
 
 :class:`NIRModel` runs the graph node by node with the same torch operations norse's import uses (``Conv2d``,
-``AvgPool2d``, ``Linear``, elementwise ``Scale``) and evrobust's :class:`~evrobust.neurons.IFNeuron` for the IF
+``AvgPool2d``, ``Linear``, elementwise ``Scale``) and evrobust's :class:`~evrobust.neurons.IFNeuron` for the
+IF
 nodes, so its membrane potentials are bit-identical to norse's and the two differ only at exact threshold ties
 (evrobust fires at ``v == theta``, norse does not). It is a :class:`~evrobust.models.base.SpikingModel`: it
-takes ``[N, C, H, W]`` images (repeated over ``T``) or ``[N, T, C, H, W]`` frames in ``[0, 1]``, returns logits
+takes ``[N, C, H, W]`` images (repeated over ``T``) or ``[N, T, C, H, W]`` frames in ``[0, 1]``, returns
+logits
 ``[N, K]`` (mean over T of the output node) and works with every attack and gradient spec.
 """
 
@@ -47,7 +49,9 @@ def read_nir(path: str | os.PathLike[str]) -> nir.NIRGraph:
 def _uniform(values: Any, what: str, name: str) -> float:
     array = np.asarray(values, dtype=np.float64)
     if array.size == 0 or not np.all(array == array.flat[0]):
-        raise UserInputError(f"IF node {name!r} has non-uniform {what}; evrobust's IF runs one value per layer")
+        raise UserInputError(
+            f"IF node {name!r} has non-uniform {what}; evrobust's IF runs one value per layer"
+        )
     return float(array.flat[0])
 
 
@@ -57,7 +61,8 @@ def _pair(value: Any) -> tuple[int, int]:
 
 
 class _Scale(nn.Module):
-    """NIR ``Scale``: elementwise ``x * scale`` (``scale`` shaped like one sample, broadcast over the batch)."""
+    """NIR ``Scale``: elementwise ``x * scale`` (``scale`` shaped like one sample, broadcast over the
+    batch)."""
 
     def __init__(self, scale: np.ndarray) -> None:
         super().__init__()
@@ -85,8 +90,13 @@ def stateless_module(node: Any, name: str) -> nn.Module:
         weight = np.asarray(node.weight, dtype=np.float32)
         padding = node.padding if isinstance(node.padding, str) else _pair(node.padding)
         conv = nn.Conv2d(
-            weight.shape[1] * int(node.groups), weight.shape[0], tuple(weight.shape[-2:]),
-            stride=_pair(node.stride), padding=padding, dilation=_pair(node.dilation), groups=int(node.groups),
+            weight.shape[1] * int(node.groups),
+            weight.shape[0],
+            tuple(weight.shape[-2:]),
+            stride=_pair(node.stride),
+            padding=padding,
+            dilation=_pair(node.dilation),
+            groups=int(node.groups),
         )
         conv.weight.data = torch.from_numpy(weight.copy())
         conv.bias.data = torch.from_numpy(np.asarray(node.bias, dtype=np.float32).copy())
@@ -124,7 +134,8 @@ def _topological(graph: nir.NIRGraph) -> tuple[list[str], dict[str, list[str]]]:
         ready = [n for n in pending if all(p in placed for p in preds[n])]
         if not ready:
             raise UserInputError(
-                f"the NIR graph has a cycle through {', '.join(pending[:3])}; evrobust reads feed-forward graphs"
+                f"the NIR graph has a cycle through {', '.join(pending[:3])}; "
+                "evrobust reads feed-forward graphs"
             )
         for n in ready:
             order.append(n)
@@ -145,7 +156,10 @@ class NIRModel(SpikingModel):
     """
 
     def __init__(
-        self, graph: nir.NIRGraph, T: int | None = None, neuron_backend: str = "native",
+        self,
+        graph: nir.NIRGraph,
+        T: int | None = None,
+        neuron_backend: str = "native",
         spec: GradSpec | str = DEFAULT_SPEC,
     ) -> None:
         super().__init__()
@@ -155,12 +169,15 @@ class NIRModel(SpikingModel):
         outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
         if len(inputs) != 1 or len(outputs) != 1:
             raise UserInputError(
-                f"the NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; evrobust reads one of each"
+                f"the NIR graph has {len(inputs)} Input and {len(outputs)} Output nodes; "
+                "evrobust reads one of each"
             )
         self.input_name, self.output_name = inputs[0], outputs[0]
         shape = [int(v) for v in np.asarray(graph.nodes[self.input_name].input_type["input"]).ravel()]
         if len(shape) != 3 or shape[1] != shape[2]:
-            raise UserInputError(f"the NIR graph's input shape is {shape}; evrobust reads square [C, H, H] inputs")
+            raise UserInputError(
+                f"the NIR graph's input shape is {shape}; evrobust reads square [C, H, H] inputs"
+            )
         if T is None:
             T = int(self.metadata.get("time_steps", 0)) or None
         if T is None:
@@ -178,15 +195,22 @@ class NIRModel(SpikingModel):
                 key = f"node_{len(self.keys)}_{key}"  # a name such as "half" or "eval" would shadow a method
             self.keys[name] = key
             if isinstance(node, nir.IF):
-                if _uniform(node.r, "r (resistance)", name) != 1.0 or _uniform(node.v_reset, "v_reset", name) != 0.0:
-                    raise UserInputError(f"IF node {name!r} needs r = 1 and v_reset = 0 for evrobust's IF neuron")
+                if (
+                    _uniform(node.r, "r (resistance)", name) != 1.0
+                    or _uniform(node.v_reset, "v_reset", name) != 0.0
+                ):
+                    raise UserInputError(
+                        f"IF node {name!r} needs r = 1 and v_reset = 0 for evrobust's IF neuron"
+                    )
                 theta = _uniform(node.v_threshold, "v_threshold", name)
                 self.layers[key] = IFNeuron(backend=neuron_backend, spec=spec, tau=1.0, theta=theta)
             else:
                 self.layers[key] = stateless_module(node, name)
         self.readout = Readout("mean", 1.0)
         model_config = self.metadata.get("model")
-        source = json.loads(model_config) if isinstance(model_config, str) and model_config.startswith("{") else {}
+        source = (
+            json.loads(model_config) if isinstance(model_config, str) and model_config.startswith("{") else {}
+        )
         self.name = "nir"
         self.config = {"name": "nir", "T": int(T), "source_model": source}
 
@@ -222,7 +246,8 @@ class NIRModel(SpikingModel):
         return values[self.output_name], kept
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[N,C,H,W]`` or ``[N,T,C,H,W]`` in ``[0,1]`` -> logits ``[N,K]`` (mean over T of the output node)."""
+        """``[N,C,H,W]`` or ``[N,T,C,H,W]`` in ``[0,1]`` -> logits ``[N,K]`` (mean over T of the output
+        node)."""
         out, _ = self._run(x, keep=False)
         return self.readout(out)
 
@@ -232,7 +257,8 @@ class NIRModel(SpikingModel):
 
         Returns:
             ``{"logits": [N,K], "output": [T,N,K], "spikes": {node: [T,N,...]}, "ties": {node: count},
-            "tie_samples": bool [N], "margin": {node: min |v - theta|}, "sample_margin": [N]}`` where a tie is a step at which the
+            "tie_samples": bool [N], "margin": {node: min |v - theta|}, "sample_margin": [N]}`` where a
+            tie is a step at which the
             potential before reset equals the threshold exactly (evrobust fires, NIR/norse do not).
         """
         out, currents = self._run(x, keep=True)
@@ -253,13 +279,20 @@ class NIRModel(SpikingModel):
             if u.numel():
                 sample_margin = torch.minimum(sample_margin, distance.transpose(0, 1).flatten(1).amin(1))
         return {
-            "logits": self.readout(out), "output": out, "spikes": spikes, "ties": ties,
-            "tie_samples": tie_samples, "margin": margin, "sample_margin": sample_margin,
+            "logits": self.readout(out),
+            "output": out,
+            "spikes": spikes,
+            "ties": ties,
+            "tie_samples": tie_samples,
+            "margin": margin,
+            "sample_margin": sample_margin,
         }
 
 
 def load_nir(
-    path: str | os.PathLike[str] | nir.NIRGraph, T: int | None = None, neuron_backend: str = "native",
+    path: str | os.PathLike[str] | nir.NIRGraph,
+    T: int | None = None,
+    neuron_backend: str = "native",
     spec: GradSpec | str = DEFAULT_SPEC,
 ) -> NIRModel:
     """A NIR file (or graph) as an evrobust model in eval mode; see :class:`NIRModel`.

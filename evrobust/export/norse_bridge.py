@@ -2,18 +2,23 @@
 
 What norse 1.1.0 offers, read from its source (``norse/torch/utils/import_nir.py``):
 
-- ``norse.torch.from_nir(graph)`` maps each node with ``_import_norse_module``: ``IF`` -> ``IAFCell`` (``v += I``,
+- ``norse.torch.from_nir(graph)`` maps each node with ``_import_norse_module``: ``IF`` -> ``IAFCell`` (``v
+  += I``,
   spike when ``v - v_th > 0`` strictly, reset to ``v_reset = 0``; ``dt`` unused), ``Conv2d`` -> ``nn.Conv2d``,
-  ``Affine``/``Linear`` -> ``nn.Linear``, ``Flatten`` -> ``nn.Flatten(start_dim, end_dim)``, ``LIF``/``CubaLIF``,
+  ``Affine``/``Linear`` -> ``nn.Linear``, ``Flatten`` -> ``nn.Flatten(start_dim, end_dim)``,
+  ``LIF``/``CubaLIF``,
   ``SumPool2d``. It returns nothing for ``AvgPool2d`` and ``Scale``.
 - It wires the modules with ``nirtorch.load`` (deprecated), whose executor orders nodes depth-first from the
   input. In a graph where two branches meet (WRN's residual sum) it can run the meeting node before one branch
   has produced its value for this step and then silently uses that branch's value from the previous step.
 - Its ``Flatten`` applies NIR's batch-free ``start_dim`` to batched tensors (folding the batch into features).
 
-So :func:`norse_from_nir` takes norse's own modules for every node norse maps (IF, Conv2d, Affine, Linear), adds
-``AvgPool2d``, ``Scale`` and a batch-aware ``Flatten`` (stateless, the same modules :class:`NIRModel` uses), and
-wires them with nirtorch's current interpreter (``nirtorch.nir_to_torch``), which runs a node only when all its
+So :func:`norse_from_nir` takes norse's own modules for every node norse maps (IF, Conv2d, Affine, Linear),
+adds
+``AvgPool2d``, ``Scale`` and a batch-aware ``Flatten`` (stateless, the same modules :class:`NIRModel` uses),
+and
+wires them with nirtorch's current interpreter (``nirtorch.nir_to_torch``), which runs a node only when all
+its
 inputs exist. The spiking dynamics compared are norse's.
 """
 
@@ -76,7 +81,8 @@ def run_norse(net: torch.fx.GraphModule, x: Tensor, T: int | None = None) -> dic
     """Run ``net`` (from :func:`norse_from_nir`) over time.
 
     Args:
-        x: ``[N, C, H, W]`` (fed at each of ``T`` steps) or ``[N, T, C, H, W]`` frames (frame ``t`` at step ``t``).
+        x: ``[N, C, H, W]`` (fed at each of ``T`` steps) or ``[N, T, C, H, W]`` frames (frame ``t`` at step
+        ``t``).
         T: steps for a static image.
 
     Returns:
@@ -117,13 +123,20 @@ def norse_parity(model: Any, x: Tensor, batch_size: int = 256) -> dict[str, Any]
     Returns:
         Counts over the ``N`` samples: ``samples``; ``tie_samples`` (samples where some evrobust potential
         equals its threshold exactly); ``ties`` per IF node (neuron-steps at a tie); ``spike_mismatches`` per
-        IF node; ``logit_mismatch_samples`` (logits not bit-identical); ``mismatch_outside_ties`` (such samples
-        without any tie -- 0 means every difference comes from a tie); ``argmax_changes`` (predicted class differs).
+        IF node; ``logit_mismatch_samples`` (logits not bit-identical); ``mismatch_outside_ties`` (such
+        samples
+        without any tie -- 0 means every difference comes from a tie); ``argmax_changes`` (predicted class
+        differs).
     """
     net = norse_from_nir(model.to_nir_graph())
     totals: dict[str, Any] = {
-        "samples": 0, "tie_samples": 0, "ties": {}, "spike_mismatches": {}, "logit_mismatch_samples": 0,
-        "mismatch_outside_ties": 0, "argmax_changes": 0,
+        "samples": 0,
+        "tie_samples": 0,
+        "ties": {},
+        "spike_mismatches": {},
+        "logit_mismatch_samples": 0,
+        "mismatch_outside_ties": 0,
+        "argmax_changes": 0,
     }
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]

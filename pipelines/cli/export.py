@@ -10,11 +10,14 @@ import typer
 
 def export_command(
     run: Annotated[Path, typer.Option("--run", help="Run directory written by `evrobust train`.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file, e.g. model.nir (its directory must exist).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output file, e.g. model.nir (its directory must exist).")
+    ],
     format: Annotated[str, typer.Option("--format", help="Export format: nir.")] = "nir",
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Which checkpoint: best or last.")] = "best",
 ) -> None:
-    """Write a trained run as a NIR graph (IF neurons, BatchNorm folded, robustness numbers in the metadata)."""
+    """Write a trained run as a NIR graph (IF neurons, BatchNorm folded, robustness numbers in the
+    metadata)."""
     from evrobust.pipelines.export import export_run
 
     result = export_run(run, out, format=format, which=checkpoint)

@@ -16,7 +16,9 @@ from evrobust.export import NIRModel, load_nir, norse_from_nir, run_norse, to_ni
 from evrobust.export.nir_export import fold_conv_bn
 from evrobust.models import create_model
 
-CIFAR_TEST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10" / "cifar10_test_first1017.npz"
+CIFAR_TEST = (
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10" / "cifar10_test_first1017.npz"
+)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -110,7 +112,9 @@ def test_normalisation_is_exact_at_zero_padded_borders(source: str) -> None:
     """The graph's normalise-then-pad equals the model at every pixel; folding the normalisation would not."""
     torch.manual_seed(1)
     model = _randomise_batchnorm(
-        create_model("vgg_small", 10, in_channels=3, input_size=32, T=2, width=0.25, mean=CIFAR_MEAN, std=CIFAR_STD)
+        create_model(
+            "vgg_small", 10, in_channels=3, input_size=32, T=2, width=0.25, mean=CIFAR_MEAN, std=CIFAR_STD
+        )
     )
     if source == "black":
         x = torch.zeros(2, 3, 32, 32)  # raw 0 is far from normalised 0 (= the padding) at the border
@@ -188,8 +192,13 @@ def _tie_graph() -> nir.NIRGraph:
     nodes = {
         "input": nir.Input(input_type={"input": np.array([1, 2, 2])}),
         "halve": nir.Conv2d(
-            input_shape=(2, 2), weight=np.full((1, 1, 1, 1), 0.5, np.float32), stride=1, padding=0,
-            dilation=1, groups=1, bias=np.zeros(1, np.float32),
+            input_shape=(2, 2),
+            weight=np.full((1, 1, 1, 1), 0.5, np.float32),
+            stride=1,
+            padding=0,
+            dilation=1,
+            groups=1,
+            bias=np.zeros(1, np.float32),
         ),
         "lif": nir.IF(r=np.ones((1, 2, 2), np.float32), v_threshold=np.ones((1, 2, 2), np.float32)),
         "flat": nir.Flatten(input_type={"input": np.array([1, 2, 2])}, start_dim=0),
@@ -229,7 +238,9 @@ def test_exact_tie_fires_in_evrobust_and_not_in_norse() -> None:
         ("vgg_small", {"tau": 0.75}, "tau=0.75"),
     ],
 )
-def test_unsupported_settings_are_refused_by_name(name: str, overrides: dict, needle: str, tmp_path: Path) -> None:
+def test_unsupported_settings_are_refused_by_name(
+    name: str, overrides: dict, needle: str, tmp_path: Path
+) -> None:
     model = _model(name, **overrides)
     with pytest.raises(UserInputError, match="cannot export") as info:
         write_nir(model, tmp_path / "x.nir")
