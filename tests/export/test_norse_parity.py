@@ -39,16 +39,20 @@ def assert_matches_original(model: nn.Module, imported: NIRModel, x: torch.Tenso
     assert not bool((differ & (trace["sample_margin"] >= 1e-5)).any())
 
 
-@pytest.mark.parametrize("fixture", ["trained_vgg", "trained_wrn"])
+@pytest.mark.parametrize(("fixture", "least_accuracy"), [("trained_vgg", 0.8), ("trained_wrn", 0.4)])
 def test_trained_digits_models_match_norse_on_real_and_random_inputs(
-    fixture: str, request: pytest.FixtureRequest, digits: tuple[torch.Tensor, torch.Tensor]
+    fixture: str,
+    least_accuracy: float,
+    request: pytest.FixtureRequest,
+    digits: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
     model = request.getfixturevalue(fixture)
     x, y = digits[0][TRAIN_SAMPLES:], digits[1][TRAIN_SAMPLES:]
     imported = load_nir(to_nir_graph(model))
     trace = assert_spike_parity(imported, x)
     accuracy = float((trace["logits"].argmax(1) == y).float().mean())
-    assert accuracy > 0.6, accuracy  # a trained model (chance is 0.1), not a silent one
+    # Trained (chance is 0.1; measured 0.92 and 0.65 after 80 and 60 steps), not a silent model.
+    assert accuracy > least_accuracy, accuracy
     assert all(float(s.sum()) > 0 for s in trace["spikes"].values())  # every IF layer fires
     assert_matches_original(model, imported, x, trace)
     noise = torch.rand(64, *x.shape[1:], generator=torch.Generator().manual_seed(0))
