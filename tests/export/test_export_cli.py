@@ -1,4 +1,4 @@
-"""``evrobust export`` on a real run: the file, its metadata, and the one-line exit-2 contract for bad input."""
+"""`evrobust export` on a real run: the file, its metadata, and the one-line exit-2 contract for bad input."""
 
 from __future__ import annotations
 
