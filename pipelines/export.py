@@ -36,7 +36,7 @@ def _attack_summary(path: Path, which: str) -> dict[str, Any] | str:
         document = json.loads(path.read_text())
         attacks = document["attacks"]
         table = {str(a["name"]): float(a["accuracy"]) for a in attacks if a.get("in_table", True)}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"not available: {path.name} is unreadable ({type(exc).__name__})"
     robust = {name: acc for name, acc in table.items() if name != "clean"}
     summary: dict[str, Any] = {
@@ -57,22 +57,29 @@ def _attack_summary(path: Path, which: str) -> dict[str, Any] | str:
     return summary
 
 
+def _number(value: Any) -> float | str:
+    """A number for the metadata, or ``"?"`` when a (damaged) config holds something else."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "?"
+    return float(value)
+
+
 def robustness_metadata(run: Path, config: dict[str, Any], which: str) -> dict[str, Any]:
     """Graph metadata for a run: defense, lambda, eps, data, and the measured accuracies (or their
     absence)."""
-    defense = config.get("defense") or {}
-    data = config.get("data") or {}
+    defense = config.get("defense") if isinstance(config.get("defense"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
     uses_sr = defense.get("name") in ("sr", "sr_star")
     uses_at = defense.get("name") in ("at", "sr_star", "rat")
     meta: dict[str, Any] = {
         "run": str(run),
         "checkpoint": which,
         "dataset": data.get("dataset", "?"),
-        "classes": json.dumps(list(data.get("classes", []))),
+        "classes": json.dumps(data.get("classes", [])),
         "defense": defense.get("name", "?"),
-        "lambda": float(defense.get("lam", 0.0)) if uses_sr else 0.0,
+        "lambda": _number(defense.get("lam", 0.0)) if uses_sr else 0.0,
         "sr_penalty": defense.get("penalty", "?") if uses_sr else "none",
-        "train_eps": float(defense.get("at_eps", 0.0)) if uses_at else 0.0,
+        "train_eps": _number(defense.get("at_eps", 0.0)) if uses_at else 0.0,
         "train_attack": defense.get("at_method", "?") if uses_at else "none",
         "defense_config": json.dumps(defense, sort_keys=True),
     }

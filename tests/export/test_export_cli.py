@@ -100,3 +100,12 @@ def test_an_existing_file_survives_a_failed_export(run_dir: Path, tmp_path: Path
     out.write_bytes(b"previous")
     _one_line_exit_2(["export", "--run", str(tmp_path / "missing"), "--out", str(out)], "does not exist")
     assert out.read_bytes() == b"previous"
+
+
+def test_a_damaged_attack_result_is_reported_not_trusted(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "attack-whitebox.json").write_text('{"attacks": [{"name": "clean"')
+    meta = export_run(run, tmp_path / "model.nir")["metadata"]
+    expected = "not available: attack-whitebox.json is unreadable (JSONDecodeError)"
+    assert meta["whitebox_robust_accuracy"] == expected
