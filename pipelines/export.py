@@ -132,7 +132,7 @@ def export_run(
     model, config = load_run(run, which=which)
     graph = to_nir_graph(model, robustness_metadata(run, config, which))
     write_nir(graph, out)
-    logger.info("wrote %s (%d nodes) from %s", out, len(graph.nodes), run)
+    logger.debug("wrote %s (%d nodes) from %s", out, len(graph.nodes), run)
     return {
         "out": str(out),
         "format": format,
