@@ -84,6 +84,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "report_command",
         "Write report.md (paper-layout tables, masking checks, plots) for runs or reproductions.",
     ),
+    "export": LazyCommand(
+        f"{_CLI}.export",
+        "export_command",
+        "Export a trained run to NIR (neuromorphic hardware and simulators, e.g. norse).",
+    ),
     "demo": LazyCommand(
         f"{_CLI}.demo",
         "demo_command",
