@@ -33,6 +33,23 @@ from evrobust.errors import UserInputError
 logger = logging.getLogger(__name__)
 
 
+def _check_scheduler_address(address: str) -> None:
+    """Refuse a malformed ``--scheduler`` address (unknown scheme, no/invalid port) as one line."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"unknown address scheme {scheme!r}; known: {', '.join(sorted(backends))}")
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise UserInputError(
+            f"{address!r} is not a dask scheduler address ({exc}); check --scheduler (e.g. tcp://host:8786)"
+        ) from None
+
+
 def quiet_dask_logging() -> None:
     """Hold dask.distributed's loggers at WARNING unless evrobust logs at DEBUG (``-v``).
 
@@ -167,6 +184,7 @@ def run_tasks(
     quiet_dask_logging()  # after it: distributed set its own loggers to INFO when it was first imported
 
     if scheduler is not None:
+        _check_scheduler_address(scheduler)  # before a client starts its event loop
         try:
             client = Client(scheduler, timeout=f"{connect_timeout}s")
         except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
