@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from evrobust.datasets.specs import SPECS, default_store_path
-from evrobust.datasets.splits import per_class_split, reference_random_split, scheme
+from evrobust.datasets.splits import per_class_split, reference_random_split, scheme, tebn_split
 from evrobust.errors import UserInputError
 from evrobust.preprocess.build import BuildReport, write_event_store, write_image_store
 from evrobust.preprocess.convert import ON_ERROR, FrameParams, SampleResult
@@ -32,8 +32,9 @@ CIFAR10DVS_SPLIT_RULE = (
     "cut into the first 9n//10 (train part) and the rest (test), as "
     "torch.utils.data.random_split([9000, 1000]) "
     "in the published code; per-class: per class the first 9/10 of the files sorted by name (train part) and "
-    "the rest (test). In both, val = floor(0.1 m) of the m train-part indices drawn by numpy "
-    "default_rng(0).permutation, train = the rest."
+    "the rest (test); tebn (when every file name ends in _<0..999>): per class the recordings numbered "
+    "0-99 (test) and 100-999 (train part), spikingjelly's CIFAR10DVSTEBNSplit. In all, val = floor(0.1 m) "
+    "of the m train-part indices drawn by numpy default_rng(0).permutation, train = the rest."
 )
 CIFAR_SPLIT_RULE = (
     "standard: the official train and test sets; val = floor(0.1 * 50000) = 5000 of the official train set "
@@ -121,6 +122,7 @@ def preprocess_cifar10dvs(
     progress: bool = False,
     on_result: ProgressHook | None = None,
     files_per_task: int | None = None,
+    default_split: str = "random",
 ) -> BuildReport:
     """Build the CIFAR10-DVS frame store from `<raw>/<class>/*.aedat[4]` folders or `<raw>/<class>.zip` files.
 
@@ -137,6 +139,8 @@ def preprocess_cifar10dvs(
         orientation: the coordinate convention (default spikingjelly's).
         progress: show a rich progress bar.
         on_result: extra per-sample hook (tests use it to interrupt a run).
+        default_split: the scheme training and evaluation use: ``random`` (the reference code's),
+            ``per-class`` or ``tebn`` (see :data:`CIFAR10DVS_SPLIT_RULE`); every scheme is stored.
         files_per_task: files one task converts and writes together (default: automatic, up to 8).
     """
     spec = SPECS["cifar10dvs"]
@@ -158,6 +162,14 @@ def preprocess_cifar10dvs(
     sources = scan_event_dir(raw, classes)
     labels = [s.label for s in sources]
     splits = {"random": reference_random_split(len(sources)), "per-class": per_class_split(labels)}
+    try:
+        splits["tebn"] = tebn_split([s.path for s in sources], labels)
+    except UserInputError as exc:  # files not numbered as CIFAR10-DVS's are: no TEBN scheme
+        if default_split == "tebn":
+            raise
+        logger.info("no tebn split: %s", exc)
+    if default_split not in splits:
+        raise UserInputError(f"unknown split scheme {default_split!r}; choose one of {', '.join(splits)}")
     params = FrameParams(frames, split_by, size, sensor, orientation)
     path = _out_path("cifar10dvs", out, data_dir, frames=frames, split_by=split_by, size=size)
     logger.info("CIFAR10-DVS: %d files from %s -> %s", len(sources), raw, path)
@@ -170,7 +182,7 @@ def preprocess_cifar10dvs(
             classes=classes,
             params=params,
             splits=splits,
-            default_split="random",
+            default_split=default_split,
             split_rule=CIFAR10DVS_SPLIT_RULE,
             scale=scale,
             on_error=on_error,
