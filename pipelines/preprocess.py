@@ -32,7 +32,7 @@ CIFAR10DVS_SPLIT_RULE = (
     "cut into the first 9n//10 (train part) and the rest (test), as "
     "torch.utils.data.random_split([9000, 1000]) "
     "in the published code; per-class: per class the first 9/10 of the files sorted by name (train part) and "
-    "the rest (test); tebn (when every file name ends in _<0..999>): per class the recordings numbered "
+    "the rest (test); tebn (stored with --split tebn): per class the recordings numbered "
     "0-99 (test) and 100-999 (train part), spikingjelly's CIFAR10DVSTEBNSplit. In all, val = floor(0.1 m) "
     "of the m train-part indices drawn by numpy default_rng(0).permutation, train = the rest."
 )
@@ -140,7 +140,8 @@ def preprocess_cifar10dvs(
         progress: show a rich progress bar.
         on_result: extra per-sample hook (tests use it to interrupt a run).
         default_split: the scheme training and evaluation use: ``random`` (the reference code's),
-            ``per-class`` or ``tebn`` (see :data:`CIFAR10DVS_SPLIT_RULE`); every scheme is stored.
+            ``per-class`` or ``tebn`` (see :data:`CIFAR10DVS_SPLIT_RULE`). ``random`` and ``per-class`` are
+            always stored, ``tebn`` when it is the default.
         files_per_task: files one task converts and writes together (default: automatic, up to 8).
     """
     spec = SPECS["cifar10dvs"]
@@ -162,12 +163,9 @@ def preprocess_cifar10dvs(
     sources = scan_event_dir(raw, classes)
     labels = [s.label for s in sources]
     splits = {"random": reference_random_split(len(sources)), "per-class": per_class_split(labels)}
-    try:
+    if default_split == "tebn":
+        # Stored only on request: it needs CIFAR10-DVS's numbered file names (a UserInputError otherwise).
         splits["tebn"] = tebn_split([s.path for s in sources], labels)
-    except UserInputError as exc:  # files not numbered as CIFAR10-DVS's are: no TEBN scheme
-        if default_split == "tebn":
-            raise
-        logger.info("no tebn split: %s", exc)
     if default_split not in splits:
         raise UserInputError(f"unknown split scheme {default_split!r}; choose one of {', '.join(splits)}")
     params = FrameParams(frames, split_by, size, sensor, orientation)

@@ -92,7 +92,8 @@ def cifar10dvs_command(
         str,
         typer.Option("--split", help="Scheme used for training/evaluation: random (the reference code's), "
                      "per-class (first 9/10 of each class's files by name train) or tebn (recordings "
-                     "0-99 of each class test, spikingjelly's CIFAR10DVSTEBNSplit). All are stored."),
+                     "0-99 of each class test, spikingjelly's CIFAR10DVSTEBNSplit; needs numbered file "
+                     "names)."),
     ] = "random",
 ) -> None:
     from evrobust.pipelines.preprocess import preprocess_cifar10dvs

@@ -275,7 +275,8 @@ def check_row_provenance(document: dict[str, Any]) -> None:
                 )
 
 
-def _provenance(root: Path, kind: str, key: str, run: Path) -> dict[str, Any]:
+def _provenance(kind: str, run: Path) -> dict[str, Any]:
+    """Which checkpoint file (by its mtime) an attack or analysis result belongs to."""
     return {"kind": kind, "run": str(run.resolve()), "stamp": _checkpoint_stamp(run)}
 
 
@@ -367,7 +368,7 @@ def execute(
             attacks[a.key], fresh = attack_run(a, run_dirs, root, limit=spec.attack_limit,
                                                batch_size=spec.attack_batch, data_dir=data_dir,
                                                device=device, with_fresh=True)
-            provenance[a.key] = _provenance(root, "attack", a.key, run_dirs[a.run])
+            provenance[a.key] = _provenance("attack", run_dirs[a.run])
             budget.spend(int(fresh))
             write(False)
         for an in spec.analyses:
@@ -375,7 +376,7 @@ def execute(
                 continue
             analyses[an.key], fresh = analyse_run(an, run_dirs, root, limit=spec.attack_limit,
                                                   data_dir=data_dir, device=device, with_fresh=True)
-            provenance[an.key] = _provenance(root, "analysis", an.key, run_dirs[an.run])
+            provenance[an.key] = _provenance("analysis", run_dirs[an.run])
             budget.spend(int(fresh))
             write(False)
     complete = len(trained) == len(spec.runs) and len(attacks) == len(spec.attacks) and len(analyses) == len(

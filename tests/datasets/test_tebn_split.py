@@ -89,3 +89,31 @@ def test_preprocess_refuses_tebn_as_default_for_unnumbered_files(tmp_path: Path)
     with pytest.raises(UserInputError, match="TEBN split needs files named"):
         preprocess_cifar10dvs(tmp_path / "raw", out=tmp_path / "s.zarr", default_split="tebn")
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_store_built_with_split_tebn_trains_on_recordings_from_100(tmp_path: Path) -> None:
+    """Real events (windows of the MNIST-DVS recording) under CIFAR10-DVS names: per class recording 0 and
+    recording 100; the store's default scheme is then TEBN: the 0s are the test set."""
+    from evrobust.datasets import split_indices
+    from evrobust.datasets.specs import get_spec
+    from evrobust.preprocess import store
+    from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
+
+    classes = get_spec("cifar10dvs").classes
+    shared = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    events = read_aedat2(shared / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat")
+    window = events.shape[0] // 20
+    for k in range(20):
+        cn = classes[k // 2]
+        (tmp_path / "raw" / cn).mkdir(parents=True, exist_ok=True)
+        part = events[k * window : (k + 1) * window].copy()
+        part["t"] -= part["t"][0]
+        write_aedat2(tmp_path / "raw" / cn / f"cifar10_{cn}_{100 * (k % 2)}.aedat", part)
+    out = tmp_path / "tebn.zarr"
+    preprocess_cifar10dvs(tmp_path / "raw", frames=4, size=32, out=out, mode="sync", default_split="tebn")
+    attrs = store.read_attrs(out)
+    assert attrs["default_split"] == "tebn" and {"random", "per-class", "tebn"} <= set(attrs["splits"])
+    names = scan_event_dir(tmp_path / "raw", classes)
+    test = split_indices(out, "test").tolist()
+    assert [recording_number(names[i].path) for i in test] == [0] * 10
+    assert sorted(split_indices(out, "train+val").tolist()) == [i for i in range(20) if i not in test]
