@@ -158,7 +158,7 @@ def preprocess_cifar10dvs(
         raise UserInputError(f"unknown orientation {orientation!r}; choose one of {', '.join(ORIENTATIONS)}")
     if scale is not None and not scale > 0:
         raise UserInputError(f"--scale must be positive, got {scale!r}")
-    check_workers(workers, mode)
+    check_workers(workers, mode, scheduler)
     classes = spec.classes or ()
     sensor = spec.sensor or (128, 128)
     sources = scan_event_dir(raw, classes)

@@ -187,7 +187,7 @@ def write_event_store(
     """
     if on_error not in ON_ERROR:
         raise UserInputError(f"unknown --on-error {on_error!r}; choose one of {', '.join(ON_ERROR)}")
-    check_workers(workers, mode)
+    check_workers(workers, mode, scheduler)
     path = Path(path)
     raw = Path(raw_dir)
     rels = [s.path for s in sources]

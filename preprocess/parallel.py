@@ -122,12 +122,17 @@ def _take(queue: Any, n: int) -> list[tuple[Any, ...]]:
     return out
 
 
-def check_workers(workers: int, mode: str) -> None:
-    """Validate the worker count and mode (UserInputError naming the valid choices)."""
+def check_workers(workers: int, mode: str, scheduler: str | None = None) -> None:
+    """Validate the worker count, mode and scheduler address (UserInputError naming the valid choices).
+
+    Builders call this before they create a store, so a bad option never leaves an empty store behind.
+    """
     if mode not in MODES:
         raise UserInputError(f"unknown parallel mode {mode!r}; choose one of {', '.join(MODES)}")
     if not isinstance(workers, int) or workers < 1:
         raise UserInputError(f"--workers must be a positive integer, got {workers!r}")
+    if scheduler is not None:
+        _check_scheduler_address(scheduler)
 
 
 def run_tasks(

@@ -157,6 +157,19 @@ def test_malformed_scheduler_address_is_one_line(tmp_path: Path, address: str) -
         run_tasks(print, [(1,)], workers=2, mode="processes", scheduler=address)
 
 
+def test_malformed_scheduler_address_leaves_no_store(tmp_path: Path) -> None:
+    from reliability_helpers import cli, make_raw_dir
+
+    raw = make_raw_dir(tmp_path / "raw", 1)
+    out = tmp_path / "s.zarr"
+    args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--scheduler", "tcp://host:notaport",
+            "--frames", "4", "--no-progress", "--out", str(out)]  # fmt: skip
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "check --scheduler" in proc.stderr
+    assert not out.exists()  # refused before the store was created
+
+
 def test_dask_info_logs_stay_off_stderr_with_two_workers(tmp_path: Path) -> None:
     from reliability_helpers import cli, make_raw_dir
 
