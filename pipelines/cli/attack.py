@@ -32,12 +32,21 @@ class Checkpoint(StrEnum):
 
 
 def attack_command(
-    run: Annotated[Path, typer.Option("--run", help="Run directory of the model under evaluation.")],
+    ctx: typer.Context,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="Run directory of the model under evaluation [the newest run in runs/]."),
+    ] = None,
     mode: Annotated[
         Mode, typer.Option("--mode", help="Attack the run itself, or transfer from --source.")
     ] = Mode.whitebox,
     source: Annotated[
-        Path | None, typer.Option("--source", help="Run dir of the model crafting the examples (blackbox).")
+        Path | None,
+        typer.Option(
+            "--source",
+            help="Run dir of the model crafting the examples (blackbox) [a vanilla run beside --run "
+            "on the same data and architecture with another seed].",
+        ),
     ] = None,
     suite: Annotated[
         Suite, typer.Option("--suite", help="quick: clean, FGSM, PGD10; paper: Table 1; strong: + APGD-DLR.")
@@ -68,6 +77,17 @@ def attack_command(
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
     from evrobust.pipelines.attack import render_markdown, result_paths, run_attack
+    from evrobust.pipelines.cli.defaults import defaults_line
+    from evrobust.pipelines.defaults import RUNS_DIR, newest_run, transfer_source
+
+    notes: dict[str, str] = {}
+    if run is None:
+        run, count = newest_run(RUNS_DIR, checkpoint.value)
+        notes["run"] = f"newest of {count} runs in {RUNS_DIR}/" if count > 1 else f"the run in {RUNS_DIR}/"
+    if mode is Mode.blackbox and source is None:
+        source = transfer_source(run, run.parent, checkpoint.value)
+        notes["source"] = "vanilla, same data and architecture, another seed"
+    typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))
 
     result = run_attack(
         run,
