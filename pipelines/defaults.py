@@ -154,7 +154,10 @@ def transfer_source(target: Path, runs_dir: Path = RUNS_DIR, checkpoint: str = "
     """
     target_config = read_run_config(target)
     if target_config is None:
-        raise UserInputError(f"{target} is not a run directory (no readable config.json)")
+        raise UserInputError(
+            f"--run {target} is not an evrobust run (no readable config.json), so no --source can be chosen "
+            "for --mode blackbox"
+        )
     resolved = target.resolve()
     for path, config in runs_with_checkpoint(runs_dir, checkpoint):
         if (
@@ -175,8 +178,8 @@ def transfer_source(target: Path, runs_dir: Path = RUNS_DIR, checkpoint: str = "
 def source_train_command(target_config: dict[str, Any]) -> str:
     """The ``evrobust train`` command of a vanilla transfer source for the run described by ``target_config``.
 
-    Same data, model, width, model overrides, T (images) and epochs as the target; defense vanilla; the seed
-    after the target's.
+    Same data, model, width, model overrides, T (images), training subset and epochs as the target; defense
+    vanilla; the seed after the target's.
     """
     train = target_config.get("train", {})
     data = target_config.get("data", {})
@@ -191,6 +194,9 @@ def source_train_command(target_config: dict[str, Any]) -> str:
     for key, value in (train.get("model_options") or {}).items():
         text = value if isinstance(value, str) else json.dumps(value)
         args += ["--model-opt", f"{key}={text}"]
+    for key in ("limit_train", "limit_val"):  # a target trained on a subset gets a source on the same subset
+        if train.get(key) is not None:
+            args += ["--" + key.replace("_", "-"), str(train[key])]
     args += ["--defense", "vanilla", "--epochs", str(train.get("epochs", 200))]
     seed = train.get("seed", 0)
     args += ["--seed", str(seed + 1 if isinstance(seed, int) else 1)]

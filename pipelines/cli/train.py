@@ -208,6 +208,7 @@ def train_command(
         progress=progress,
         stop_after=stop_after,
     )
+    config.validate()  # cheap mistakes first, before a store is opened or the defaults line is printed
     resolved, _ = train_defaults(config)
     typer.echo(defaults_line(ctx, {"data": data, **resolved}, notes))
     try:
