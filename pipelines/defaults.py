@@ -169,7 +169,7 @@ def transfer_source(target: Path, runs_dir: Path = RUNS_DIR, checkpoint: str = "
         ):
             return path
     raise UserInputError(
-        f"--mode blackbox needs a source model and {runs_dir}/ holds no vanilla run on the same data and "
+        f"--mode blackbox needs --source, and {runs_dir}/ holds no vanilla run on the same data and "
         f"architecture with another seed; train one with `{source_train_command(target_config)}` and rerun, "
         "or pass --source RUN"
     )

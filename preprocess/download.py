@@ -548,7 +548,11 @@ def extract_tar(archive: Path, folder: Path, top: str) -> Path:
                     shutil.copyfileobj(source, out, CHUNK_BYTES)
         if not (scratch / top).is_dir():
             raise UserInputError(f"{archive} holds no file under {top}/; it is not the expected archive")
-        os.replace(scratch / top, final)
+        try:
+            os.replace(scratch / top, final)
+        except OSError:
+            if not final.is_dir():  # else another process extracting it finished first: keep its copy
+                raise
         _fsync_dir(folder)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         message = " ".join(str(exc).split())[:200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -87,7 +88,9 @@ def attack_command(
     if mode is Mode.blackbox and source is None:
         source = transfer_source(run, run.parent, checkpoint.value)
         notes["source"] = "vanilla, same data and architecture, another seed"
-    typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))
+    for name, path in (("run", run), ("source", source)):
+        if name in notes:  # the chosen defaults, at once (the full line follows the validated run)
+            logging.getLogger(__name__).info("--%s %s (%s)", name, path, notes[name])
 
     result = run_attack(
         run,
@@ -105,6 +108,8 @@ def attack_command(
         which=checkpoint.value,
         data_dir=None if data_dir is None else str(data_dir),
     )
+    # Printed once the inputs were accepted: a bad option stays one error line with nothing before it.
+    typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))
     typer.echo(render_markdown(result))
     json_path, md_path, _ = result_paths(run, mode.value)
     typer.echo(f"wrote {json_path} and {md_path}")
