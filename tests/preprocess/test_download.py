@@ -305,23 +305,29 @@ def invoke(*args: str):  # noqa: ANN201 - typer's Result
     return CliRunner().invoke(app, list(args))
 
 
-def test_preprocess_cifar10_without_raw_downloads_extracts_and_builds(
+def test_preprocess_cifar10_with_no_options_downloads_extracts_and_builds(
     server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     serve_source(server, monkeypatch, "cifar10", {"cifar-10-python.tar.gz": cifar10_tar()})
-    data = tmp_path / "data"
-    result = invoke("preprocess", "cifar10", "--data-dir", str(data), "--no-progress")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVROBUST_DATA", raising=False)
+    result = invoke("preprocess", "cifar10")  # ./data, with the progress bars
     assert result.exit_code == 0, result.output
-    raw = data / "raw" / "cifar10"
+    first = result.stdout.splitlines()[0]
     assert (
-        result.output.splitlines()[0]
-        == f"defaults: --raw {raw} (downloaded on first use) --out {data}/cifar10.zarr"
+        first
+        == "defaults: --raw data/raw/cifar10 (downloaded on first use) --out data/cifar10.zarr --progress"
     )
-    assert (raw / "cifar-10-batches-py" / "test_batch").is_file() and no_partials(data)
+    size = len(server.files["cifar-10-python.tar.gz"]) / 1000
+    assert (
+        f"{size:.1f}/{size:.1f} kB" in result.stderr
+    )  # the download bar (bytes done/total, rate, time left)
+    data = tmp_path / "data"
+    assert (data / "raw" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file() and no_partials(data)
     assert (data / "cifar10.zarr" / "zarr.json").is_file()
     assert server.requests == [("cifar-10-python.tar.gz", None)]
     # A second run finds everything in place: no request, the store is already complete.
-    again = invoke("preprocess", "cifar10", "--data-dir", str(data), "--no-progress")
+    again = invoke("preprocess", "cifar10", "--no-progress")
     assert again.exit_code == 0 and "already complete" in again.output
     assert len(server.requests) == 1
 
