@@ -6,8 +6,7 @@
 * CIFAR10-DVS: the ten per-class zips of the original AEDAT 2.0 release on figshare (the URLs and MD5s
   spikingjelly lists); they are read in place, member by member (never extracted).
 * CIFAR-10 / CIFAR-100: the python-pickle ``.tar.gz`` archives from cs.toronto.edu with their published MD5s;
-  the archive is extracted once, safely (regular files under the expected top folder only: no absolute
-  names, no ``..``, no links or devices), into a temporary folder renamed into place when complete.
+  the archive is extracted once, safely (:func:`evrobust.preprocess.extract.extract_tar`).
 
 Download protocol (:func:`fetch`): the bytes go to ``<file>.part`` beside the target; a rerun, or a retry
 after a dropped connection, continues it with an HTTP ``Range`` request (a server that ignores the range
@@ -28,20 +27,18 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from evrobust import __version__
-from evrobust.atomic import write_bytes_atomic
+from evrobust.atomic import fsync_directory, write_bytes_atomic
 from evrobust.errors import UserInputError
+from evrobust.preprocess.extract import extract_tar
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +46,6 @@ RAW_FOLDER = "raw"  # <data dir>/raw/<dataset>/ holds the raw files
 PART_SUFFIX = ".part"
 VERIFIED_FILE = ".verified.json"
 CHUNK_BYTES = 1 << 20
-MAX_TAR_MEMBER_BYTES = 1 << 30  # the largest CIFAR pickle (cifar-100 train) is ~155 MB
 
 
 @dataclass(frozen=True)
@@ -416,7 +412,7 @@ def fetch(
             )
         _fsync(part)
         os.replace(part, target)
-        _fsync_dir(target.parent)
+        fsync_directory(target.parent)
     logger.info("downloaded %s (MD5 ok)", target)
     return target
 
@@ -485,85 +481,6 @@ def _download_error(resource: Resource, why: str, hint: str) -> UserInputError:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a directory be fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _safe_member_parts(name: str, top: str) -> tuple[str, ...] | None:
-    """The path parts of a tar member under ``top``; None for the ``top`` folder entry itself.
-
-    Raises:
-        UserInputError: an absolute name, a ``..`` part, or a name outside ``top``.
-    """
-    path = PurePosixPath(name.replace("\\", "/"))
-    parts = tuple(p for p in path.parts if p not in ("", "."))
-    if path.is_absolute() or ".." in parts or not parts or parts[0] != top:
-        raise ValueError(f"member {name!r} lies outside {top}/")
-    return parts if len(parts) > 1 else None
-
-
-def extract_tar(archive: Path, folder: Path, top: str) -> Path:
-    """Extract the ``top/`` folder of a ``.tar.gz`` into ``folder/top``, safely and all or nothing.
-
-    Only regular files under ``top/`` are written (directories are made as needed); an absolute member
-    name, a ``..`` part, a name outside ``top/``, a link, a device or a member over 1 GiB stops the
-    extraction. Files are written into a temporary folder beside the target that is renamed into place only
-    when the archive has been read to its end, so ``folder/top`` never holds half an archive.
-
-    Raises:
-        UserInputError: the archive is corrupt, truncated or holds an unsafe member.
-    """
-    final = folder / top
-    if final.is_dir():
-        return final
-    scratch = Path(tempfile.mkdtemp(prefix=f".{top}.", suffix=".partial", dir=folder))
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                try:
-                    parts = _safe_member_parts(member.name, top)
-                    if member.isdir():
-                        continue
-                    if not member.isfile():
-                        raise ValueError(f"member {member.name!r} is a link or special file")
-                    if parts is None:
-                        raise ValueError(f"member {member.name!r} is not a folder")
-                    if member.size > MAX_TAR_MEMBER_BYTES:
-                        raise ValueError(f"member {member.name!r} claims {member.size} bytes")
-                except ValueError as exc:
-                    raise UserInputError(f"{archive} is not a safe archive to extract: {exc}") from None
-                dest = scratch.joinpath(*parts)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                if source is None:  # pragma: no cover - regular files always have data
-                    continue
-                with source, open(dest, "xb") as out:
-                    shutil.copyfileobj(source, out, CHUNK_BYTES)
-        if not (scratch / top).is_dir():
-            raise UserInputError(f"{archive} holds no file under {top}/; it is not the expected archive")
-        try:
-            os.replace(scratch / top, final)
-        except OSError:
-            if not final.is_dir():  # else another process extracting it finished first: keep its copy
-                raise
-        _fsync_dir(folder)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        message = " ".join(str(exc).split())[:200]
-        raise UserInputError(
-            f"{archive} cannot be extracted ({type(exc).__name__}: {message}); delete it and rerun to "
-            "download it again"
-        ) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    logger.info("extracted %s into %s", archive, final)
-    return final
 
 
 @contextlib.contextmanager

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 
 from evrobust.errors import UserInputError
 from evrobust.preprocess import download
-from evrobust.preprocess.download import RawSource, Resource, extract_tar, fetch
+from evrobust.preprocess.download import RawSource, Resource, fetch
+from evrobust.preprocess.extract import extract_tar
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -433,7 +434,7 @@ def test_download_module_never_imports_torch() -> None:
     import sys
 
     code = (
-        "import sys, evrobust.preprocess.download as d\n"
+        "import sys, evrobust.preprocess.download as d, evrobust.preprocess.extract\n"
         "d.raw_folder('cifar10'); d.get_raw_source('cifar10dvs')\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
