@@ -80,7 +80,12 @@ def test_nothing_there_names_the_commands_to_run(workdir: Path) -> None:
     (workdir / "file").write_text("")
     line = one_error(invoke("train", "--data-dir", "file"))
     assert line == "error: the data directory file is a file, not a directory; give --data-dir a directory"
-    assert sorted(p.name for p in workdir.iterdir()) == ["file"]  # nothing written
+    (workdir / "runs").write_text("")
+    assert (
+        one_error(invoke("attack"))
+        == "error: the runs directory runs is a file, not a directory; give --run a directory"
+    )
+    assert sorted(p.name for p in workdir.iterdir()) == ["file", "runs"]  # nothing written
 
 
 def test_the_chain_picks_the_newest_store_and_run_and_a_vanilla_source(workdir: Path) -> None:
