@@ -439,3 +439,17 @@ def test_download_module_never_imports_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cifar10dvs_urls_and_md5s_are_spikingjelly_s() -> None:
+    """The resource table equals the one in spikingjelly's cifar10_dvs.py (read as text, never imported)."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("spikingjelly")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("spikingjelly is not installed")
+    text = (Path(next(iter(spec.submodule_search_locations))) / "datasets" / "cifar10_dvs.py").read_text()
+    theirs = re.findall(r'"(\w+\.zip)",\s*"(https://[^"]+)",\s*"([0-9a-f]{32})"', text)
+    ours = [(r.file, r.url, r.md5) for r in download.RAW_SOURCES["cifar10dvs"].resources]
+    assert len(theirs) == 10 and sorted(theirs) == sorted(ours)
