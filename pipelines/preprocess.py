@@ -14,14 +14,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from evrobust.datasets.specs import SPECS, default_store_path
-from evrobust.datasets.splits import per_class_split, reference_random_split, scheme
 from evrobust.errors import UserInputError
 from evrobust.preprocess.build import BuildReport, write_event_store, write_image_store
 from evrobust.preprocess.convert import ON_ERROR, FrameParams, SampleResult
 from evrobust.preprocess.embedded import build_digits, build_digits_dvs
 from evrobust.preprocess.orientation import CIFAR10DVS_ORIENTATION, ORIENTATIONS
 from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers
+from evrobust.preprocess.randperm import reference_random_split
 from evrobust.preprocess.sources import read_cifar10, read_cifar100, scan_event_dir
+from evrobust.preprocess.splits import per_class_split, scheme
 from evrobust.preprocess.store import sha256_file, verify_store
 
 logger = logging.getLogger(__name__)

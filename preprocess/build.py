@@ -26,8 +26,7 @@ from evrobust.preprocess.convert import (
     convert_emulated_block,
     convert_event_files,
     convert_image_block,
-    decode_event_bytes,
-    events_to_sample,
+    sample_from_bytes,
 )
 from evrobust.preprocess.locks import exclusive
 from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers, run_tasks
@@ -136,6 +135,8 @@ def convert_zip_event_files(
     archive (:func:`~evrobust.preprocess.sources.read_source_bytes`), decoded, binned and written with their
     sha256; unreadable members give ``"error"`` results and write nothing.
     """
+    from evrobust.preprocess.aedat2_frames import sample_histogram
+
     unit = params.count_unit()
     results: list[SampleResult] = []
     good: list[int] = []
@@ -144,16 +145,14 @@ def convert_zip_event_files(
         try:
             data = read_source_bytes(raw, rel)
             # The member name is only a label here (for messages and the suffix); no file is opened by it.
-            events = decode_event_bytes(data, rel, params, Path(rel))
-            sample = events_to_sample(events, params, unit)
+            sample, n_events = sample_from_bytes(data, rel, params, unit, Path(rel))
         except (UserInputError, OSError) as exc:
             results.append(SampleResult(index, 0, "error", " ".join(str(exc).split())))
             continue
         good.append(index)
         samples.append(sample)
         digests.append(np.frombuffer(hashlib.sha256(data).digest(), dtype=np.uint8))
-        hist = store.sample_histogram(sample, "events")
-        results.append(SampleResult(index, int(events.shape[0]), "written", histogram=hist))
+        results.append(SampleResult(index, n_events, "written", histogram=sample_histogram(sample)))
     if good:
         store.write_samples(store_path, good, np.stack(samples), np.stack(digests))
     return results

@@ -123,6 +123,16 @@ def events_to_sample(events: np.ndarray, params: FrameParams, unit: int | None =
     frames = events_to_frames(
         events, params.n_frames, sensor_size=params.oriented_sensor(), split_by=params.split_by
     )
+    return frames_to_sample(frames, params, unit)
+
+
+def _resizes(params: FrameParams) -> bool:
+    w, h = params.oriented_sensor()
+    return params.size is not None and (h, w) != (params.size, params.size)
+
+
+def frames_to_sample(frames: np.ndarray, params: FrameParams, unit: int | None = None) -> np.ndarray:
+    """Count frames ``[T, 2, H, W]`` -> the stored sample: area-resize, ``rint(count * unit)``, uint16."""
     if params.size is not None and tuple(frames.shape[-2:]) != (params.size, params.size):
         from evrobust.preprocess.resize import resize_frames
 
@@ -130,14 +140,61 @@ def events_to_sample(events: np.ndarray, params: FrameParams, unit: int | None =
     unit = params.count_unit() if unit is None else unit
     if frames.dtype.kind == "f" or unit != 1:
         frames = np.rint(frames.astype(np.float64) * unit)
-    return np.clip(frames, 0, store.COUNT_MAX).astype(store.COUNT_DTYPE)
+    return np.clip(frames, 0, store.COUNT_MAX).astype(store.COUNT_DTYPE, copy=False)
+
+
+def _aedat2_sample(data: bytes, params: FrameParams, unit: int, path: Path) -> tuple[np.ndarray, int] | None:
+    """The stored sample of an AEDAT 2.0 file's bytes by the one-kernel path, or None to take the two steps.
+
+    None for a payload the kernel does not take (cut short, or an address outside the sensor): the two-step
+    decode then raises the precise error.
+    """
+    from evrobust.preprocess.aedat2 import parse_aedat2_header
+    from evrobust.preprocess.aedat2_frames import aedat2_frames
+    from evrobust.preprocess.orientation import orientation_flags
+
+    header = parse_aedat2_header(data, path)
+    payload = np.frombuffer(data, dtype=np.uint8, offset=header.data_offset)
+    if payload.shape[0] % 8 or params.layout not in ("dvs128", "davis"):
+        return None
+    # Without resizing (and a unit of 1) the saturated uint16 counts are the stored sample itself.
+    direct = unit == 1 and not _resizes(params)
+    frames, kept = aedat2_frames(
+        payload,
+        params.layout,
+        orientation_flags(params.orientation),
+        params.sensor,
+        params.n_frames,
+        params.split_by,
+        store.COUNT_DTYPE if direct else np.int32,
+    )
+    if frames is None:
+        return None
+    return (frames if direct else frames_to_sample(frames, params, unit)), kept
+
+
+def sample_from_bytes(
+    data: bytes, name: str, params: FrameParams, unit: int, path: Path
+) -> tuple[np.ndarray, int]:
+    """One event file's bytes -> (its stored ``[T, 2, H, W]`` uint16 sample, the number of events binned).
+
+    AEDAT 2.0 files take the one-kernel path of :mod:`evrobust.preprocess.aedat2_frames` (the same frames as
+    decoding then binning, without the decoded event array); AEDAT 4 files and anything that kernel declines
+    are decoded first.
+    """
+    if not name.lower().endswith(".aedat4"):
+        fast = _aedat2_sample(data, params, unit, path)
+        if fast is not None:
+            return fast
+    events = decode_event_bytes(data, name, params, path)
+    return events_to_sample(events, params, unit), int(events.shape[0])
 
 
 def _read_event_sample(source: str, params: FrameParams, unit: int) -> tuple[np.ndarray, int, bytes]:
     path = Path(source)
     data = path.read_bytes()
-    events = decode_event_bytes(data, path.name, params, path)
-    return events_to_sample(events, params, unit), int(events.shape[0]), hashlib.sha256(data).digest()
+    sample, n_events = sample_from_bytes(data, path.name, params, unit, path)
+    return sample, n_events, hashlib.sha256(data).digest()
 
 
 def convert_event_file(store_path: str, index: int, source: str, params: FrameParams) -> SampleResult:
@@ -158,6 +215,8 @@ def convert_event_files(
     covers a few files and writes their chunks together; the done flags still come after the chunks. Files
     that cannot be read give ``"error"`` results and are not written.
     """
+    from evrobust.preprocess.aedat2_frames import sample_histogram
+
     unit = params.count_unit()
     results: list[SampleResult] = []
     good: list[int] = []
@@ -171,8 +230,7 @@ def convert_event_files(
         good.append(index)
         samples.append(sample)
         digests.append(np.frombuffer(digest, dtype=np.uint8))
-        hist = store.sample_histogram(sample, "events")
-        results.append(SampleResult(index, n_events, "written", histogram=hist))
+        results.append(SampleResult(index, n_events, "written", histogram=sample_histogram(sample)))
     if good:
         store.write_samples(store_path, good, np.stack(samples), np.stack(digests))
     return results

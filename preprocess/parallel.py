@@ -9,9 +9,11 @@ Modes (``mode=``):
 ``sync``
     inline in the calling thread, in task order: no start-up cost, deterministic; used for one worker.
 ``threads``
-    a ``LocalCluster(processes=False)`` with ``workers`` threads in this process. The frame kernels are numba
-    ``nogil`` functions and zstd releases the GIL, so threads scale without process start-up or pickling
-    (see ``scripts/bench_preprocess_e2e.py`` for the measured numbers that made this the default).
+    a pool of ``workers`` threads in this process (``concurrent.futures``, no dask cluster: a local
+    ``LocalCluster(processes=False)`` took 0.3-1 s to start and ~2 ms per task, as much as converting the
+    files of a small raw dir). The frame kernels are numba ``nogil`` functions, and file reads, sha256 and
+    zstd release the GIL, so threads scale without process start-up or pickling (see
+    ``scripts/bench_preprocess_e2e.py`` for the measured numbers that made this the default).
 ``processes``
     a ``LocalCluster`` with ``workers`` single-threaded worker processes. The caller's script needs an
     ``if __name__ == "__main__":`` guard, as for any process pool.
@@ -46,6 +48,44 @@ def default_batch(n_tasks: int, workers: int) -> int:
     return max(1, min(16, n_tasks // (8 * workers)))
 
 
+def _run_threads(
+    fn: Callable[..., R],
+    tasks: Sequence[tuple[Any, ...]],
+    workers: int,
+    on_result: Callable[[R], None] | None,
+    results: list[R],
+) -> list[R]:
+    """Run the tasks on ``workers`` threads; results reach ``on_result`` in this thread as they complete."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evrobust-preprocess")
+    try:
+        # Keep only a few tasks queued per thread: an exception from on_result (fail-fast on a bad file,
+        # an interrupt) then leaves little to cancel, and no finished results pile up unreported.
+        queue = iter(tasks)
+        pending = {pool.submit(fn, *args) for args in _take(queue, 2 * workers)}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+            pending |= {pool.submit(fn, *args) for args in _take(queue, len(done))}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+def _take(queue: Any, n: int) -> list[tuple[Any, ...]]:
+    out = []
+    for args in queue:
+        out.append(args)
+        if len(out) == n:
+            break
+    return out
+
+
 def check_workers(workers: int, mode: str) -> None:
     """Validate the worker count and mode (UserInputError naming the valid choices)."""
     if mode not in MODES:
@@ -70,13 +110,14 @@ def run_tasks(
     Args:
         fn: a top-level (importable, picklable) function.
         tasks: argument tuples, one per task.
-        workers: worker count for the local cluster (``mode="sync"`` or ``workers=1`` without a scheduler
-            runs inline).
+        workers: thread count (``threads``) or worker processes (``processes``); ``mode="sync"`` or
+            ``workers=1`` in ``threads`` mode without a scheduler runs inline.
         mode: see the module docstring.
         scheduler: address of an existing dask scheduler; overrides ``mode`` and ``workers``.
         on_result: called in the driver thread with each result as it completes; an exception it raises
             cancels the remaining tasks and propagates (already written chunks stay valid).
-        batch: tasks per dask task (default :func:`default_batch`); results are still reported one by one.
+        batch: tasks per dask task (processes, scheduler; default :func:`default_batch`); results are still
+            reported one by one. Threads take one task at a time.
         connect_timeout: seconds to wait for ``scheduler``.
     """
     check_workers(workers, mode)
@@ -96,8 +137,10 @@ def run_tasks(
                 if on_result is not None:
                     on_result(result)
         return results
-
-    from contextlib import nullcontext
+    if scheduler is None and mode == "threads":
+        # Worker threads each running a multi-threaded BLAS would oversubscribe the cores (see above).
+        with threadpool_limits(1, "blas"):
+            return _run_threads(fn, tasks, workers, on_result, results)
 
     from distributed import Client, LocalCluster, as_completed
 
@@ -110,32 +153,28 @@ def run_tasks(
             ) from None
         cluster = None
     else:
-        processes = mode == "processes"
+        # Single-threaded worker processes (dask sets OPENBLAS/OMP_NUM_THREADS=1 in them).
         cluster = LocalCluster(
-            n_workers=workers if processes else 1,
-            threads_per_worker=1 if processes else workers,
-            processes=processes,
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
             dashboard_address=None,
             silence_logs=logging.WARNING,
         )
         client = Client(cluster)
-    # Worker threads each running a multi-threaded BLAS oversubscribe the cores (see above); dask already sets
-    # OPENBLAS/OMP_NUM_THREADS=1 in its worker processes, this does it for worker threads.
-    limit = threadpool_limits(1, "blas") if cluster is not None and mode == "threads" else nullcontext()
     try:
-        with limit:
-            size = batch or default_batch(len(tasks), workers)
-            batches = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
-            futures = client.map(_apply_batch, [fn] * len(batches), batches, pure=False)
-            try:
-                for future in as_completed(futures):
-                    for result in future.result():
-                        results.append(result)
-                        if on_result is not None:
-                            on_result(result)
-            except BaseException:
-                client.cancel(futures)
-                raise
+        size = batch or default_batch(len(tasks), workers)
+        batches = [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
+        futures = client.map(_apply_batch, [fn] * len(batches), batches, pure=False)
+        try:
+            for future in as_completed(futures):
+                for result in future.result():
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
+        except BaseException:
+            client.cancel(futures)
+            raise
     finally:
         client.close()
         if cluster is not None:

@@ -2,9 +2,11 @@
 
     .venv/bin/python scripts/bench_neurons.py                 # CPU, default shapes, T = 8
     .venv/bin/python scripts/bench_neurons.py --device cuda --repeats 20
+    .venv/bin/python scripts/bench_neurons.py --device cuda --compile      # adds torch.compile(native)
 
 Each timed call runs ``spikes = IFNeuron(backend, spec)(x)`` and ``spikes.backward(upstream)`` on a float32
-input that requires grad. Ratios are to ``native`` (below 1 = faster than native).
+input that requires grad. Ratios are to ``native`` (below 1 = faster than native). ``--compile`` adds a
+column ``compiled``: ``torch.compile`` of the native IFNeuron (compilation happens in the warm-up calls).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from evrobust.neurons import GradSpec, IFNeuron, get_backend, list_backends
 
 DEFAULT_SHAPES = ("8,64,64,16,16", "8,64,128,8,8", "8,64,4096")
+COMPILED = "compiled"  # torch.compile of the native IFNeuron
 
 
 def _sync(device: torch.device) -> None:
@@ -30,12 +33,15 @@ def _make_case(
     backend: str, spec: GradSpec, shape: Sequence[int], device: torch.device
 ) -> Callable[[], float] | None:
     """A function timing one forward + backward in seconds; None if the backend cannot run ``spec``."""
-    if get_backend(backend).supports(spec, 1.0, 1.0) is not None:
+    compiled = backend == COMPILED
+    if get_backend("native" if compiled else backend).supports(spec, 1.0, 1.0) is not None:
         return None
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(*shape, generator=gen) * 0.7 + 0.4).to(device).requires_grad_()
     upstream = torch.randn(*shape, generator=gen).to(device)
-    neuron = IFNeuron(backend=backend, spec=spec)
+    neuron = IFNeuron(backend="native" if compiled else backend, spec=spec)
+    if compiled:
+        neuron = torch.compile(neuron)
 
     def run() -> float:
         x.grad = None
@@ -78,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile(native) as a column")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     backends = args.backends or list_backends()
     if "native" not in backends:
         backends = ["native", *backends]
+    if args.compile:
+        backends.append(COMPILED)
 
     print(
         f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "

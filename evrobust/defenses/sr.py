@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evrobust.errors import UserInputError
+from evrobust.neurons.functional import reuse_backward_terms
 
 PENALTIES: tuple[str, ...] = ("l2sq", "l1")
 """``l2sq`` = mean(D^2), what the authors' released code trains with (the published lambdas 0.008 /
@@ -99,7 +100,10 @@ def sr_loss(
     """
     check_sr_arguments(lam, h, penalty)
     x_in = x.detach().requires_grad_(True)
-    logits = model(x_in)
+    # The clean graph is back-propagated twice (inputs-only, then the final backward): its IF layers keep
+    # their surrogate terms from the first pass for the second (bitwise the same gradients, less work).
+    with reuse_backward_terms():
+        logits = model(x_in)
     k = strongest_other_class(logits, y)
     p = two_class_probability(logits, y, k)
     # Inputs-only backward: autograd computes no weight gradients here. The graph is kept for the final

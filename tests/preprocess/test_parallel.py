@@ -28,7 +28,7 @@ def test_sync_and_threads_run_every_task_once() -> None:
     assert {r[1] for r in out} == {threading.current_thread().name}  # inline
     out = run_tasks(square_and_thread, [(i,) for i in range(50)], workers=2, mode="threads", batch=3)
     assert sorted(r[0] for r in out) == [i * i for i in range(50)]
-    assert threading.current_thread().name not in {r[1] for r in out}  # ran on dask worker threads
+    assert threading.current_thread().name not in {r[1] for r in out}  # ran on worker threads
 
 
 def test_an_error_in_on_result_stops_the_run() -> None:
