@@ -7,6 +7,15 @@ samples as spikingjelly's folder dataset does (classes in order, files sorted by
 :func:`reference_random_split` reproduces the published index sets exactly on the full set. On a smaller raw
 dir the same rule is scaled: ``n_train = 9 * n // 10``.
 
+The TEBN split (:func:`tebn_split`, numpy-only, defined in :mod:`evrobust.preprocess.splits` and re-exported
+here) is the other published CIFAR10-DVS convention: per class, the recordings
+numbered 0-99 (``cifar10_<class>_<i>.aedat``) are the test set and 100-999 the training set, as spikingjelly's
+``CIFAR10DVSTEBNSplit`` links them (from Duan et al., NeurIPS 2022). It differs from the ``per-class`` scheme
+(the first 9/10 of each class's files *sorted by name* train): sorted as strings (``_0, _1, _10, _100, ...``),
+the last tenth of a full class is recordings 909, 91, 910-919, ..., 99, 990-999 (numbers beginning with 9;
+only 91-99 of them below 100), so the two test sets share 9 recordings per class. spikingjelly notes that
+accuracies on the TEBN split run much higher than on a random split.
+
 The numpy-only rules (per-class, hold-out, validation carving) are in :mod:`evrobust.preprocess.splits`.
 """
 
@@ -14,14 +23,27 @@ from __future__ import annotations
 
 import torch
 
-from evrobust.preprocess.splits import carve_validation, holdout_split, per_class_split, scheme
+from evrobust.preprocess.splits import (
+    TEBN_TEST,
+    TEBN_TRAIN,
+    carve_validation,
+    holdout_split,
+    per_class_split,
+    recording_number,
+    scheme,
+    tebn_split,
+)
 
 __all__ = [
     "carve_validation",
     "holdout_split",
     "per_class_split",
     "reference_random_split",
+    "recording_number",
     "scheme",
+    "TEBN_TEST",
+    "TEBN_TRAIN",
+    "tebn_split",
     "torch_random_split",
 ]
 
@@ -45,3 +67,4 @@ def reference_random_split(n: int, seed: int = REFERENCE_SEED) -> dict[str, list
     n_train = 9 * n // 10
     train, test = torch_random_split(n, [n_train, n - n_train], seed)
     return scheme(train, test)
+

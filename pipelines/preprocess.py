@@ -22,7 +22,7 @@ from evrobust.preprocess.orientation import CIFAR10DVS_ORIENTATION, ORIENTATIONS
 from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers
 from evrobust.preprocess.randperm import reference_random_split
 from evrobust.preprocess.sources import read_cifar10, read_cifar100, scan_event_dir
-from evrobust.preprocess.splits import per_class_split, scheme
+from evrobust.preprocess.splits import per_class_split, scheme, tebn_split
 from evrobust.preprocess.store import sha256_file, verify_store
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ CIFAR10DVS_SPLIT_RULE = (
     "cut into the first 9n//10 (train part) and the rest (test), as "
     "torch.utils.data.random_split([9000, 1000]) "
     "in the published code; per-class: per class the first 9/10 of the files sorted by name (train part) and "
-    "the rest (test). In both, val = floor(0.1 m) of the m train-part indices drawn by numpy "
-    "default_rng(0).permutation, train = the rest."
+    "the rest (test); tebn (stored with --split tebn): per class the recordings numbered "
+    "0-99 (test) and 100-999 (train part), spikingjelly's CIFAR10DVSTEBNSplit. In all, val = floor(0.1 m) "
+    "of the m train-part indices drawn by numpy default_rng(0).permutation, train = the rest."
 )
 CIFAR_SPLIT_RULE = (
     "standard: the official train and test sets; val = floor(0.1 * 50000) = 5000 of the official train set "
@@ -122,6 +123,7 @@ def preprocess_cifar10dvs(
     progress: bool = False,
     on_result: ProgressHook | None = None,
     files_per_task: int | None = None,
+    default_split: str = "random",
 ) -> BuildReport:
     """Build the CIFAR10-DVS frame store from `<raw>/<class>/*.aedat[4]` folders or `<raw>/<class>.zip` files.
 
@@ -138,6 +140,9 @@ def preprocess_cifar10dvs(
         orientation: the coordinate convention (default spikingjelly's).
         progress: show a rich progress bar.
         on_result: extra per-sample hook (tests use it to interrupt a run).
+        default_split: the scheme training and evaluation use: ``random`` (the reference code's),
+            ``per-class`` or ``tebn`` (see :data:`CIFAR10DVS_SPLIT_RULE`). ``random`` and ``per-class`` are
+            always stored, ``tebn`` when it is the default.
         files_per_task: files one task converts and writes together (default: automatic, up to 8).
     """
     spec = SPECS["cifar10dvs"]
@@ -159,6 +164,11 @@ def preprocess_cifar10dvs(
     sources = scan_event_dir(raw, classes)
     labels = [s.label for s in sources]
     splits = {"random": reference_random_split(len(sources)), "per-class": per_class_split(labels)}
+    if default_split == "tebn":
+        # Stored only on request: it needs CIFAR10-DVS's numbered file names (a UserInputError otherwise).
+        splits["tebn"] = tebn_split([s.path for s in sources], labels)
+    if default_split not in splits:
+        raise UserInputError(f"unknown split scheme {default_split!r}; choose one of {', '.join(splits)}")
     params = FrameParams(frames, split_by, size, sensor, orientation)
     path = _out_path("cifar10dvs", out, data_dir, frames=frames, split_by=split_by, size=size)
     logger.info("CIFAR10-DVS: %d files from %s -> %s", len(sources), raw, path)
@@ -171,7 +181,7 @@ def preprocess_cifar10dvs(
             classes=classes,
             params=params,
             splits=splits,
-            default_split="random",
+            default_split=default_split,
             split_rule=CIFAR10DVS_SPLIT_RULE,
             scale=scale,
             on_error=on_error,

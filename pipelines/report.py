@@ -249,12 +249,12 @@ def repro_section(directory: Path, base: Path) -> list[str]:
         lines += notes + ([""] if notes else [])
         if table["name"] == "table7":
             lines += _cost_ratios(results, table)
-    if name in ("fig3", "tradeoff") and tables:
+    if name in ("fig3", "fig6", "tradeoff") and tables:
         from evrobust.pipelines import plots
 
         rows = _table_rows(results, tables[0])
         lam_rows = [r | {"lambda": float(r["label"].split()[-1])} for r in rows
-                    if name == "fig3" or r["label"].startswith("SR lambda")]
+                    if name in ("fig3", "fig6") or r["label"].startswith("SR lambda")]
         if lam_rows:
             lam_rows.sort(key=lambda r: r["lambda"])
             png = plots.plot_lambda_sweep(lam_rows, directory / "lambda.png")

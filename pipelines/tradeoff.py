@@ -19,17 +19,22 @@ from evrobust.pipelines.reproduce.runner import DEFAULT_OUT, load_results, run_r
 
 @dataclass(frozen=True)
 class TradeoffPoint:
-    """One run of the study. Accuracies in %, ``grad_l1`` = mean l1 norm of grad_x f_y (input units),
-    ``grad_zero`` = share of exactly-zero gradient elements, ``density`` = share of non-zero elements from the
-    sparsity analysis (None for the lambda rows, which are not analysed)."""
+    """One run of the study. Accuracies in %; ``grad_l1`` / ``grad_l2`` = mean l1 / l2 norm of grad_x f_y
+    (input units) and ``density`` = mean share of its non-zero elements, all three from the sparsity
+    analysis of the checkpoint the accuracies evaluate, over the same test samples (None where missing)."""
 
     setting: str
     value: str
     clean: float | None
     robust: float | None
     grad_l1: float | None
-    grad_zero: float | None
+    grad_l2: float | None
     density: float | None
+
+    @property
+    def grad_zero(self) -> float | None:
+        """Mean share of (numerically) zero gradient elements: ``1 - density``."""
+        return None if self.density is None else 1.0 - self.density
 
 
 def run_tradeoff(scale: str = "smoke", out: str | Path = DEFAULT_OUT, **kwargs: Any) -> Path:
@@ -47,7 +52,7 @@ def tradeoff_points(results: dict[str, Any] | str | Path) -> list[TradeoffPoint]
         value = {h: cell_value(results, c)[0] for h, c in row["cells"].items()}
         setting, setting_value = row["labels"]
         points.append(TradeoffPoint(setting, setting_value, value.get("Clean"), value.get("PGD10"),
-                                    value.get("grad l1"), value.get("grad zero"), value.get("density")))
+                                    value.get("grad l1"), value.get("grad l2"), value.get("density")))
     return points
 
 

@@ -8,12 +8,20 @@ The torch-compatible reference split of CIFAR10-DVS lives in :mod:`evrobust.data
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 
 import numpy as np
 
+from evrobust.errors import UserInputError
+
 VAL_FRACTION = 0.1
 VAL_SEED = 0
+TEBN_TEST = range(0, 100)
+"""Recording numbers of each CIFAR10-DVS class that the TEBN split tests on; 100..999 train."""
+TEBN_TRAIN = range(100, 1000)
+_NUMBER = re.compile(r"_(\d+)$")
 
 
 def _sorted(idx: Sequence[int] | np.ndarray) -> list[int]:
@@ -70,3 +78,45 @@ def holdout_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> dict[str
     perm = np.random.default_rng(seed).permutation(n)
     n_test = int(n * test_fraction)
     return scheme(perm[n_test:], perm[:n_test])
+
+
+def recording_number(name: str) -> int | None:
+    """The recording number of an event file name: ``cifar10_airplane_17.aedat`` -> 17.
+
+    ``name`` may be a store source (``airplane/cifar10_airplane_17.aedat`` or
+    ``airplane.zip::airplane/cifar10_airplane_17.aedat``); the number is the digits after the last ``_`` of
+    the file's stem. None when the stem does not end in ``_<digits>``.
+    """
+    stem = PurePosixPath(name.split("::")[-1]).stem
+    match = _NUMBER.search(stem)
+    return None if match is None else int(match.group(1))
+
+
+def tebn_split(names: Sequence[str], labels: Sequence[int]) -> dict[str, list[int]]:
+    """The TEBN split of CIFAR10-DVS (see :mod:`evrobust.datasets.splits`): per class, recording numbers
+    0-99 test, 100-999 train; val is carved out of the train part as in every scheme.
+
+    Args:
+        names: the store's source files in store order (one per sample).
+        labels: their class indices.
+
+    Raises:
+        UserInputError: a file name without a recording number, a number outside 0-999, or a number twice
+            in one class (the rule would be ambiguous).
+    """
+    if len(names) != len(labels):
+        raise ValueError(f"{len(names)} names for {len(labels)} labels")
+    train: list[int] = []
+    test: list[int] = []
+    seen: set[tuple[int, int]] = set()
+    for index, (name, label) in enumerate(zip(names, labels, strict=True)):
+        number = recording_number(name)
+        if number is None or number not in TEBN_TRAIN and number not in TEBN_TEST:
+            raise UserInputError(
+                f"{name}: the TEBN split needs files named <anything>_<0..999>.aedat (recording numbers)"
+            )
+        if (int(label), number) in seen:
+            raise UserInputError(f"{name}: recording number {number} appears twice in class {label}")
+        seen.add((int(label), number))
+        (test if number in TEBN_TEST else train).append(index)
+    return scheme(train, test)

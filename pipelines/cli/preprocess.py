@@ -136,6 +136,13 @@ def cifar10dvs_command(
     data_dir: DataDir = None,
     progress: Progress = True,
     no_download: NoDownload = False,
+    split: Annotated[
+        str,
+        typer.Option("--split", help="Scheme used for training/evaluation: random (the reference code's), "
+                     "per-class (first 9/10 of each class's files by name train) or tebn (recordings "
+                     "0-99 of each class test, spikingjelly's CIFAR10DVSTEBNSplit; needs numbered file "
+                     "names)."),
+    ] = "random",
 ) -> None:
     from evrobust.pipelines.preprocess import preprocess_cifar10dvs
 
@@ -156,6 +163,7 @@ def cifar10dvs_command(
             scheduler=scheduler,
             scale=scale,
             progress=progress,
+            default_split=split,
         )
     )
 

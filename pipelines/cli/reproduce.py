@@ -12,6 +12,7 @@ import typer
 class ScaleName(StrEnum):
     tiny = "tiny"
     smoke = "smoke"
+    cpu = "cpu"
     paper = "paper"
 
 
@@ -19,16 +20,20 @@ def reproduce_command(
     name: Annotated[
         str,
         typer.Argument(
-            help="table1 | table2 | table3 | table4 | table6 | table7 | fig1 | fig3 | fig4 | fig5 | tradeoff"
+            help="table1 | table2 | table3 | table4 | table6 | table7 | fig1 | fig3 | fig4 | fig5 | fig6 | "
+            "tradeoff"
         ),
     ],
     scale: Annotated[
         ScaleName,
-        typer.Option(help="smoke: minutes on a CPU; paper: the paper's exact settings; tiny: seconds."),
+        typer.Option(help="smoke: minutes on a CPU (digits); cpu: hours on a CPU, real CIFAR images from "
+                     "--data; paper: the paper's exact settings; tiny: seconds."),
     ] = ScaleName.smoke,
     data: Annotated[
         str | None,
-        typer.Option(help="Dataset name or store path replacing every dataset of the experiment."),
+        typer.Option(help="Dataset name or store path replacing every dataset of the experiment; at cpu "
+                     "scale (and for paper scale, comma-separated) one CIFAR-10 and optionally one "
+                     "CIFAR-100 store."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Output root (runs are shared by all experiments in it).")] = Path(
         "runs/reproduce"
@@ -36,19 +41,30 @@ def reproduce_command(
     data_dir: Annotated[Path | None, typer.Option(help="Data directory ($EVROBUST_DATA, ./data).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     report: Annotated[bool, typer.Option(help="Write report.md beside results.json.")] = True,
+    stop_after: Annotated[
+        int | None,
+        typer.Option("--stop-after", min=1, help="Stop after N units of work (a training epoch, an attack, "
+                     "an analysis); results.json holds what is done."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue partly trained runs (after --stop-after or a kill).")
+    ] = False,
+    estimate: Annotated[
+        bool | None,
+        typer.Option("--estimate/--no-estimate", help="Print the estimated training cost from a short timed "
+                     "warm-up before starting [default: on at paper scale]."),
+    ] = None,
 ) -> None:
     """Train, attack and analyse what one table or figure of the paper needs; write results and report."""
-    from evrobust.pipelines.reproduce import run_reproduction
+    from evrobust.pipelines.reproduce import build_spec, estimate_cost, execute
 
-    path = run_reproduction(
-        name,
-        scale=scale.value,
-        data=data,
-        out=out,
-        data_dir=None if data_dir is None else str(data_dir),
-        device=device,
-        report=report,
-    )
+    data_dir_text = None if data_dir is None else str(data_dir)
+    spec = build_spec(name, scale.value, data, data_dir=data_dir_text)
+    if estimate if estimate is not None else scale is ScaleName.paper:
+        for line in estimate_cost(spec, out, data_dir=data_dir_text, device=device).lines():
+            typer.echo(line)
+    path = execute(spec, out, data_dir=data_dir_text, device=device, report=report, stop_after=stop_after,
+                   resume=resume)
     typer.echo(f"results written to {path}")
     if report:
         typer.echo(f"report written to {path.parent / 'report.md'}")

@@ -1,11 +1,20 @@
 """Reproduction pipelines of the paper's tables and figures (``evrobust reproduce NAME``).
 
 :mod:`.specs` declares each experiment (runs, attacks, analyses, table layout) per scale, :mod:`.tables`
-holds the published numbers, :mod:`.runner` executes a spec and writes ``results.json``.
+holds the published numbers, :mod:`.runner` executes a spec and writes ``results.json``, :mod:`.cost`
+estimates its training time from a short warm-up.
 """
 
-from evrobust.pipelines.reproduce.runner import execute, load_results, run_reproduction
+from evrobust.pipelines.reproduce.cost import CostEstimate, estimate_cost
+from evrobust.pipelines.reproduce.runner import (
+    MixedProvenanceError,
+    check_row_provenance,
+    execute,
+    load_results,
+    run_reproduction,
+)
 from evrobust.pipelines.reproduce.specs import SCALES, PipelineSpec, build_spec, list_pipelines
 
-__all__ = ["SCALES", "PipelineSpec", "build_spec", "execute", "list_pipelines", "load_results",
+__all__ = ["SCALES", "CostEstimate", "MixedProvenanceError", "PipelineSpec", "build_spec",
+           "check_row_provenance", "estimate_cost", "execute", "list_pipelines", "load_results",
            "run_reproduction"]

@@ -10,9 +10,22 @@ Output layout under ``out`` (default ``runs/reproduce``)::
     <name>/results.json             the spec and every number its tables and figures need
     <name>/report.md (+ PNGs)       written by :func:`evrobust.pipelines.report.write_report`
 
-Reuse: a run whose ``config.json`` matches is resumed (``evrobust train --resume`` semantics: a completed run
-trains nothing); attacks and analyses whose cached result has the same options are not rerun. A cached
-result made from an older checkpoint of the same run directory is invalidated by the checkpoint's mtime.
+Order and resumption: the runs execute in the spec's order, and each attack or analysis runs as soon as
+the runs it needs are trained, so the first rows of a table are complete while later runs still train.
+``results.json`` is rewritten after every step (``"complete": false`` until the last one). ``stop_after=N``
+stops after N units of work (a training epoch, an attack, an analysis); a run interrupted that way, or
+killed at any moment, continues from its last epoch checkpoint when the same command is given again with
+``resume=True`` (``--resume``); without it a partly trained run is refused with one line, so a changed spec
+never silently continues someone else's run. Completed runs are always reused (``evrobust train --resume``
+semantics: a completed run trains nothing); attacks and analyses whose cached result has the same options
+are not rerun. A cached result made from an older checkpoint of the same run directory is invalidated by
+the checkpoint's mtime.
+
+Provenance: every model-describing number of a table row (accuracies, gradient norms) must come from the
+same checkpoint of its run, evaluated on the same test samples. :func:`check_row_provenance` enforces it on
+every ``results.json`` written (training-time metrics such as ``val_grad_l1`` describe the last epoch's
+validation batch, not the evaluated checkpoint, and are refused in a row; ``seconds`` is a cost, not a
+property of a checkpoint, and is exempt).
 """
 
 from __future__ import annotations
@@ -43,26 +56,47 @@ def _checkpoint_stamp(run_dir: Path) -> float | None:
     return path.stat().st_mtime if path.is_file() else None
 
 
-def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str) -> Path:
-    """Train (or resume, or skip when complete) one run under ``root/runs``; returns its directory."""
+class MixedProvenanceError(RuntimeError):
+    """A table row combines numbers from different checkpoints or sample sets (a spec-authoring bug)."""
+
+
+def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, resume: bool = True,
+              max_epochs: int | None = None) -> tuple[Path, int]:
+    """Train (or resume, or skip when complete) one run under ``root/runs``.
+
+    Args:
+        max_epochs: train at most this many epochs in this call (None = to the end).
+        resume: continue a partly trained run; False refuses one (UserInputError).
+
+    Returns:
+        ``(run directory, epochs trained in this call)``.
+    """
     from evrobust.pipelines.train import train
     from evrobust.pipelines.train_config import TrainConfig
 
     out = root / "runs" / spec.dirname
+    started = (out / "config.json").is_file()
+    metrics = read_metrics(out) if started else []
+    epochs = int(spec.train["epochs"])
+    if len(metrics) >= epochs:
+        log.info("reusing completed run %s", out)
+        return out, 0
+    if started and not resume:
+        raise UserInputError(
+            f"run {out} is partly trained ({len(metrics)} of {epochs} epochs); pass --resume to continue it"
+        )
     config = TrainConfig(
         **spec.train,
         data_dir=data_dir,
         device=device,
         out=str(out),
-        resume=(out / "config.json").is_file(),
+        resume=started,
         progress=False,
+        stop_after=max_epochs,
     )
-    metrics = read_metrics(out) if (out / "config.json").is_file() else []
-    if len(metrics) >= config.epochs:
-        log.info("reusing completed run %s", out)
-        return out
     log.info("training %s -> %s", spec.key, out)
-    return train(config)
+    train(config)
+    return out, len(read_metrics(out)) - len(metrics)
 
 
 def _cached(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,8 +120,10 @@ def attack_run(
     batch_size: int,
     data_dir: str | None,
     device: str,
-) -> dict[str, Any]:
-    """Run (or reuse) one attack; returns the compact result (accuracies, checks, settings)."""
+    with_fresh: bool = False,
+) -> Any:
+    """Run (or reuse) one attack; returns the compact result (accuracies, checks, settings), and with
+    ``with_fresh`` also whether it was computed now (False: from the cache)."""
     from evrobust.pipelines.attack import run_attack
 
     run = run_dirs[spec.run]
@@ -106,7 +142,7 @@ def attack_run(
     result = _cached(cache, fingerprint)
     if result is not None:
         log.info("reusing attack %s", spec.key)
-        return result
+        return (result, False) if with_fresh else result
     log.info("attacking %s", spec.key)
     full = run_attack(
         run,
@@ -124,7 +160,7 @@ def attack_run(
     result = {k: v for k, v in full.items() if k != "flags"}
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cache, {"fingerprint": fingerprint, "result": result})
-    return result
+    return (result, True) if with_fresh else result
 
 
 def analyse_run(
@@ -135,8 +171,10 @@ def analyse_run(
     limit: int | None,
     data_dir: str | None,
     device: str,
-) -> dict[str, Any]:
-    """Run (or reuse) one analysis; returns its JSON document (per-sample lists dropped)."""
+    with_fresh: bool = False,
+) -> Any:
+    """Run (or reuse) one analysis; returns its JSON document (per-sample lists dropped), and with
+    ``with_fresh`` also whether it was computed now."""
     from evrobust.pipelines.analyze import run_analysis
 
     run = run_dirs[spec.run]
@@ -146,14 +184,14 @@ def analyse_run(
     result = _cached(cache, fingerprint)
     if result is not None:
         log.info("reusing analysis %s", spec.key)
-        return result
+        return (result, False) if with_fresh else result
     log.info("analysing %s (%s)", spec.key, spec.kind)
     result = _drop_per_sample(
         run_analysis(run, spec.kind, limit=limit, device=device, data_dir=data_dir, **spec.options)
     )
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cache, {"fingerprint": fingerprint, "result": result})
-    return result
+    return (result, True) if with_fresh else result
 
 
 def _drop_per_sample(document: Any) -> Any:
@@ -164,19 +202,97 @@ def _drop_per_sample(document: Any) -> Any:
     return document
 
 
-def _run_summary(run: Path) -> dict[str, Any]:
-    """What the tables need from a run's metrics: final val acc, mean epoch seconds, gradient norms."""
+def _run_summary(run: Path, epochs: int) -> dict[str, Any]:
+    """What the tables need from a run's metrics: epochs done, mean epoch seconds, final val acc.
+
+    The gradient norms logged during training (``val_grad_*``) are kept for reference only: tables take
+    norms from a sparsity analysis of the evaluated checkpoint (see the module docstring).
+    """
     metrics = read_metrics(run)
+    summary: dict[str, Any] = {"dir": str(run), "epochs": len(metrics), "epochs_planned": epochs,
+                               "complete": len(metrics) >= epochs}
     if not metrics:
-        return {"dir": str(run), "epochs": 0}
+        return summary
     last = metrics[-1]
-    summary: dict[str, Any] = {"dir": str(run), "epochs": len(metrics)}
     summary["seconds"] = sum(float(m.get("seconds", 0.0)) for m in metrics) / len(metrics)
     for key in ("val_acc", "val_grad_l1", "val_grad_l2", "val_grad_zero_frac", "train_acc"):
         if key in last:
             summary[key] = last[key]
     summary["best_val_acc"] = max((m.get("val_acc") or 0.0) for m in metrics)
     return summary
+
+
+COST_METRICS = frozenset({"seconds"})
+"""Run metrics a table may show beside checkpoint numbers: costs, not properties of a checkpoint."""
+
+
+def cell_provenance(document: dict[str, Any], cell: dict[str, str]) -> tuple[Any, ...] | None:
+    """``(run dir, checkpoint, checkpoint stamp, samples)`` a cell's number was computed from.
+
+    None for a cost cell or a cell whose result is not there yet. A training metric other than a cost
+    describes the last epoch on validation samples: its provenance says so and never matches an evaluation.
+    """
+    source, ref, item = cell["source"], cell["ref"], cell["item"]
+    if source == "metric":
+        if item in COST_METRICS:
+            return None
+        run = document.get("runs", {}).get(ref)
+        if run is None:
+            return None
+        return (str(Path(run["dir"]).resolve()), "metrics: last epoch", None, "validation batch")
+    entry = document.get("attacks" if source == "attack" else "analyses", {}).get(ref)
+    if entry is None:
+        return None
+    origin = document.get("provenance", {}).get(ref, {})
+    checkpoint = entry.get("checkpoint", entry.get("which"))
+    return (str(Path(entry["run"]).resolve()), checkpoint, origin.get("stamp"), entry.get("samples"))
+
+
+def check_row_provenance(document: dict[str, Any]) -> None:
+    """Refuse a table row whose numbers about one run come from different checkpoints or sample sets.
+
+    Within a row, every cell about the same run must share (checkpoint, stamp, samples), and all cells of
+    the row must share the number of test samples (a row compares models on the same images).
+
+    Raises:
+        MixedProvenanceError: naming the table, row and the differing sources.
+    """
+    for table in document.get("spec", {}).get("tables", []):
+        for row in table["rows"]:
+            by_run: dict[str, set[tuple[Any, ...]]] = {}
+            samples: set[Any] = set()
+            for cell in row["cells"].values():
+                origin = cell_provenance(document, cell)
+                if origin is None:
+                    continue
+                by_run.setdefault(origin[0], set()).add(origin[1:])
+                samples.add(origin[3])
+            mixed = {run: origins for run, origins in by_run.items() if len(origins) > 1}
+            if mixed or len(samples) > 1:
+                raise MixedProvenanceError(
+                    f"{table['name']} row {row['labels']}: numbers from different checkpoints or samples "
+                    f"{ {Path(r).name: sorted(map(str, o)) for r, o in by_run.items()} }"
+                )
+
+
+def _provenance(kind: str, run: Path) -> dict[str, Any]:
+    """Which checkpoint file (by its mtime) an attack or analysis result belongs to."""
+    return {"kind": kind, "run": str(run.resolve()), "stamp": _checkpoint_stamp(run)}
+
+
+class _Budget:
+    """Units of work left in this call (None = unlimited): a training epoch, an attack, an analysis."""
+
+    def __init__(self, stop_after: int | None) -> None:
+        self.left = stop_after
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def spend(self, units: int) -> None:
+        if self.left is not None:
+            self.left -= units
 
 
 def execute(
@@ -186,35 +302,87 @@ def execute(
     data_dir: str | None = None,
     device: str = "auto",
     report: bool = True,
+    stop_after: int | None = None,
+    resume: bool = False,
 ) -> Path:
     """Run every step of ``spec`` under ``out``; write ``<out>/<name>/results.json`` (and the report).
 
+    Steps run in the spec's run order; an attack or analysis runs as soon as its runs are trained, and
+    ``results.json`` is rewritten after each step. See the module docstring for ``stop_after``/``resume``.
+
     Returns:
         The path of ``results.json``.
+
+    Raises:
+        UserInputError: a partly trained run without ``resume``.
+        MixedProvenanceError: a table row mixing checkpoints (a spec bug; nothing is written).
     """
+    if stop_after is not None and (isinstance(stop_after, bool) or stop_after < 1):
+        raise UserInputError(f"--stop-after must be an integer >= 1 (got {stop_after!r})")
     root = Path(out)
-    run_dirs = {r.key: train_run(r, root, data_dir=data_dir, device=device) for r in spec.runs}
-    attacks = {
-        a.key: attack_run(a, run_dirs, root, limit=spec.attack_limit, batch_size=spec.attack_batch,
-                          data_dir=data_dir, device=device)
-        for a in spec.attacks
-    }
-    analyses = {
-        a.key: analyse_run(a, run_dirs, root, limit=spec.attack_limit, data_dir=data_dir, device=device)
-        for a in spec.analyses
-    }
-    document = {
-        "format": RESULTS_FORMAT,
-        "version": 1,
-        "spec": spec.to_json(),
-        "runs": {key: _run_summary(path) for key, path in run_dirs.items()},
-        "attacks": attacks,
-        "analyses": analyses,
-    }
     target = root / spec.name / RESULTS_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(target, document)
-    log.info("wrote %s", target)
+    budget = _Budget(stop_after)
+    run_dirs: dict[str, Path] = {}
+    trained: set[str] = set()
+    attacks: dict[str, Any] = {}
+    analyses: dict[str, Any] = {}
+    provenance: dict[str, Any] = {}
+
+    def write(complete: bool) -> None:
+        document = {
+            "format": RESULTS_FORMAT,
+            "version": 1,
+            "complete": complete,
+            "spec": spec.to_json(),
+            "runs": {key: _run_summary(path, int(spec.run(key).train["epochs"]))
+                     for key, path in run_dirs.items()},
+            "attacks": attacks,
+            "analyses": analyses,
+            "provenance": provenance,
+            "pending": {
+                "runs": [r.key for r in spec.runs if r.key not in trained],
+                "attacks": [a.key for a in spec.attacks if a.key not in attacks],
+                "analyses": [a.key for a in spec.analyses if a.key not in analyses],
+            },
+        }
+        check_row_provenance(document)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(target, document)
+
+    def ready(run: str, source: str | None = None) -> bool:
+        return run in trained and (source is None or source in trained)
+
+    for run_spec in spec.runs:
+        if budget.exhausted:
+            break
+        path, epochs = train_run(run_spec, root, data_dir=data_dir, device=device, resume=resume,
+                                 max_epochs=budget.left)
+        budget.spend(epochs)
+        run_dirs[run_spec.key] = path
+        if len(read_metrics(path)) < int(run_spec.train["epochs"]):
+            break  # stopped inside this run's training
+        trained.add(run_spec.key)
+        for a in spec.attacks:
+            if a.key in attacks or not ready(a.run, a.source) or budget.exhausted:
+                continue
+            attacks[a.key], fresh = attack_run(a, run_dirs, root, limit=spec.attack_limit,
+                                               batch_size=spec.attack_batch, data_dir=data_dir,
+                                               device=device, with_fresh=True)
+            provenance[a.key] = _provenance("attack", run_dirs[a.run])
+            budget.spend(int(fresh))
+            write(False)
+        for an in spec.analyses:
+            if an.key in analyses or not ready(an.run) or budget.exhausted:
+                continue
+            analyses[an.key], fresh = analyse_run(an, run_dirs, root, limit=spec.attack_limit,
+                                                  data_dir=data_dir, device=device, with_fresh=True)
+            provenance[an.key] = _provenance("analysis", run_dirs[an.run])
+            budget.spend(int(fresh))
+            write(False)
+    complete = len(trained) == len(spec.runs) and len(attacks) == len(spec.attacks) and len(analyses) == len(
+        spec.analyses)
+    write(complete)
+    log.info("wrote %s%s", target, "" if complete else " (partial: rerun with --resume to continue)")
     if report:
         from evrobust.pipelines.report import write_report
 
@@ -231,17 +399,21 @@ def run_reproduction(
     data_dir: str | None = None,
     device: str = "auto",
     report: bool = True,
+    stop_after: int | None = None,
+    resume: bool = False,
 ) -> Path:
     """Build the spec ``name`` at ``scale`` and execute it; returns ``<out>/<name>/results.json``.
 
     Raises:
-        UserInputError: unknown name or scale (before anything runs).
+        UserInputError: unknown name or scale, cpu scale without real-image stores, a partly trained run
+            without ``resume`` (before anything runs).
     """
-    spec = build_spec(name, scale, data)
+    spec = build_spec(name, scale, data, data_dir=data_dir)
     if scale == "paper":
         log.info("paper scale: %d runs of up to %d epochs each; meant for a GPU or a cluster",
                  len(spec.runs), max(r.train["epochs"] for r in spec.runs))
-    return execute(spec, out, data_dir=data_dir, device=device, report=report)
+    return execute(spec, out, data_dir=data_dir, device=device, report=report, stop_after=stop_after,
+                   resume=resume)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

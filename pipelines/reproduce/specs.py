@@ -7,6 +7,10 @@ A spec is plain data (frozen dataclasses); :mod:`evrobust.pipelines.reproduce.ru
 =======  ==================================================================================================
 paper    the paper's exact settings (VGG-11 / WRN-16-4, CIFAR-10/100, CIFAR10-DVS, 200 epochs, full test set,
          the published attack columns). Meant for a GPU or a cluster; here it only has to resolve.
+cpu      real CIFAR-10 (and CIFAR-100 where a table has it) images from stores given with ``--data``, the
+         paper's VGG-11 / WRN-16-4 at an eighth of their width, T = 4, :data:`CPU_EPOCHS` epochs, the first
+         500 test images attacked, PGD30/50 replaced by PGD10. Hours on a 2-core CPU; see
+         ``docs/results.md`` ("cpu scale") for every choice and why.
 smoke    minutes on a 2-core CPU: the embedded ``digits`` (images) / ``digits-dvs`` (events), or the store
          given with ``--data``; small widths, few epochs, 200 attacked samples, PGD30/50 replaced by PGD10.
 tiny     seconds: the smoke layout with a quarter-width model, one epoch on 128 samples, 8 attacked
@@ -29,7 +33,7 @@ from typing import Any
 
 from evrobust.errors import UserInputError
 
-SCALES: tuple[str, ...] = ("tiny", "smoke", "paper")
+SCALES: tuple[str, ...] = ("tiny", "smoke", "cpu", "paper")
 ANALYSIS_KINDS: tuple[str, ...] = ("sparsity", "vulnerability", "theorem", "distribution", "heatmap")
 
 
@@ -38,7 +42,7 @@ class Scale:
     """What a scale substitutes for the paper's settings.
 
     Attributes:
-        name: tiny | smoke | paper.
+        name: tiny | smoke | cpu | paper.
         data: paper dataset name -> dataset used at this scale (``--data`` overrides every entry).
         models: paper model name -> model used at this scale.
         width: channel multiplier of every model.
@@ -72,6 +76,18 @@ class Scale:
 
 
 _SMALL_MODELS = {"vgg11": "vgg_small", "wrn16": "wrn_small"}
+
+CPU_WIDTH = 0.125
+"""cpu scale: channel multiplier of VGG-11 / WRN-16-4 (VGG-11 8..64 channels and a 512-512 classifier,
+WRN-16-4 2/8/16/32 channels): about 1/64 of the paper's convolution cost. Measured on a shared 2-core CPU,
+a vanilla VGG-11 epoch over the 4,653 training images takes about 4 minutes at this width (width 0.25:
+about 9 minutes), and SR* (PGD5-AT + SR) about 8 times that."""
+CPU_EPOCHS = 20
+"""cpu scale: epochs of every run (cosine schedule over them). Chosen so that the vanilla VGG-11 runs
+finish in about an hour and a half on a shared 2-core CPU; docs/results.md shows the validation curve."""
+CPU_ATTACK_LIMIT = 500
+"""cpu scale: attacked (and analysed) test images, the first 500 of the 1,017 in the subset: a binomial
+standard error of at most 2.2 points per accuracy."""
 _EMBEDDED = {"cifar10": "digits", "cifar100": "digits", "cifar10dvs": "digits-dvs"}
 
 SCALE_SETTINGS: dict[str, Scale] = {
@@ -90,6 +106,25 @@ SCALE_SETTINGS: dict[str, Scale] = {
         lam={"sr": None, "sr_star": None},
         # Fig. 3: lambda from 0.000 to 0.008 (WRN-16, CIFAR-10).
         lam_sweep=(0.0, 0.001, 0.002, 0.004, 0.006, 0.008),
+    ),
+    "cpu": Scale(
+        name="cpu",
+        # Filled from the stores given with --data (see resolve_image_stores); never embedded data.
+        data={},
+        models={"vgg11": "vgg11", "wrn16": "wrn16"},
+        width=CPU_WIDTH,
+        T=4,
+        epochs=CPU_EPOCHS,
+        limit_train=None,
+        limit_val=None,
+        attack_limit=CPU_ATTACK_LIMIT,
+        attack_batch=100,
+        max_pgd_steps=10,
+        # None: TrainConfig's per-dataset paper lambdas (the stores record cifar10 / cifar100).
+        lam={"sr": None, "sr_star": None},
+        # The paper's Fig. 3 grid without 0.001 and 0.006 (two fewer WRN runs on a CPU).
+        lam_sweep=(0.0, 0.002, 0.004, 0.008),
+        analysis_options={"theorem": {"mc_samples": 16}},
     ),
     "smoke": Scale(
         name="smoke",
@@ -282,14 +317,23 @@ def is_event_data(data: str) -> bool:
 class _Builder:
     """Collects runs / attacks / analyses for one spec; maps paper settings to the scale."""
 
-    def __init__(self, scale: Scale, data: str | None) -> None:
+    def __init__(self, scale: Scale, data: str | None, stores: dict[str, str] | None = None) -> None:
         self.scale = scale
         self.data_override = data
+        # paper dataset -> store path, when the data came as one store per dataset (cpu scale, or a
+        # comma-separated --data list); datasets without a store are left out of the tables.
+        self.stores = stores
         self.runs: dict[str, RunSpec] = {}
         self.attacks: dict[str, AttackSpec] = {}
         self.analyses: dict[str, AnalysisSpec] = {}
 
+    def has(self, paper_data: str) -> bool:
+        """Whether this spec has data standing in for ``paper_data``."""
+        return self.stores is None or paper_data in self.stores
+
     def data(self, paper_data: str) -> str:
+        if self.stores is not None:
+            return self.stores[paper_data]
         return self.data_override or self.scale.data[paper_data]
 
     def is_event_data(self, paper_data: str) -> bool:
@@ -304,11 +348,17 @@ class _Builder:
         name = PAPER_NAMES[paper_data]
         if self.scale.name == "paper" and not self.data_override:
             return name
+        if self.scale.name == "cpu":
+            return f"{name} subset"
         return f"{_slug(self.data(paper_data))} (~{name})"
 
     def arch_label(self, paper_model: str) -> str:
         name = ARCH_NAMES[paper_model]
-        return name if self.scale.name == "paper" else f"{self.model(paper_model)} (~{name})"
+        if self.scale.name == "paper":
+            return name
+        if self.scale.name == "cpu":
+            return f"{name} x{self.scale.width:g}"
+        return f"{self.model(paper_model)} (~{name})"
 
     def attack_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """The paper's attack names at this scale (long PGDs shortened), order kept, duplicates dropped."""
@@ -425,10 +475,13 @@ def _slug(data: str) -> str:
 
 
 def _groups(b: _Builder, groups: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop groups mapping to the same (data, model) at this scale (CIFAR-10 and -100 both -> digits)."""
+    """Drop groups mapping to the same (data, model) at this scale (CIFAR-10 and -100 both -> digits) and
+    groups whose dataset has no store (cpu scale without a CIFAR-100 store)."""
     seen: set[tuple[str, str]] = set()
     out = []
     for d, m in groups:
+        if not b.has(d):
+            continue
         mapped = (b.data(d), b.model(m))
         if mapped not in seen:
             seen.add(mapped)
@@ -462,14 +515,21 @@ def _table1(b: _Builder) -> PipelineSpec:
     names = ("clean", "pgd10", "pgd30", "pgd50", "apgd10")
     rows = []
     for d, m in _groups(b, [("cifar10", "vgg11"), ("cifar10", "wrn16"), ("cifar100", "wrn16")]):
+        # Runs execute in the order they are added: the undefended baseline (not a row of the paper's table,
+        # but what the defenses are measured against; the same run as Fig. 1's), the black-box source, SR*
+        # (the paper's claim), then AT and RAT.
+        vanilla = b.run(d, m, "vanilla")
         src = b.source(d, m)
-        for defense in ("rat", "at", "sr_star"):
-            run = b.run(d, m, defense)
+        by_defense = {}
+        for defense in ("vanilla", "sr_star", "at", "rat"):
+            run = vanilla if defense == "vanilla" else b.run(d, m, defense)
             wb = b.attack(run, names)
             bb = b.attack(run, names[1:], mode="blackbox", source=src)
+            by_defense[defense] = _attack_cells(b, wb, bb, names, ("W ", "B "))
+        for defense in ("vanilla", "rat", "at", "sr_star"):  # the paper's row order, baseline first
             paper = (PAPER_NAMES[d], ARCH_NAMES[m], DEFENSE_NAMES[defense])
             label = (b.data_label(d), b.arch_label(m), DEFENSE_NAMES[defense])
-            rows.append(Row(label, _attack_cells(b, wb, bb, names, ("W ", "B ")), paper))
+            rows.append(Row(label, by_defense[defense], None if defense == "vanilla" else paper))
     table = TableSpec("table1", "Table 1: accuracy (%) under white-box (W) / black-box (B) ensemble attacks",
                       ("Dataset", "Arch.", "Defense"), _headers(b, names, ("W ", "B ")), tuple(rows))
     return b.build("table1", "Table 1: comparison with RAT and AT", [table],
@@ -552,45 +612,83 @@ def _table7(b: _Builder) -> PipelineSpec:
 
 
 def _fig1(b: _Builder) -> PipelineSpec:
-    for defense in ("vanilla", "sr"):
-        run = b.run("cifar10", "wrn16", defense)
+    # Section 4.1: a well-trained (vanilla) VGG-11 on CIFAR-10 and on CIFAR-100, noise vs FGSM.
+    for d, m in _groups(b, [("cifar10", "vgg11"), ("cifar100", "vgg11")]):
+        run = b.run(d, m, "vanilla")
         b.analysis(run, "vulnerability")
         b.analysis(run, "theorem")
-    return b.build("fig1", "Figure 1: random vs adversarial vulnerability; Theorem 1", [],
+    return b.build("fig1", "Figure 1: random vs adversarial vulnerability (VGG-11); Theorem 1", [],
                    figures=("vulnerability", "theorem"))
 
 
-def _lambda_runs(b: _Builder, model: str = "wrn16") -> list[tuple[float, str, str]]:
+SPARSITY_TARGET = "two_class"
+"""The f_y whose input gradient the norm columns describe: the two-class softmax SR regularises."""
+
+
+def _norm_cells(b: _Builder, run: str) -> dict[str, Cell]:
+    """Gradient-norm cells of a row, from a sparsity analysis of the same checkpoint (the best one) over
+    the same test samples as the row's attacks (the first ``attack_limit``): never from training metrics,
+    which describe the last epoch's validation batch."""
+    an = b.analysis(run, "sparsity", targets=[SPARSITY_TARGET])
+    path = f"targets.{SPARSITY_TARGET}.mean"
+    return {
+        "grad l1": Cell("analysis", an, f"{path}.l1"),
+        "grad l2": Cell("analysis", an, f"{path}.l2"),
+        "density": Cell("analysis", an, f"{path}.density"),
+    }
+
+
+def _lambda_runs(b: _Builder, model: str = "wrn16", paper_data: str = "cifar10"
+                 ) -> list[tuple[float, str, str]]:
+    from evrobust.pipelines.train_config import PAPER_LAMBDA
+
     out = []
+    # The lambda the tables' plain SR run uses: the scale's, else the paper's for this dataset (cpu and
+    # paper scale train on the real datasets, whose stores record the name TrainConfig looks up).
+    default_lam = b.scale.lam.get("sr")
+    if default_lam is None:
+        default_lam = PAPER_LAMBDA.get(("sr", paper_data))
     for lam in b.scale.lam_sweep:
         defense = "sr" if lam > 0 else "vanilla"
-        # The scale's default lambda is the plain SR run of the other tables: same key, same directory.
-        default = lam == b.scale.lam.get("sr")
-        run = b.run("cifar10", model, defense, lam=lam if lam > 0 else None,
+        # The default lambda is the plain SR run of the other tables: same options, same directory, trained
+        # once (the run leaves lam to its default exactly as those tables do).
+        default = lam == default_lam
+        run = b.run(paper_data, model, defense, lam=lam if lam > 0 and not default else None,
                     suffix=f"-lam{lam:g}" if lam > 0 and not default else "")
         out.append((lam, run, b.attack(run, ("clean", "pgd10"))))
     return out
 
 
-def _fig3(b: _Builder) -> PipelineSpec:
-    cells: dict[str, Cell] = {}
+def _lambda_sweep(b: _Builder, name: str, paper_data: str, title: str, figure: str) -> PipelineSpec:
     rows = []
-    for lam, run, atk in _lambda_runs(b):
-        cells = {
-            "Clean": Cell("attack", atk, "clean"),
-            "PGD10": Cell("attack", atk, "pgd10"),
-            "grad l1": Cell("metric", run, "val_grad_l1"),
-            "grad l2": Cell("metric", run, "val_grad_l2"),
-        }
+    for lam, run, atk in _lambda_runs(b, "wrn16", paper_data):
+        cells = {"Clean": Cell("attack", atk, "clean"), "PGD10": Cell("attack", atk, "pgd10")}
+        norms = _norm_cells(b, run)
+        cells |= {"grad l1": norms["grad l1"], "grad l2": norms["grad l2"]}
         rows.append(Row((f"{lam:g}",), cells))
-    table = TableSpec("fig3", "Figure 3: clean / PGD10 accuracy (%) and input-gradient norms against lambda",
+    table = TableSpec(name, f"{title}: clean / PGD10 accuracy (%) and input-gradient norms against lambda "
+                      "(norms of the evaluated checkpoint over the attacked test samples)",
                       ("lambda",), ("Clean", "PGD10", "grad l1", "grad l2"), tuple(rows))
-    return b.build("fig3", "Figure 3: lambda sweep", [table], figures=("lambda",))
+    return b.build(name, f"{title}: lambda sweep ({PAPER_NAMES[paper_data]})", [table], figures=(figure,))
+
+
+def _fig3(b: _Builder) -> PipelineSpec:
+    return _lambda_sweep(b, "fig3", "cifar10", "Figure 3", "lambda")
+
+
+def _fig6(b: _Builder) -> PipelineSpec:
+    """Appendix F (Figure 6): the lambda sweep of SR-WRN-16 on CIFAR-100. The paper does not print its grid;
+    the scale's Fig. 3 grid is used."""
+    if not b.has("cifar100"):
+        raise UserInputError("fig6 (Appendix F) needs a CIFAR-100 store: build it with `evrobust preprocess "
+                             "cifar100 --raw DIR/cifar-100-python` and pass it with --data")
+    return _lambda_sweep(b, "fig6", "cifar100", "Figure 6 (Appendix F)", "lambda")
 
 
 def _fig4(b: _Builder) -> PipelineSpec:
-    for defense in ("vanilla", "at", "sr_star"):
-        b.analysis(b.run("cifar10", "wrn16", defense), "distribution")
+    for d, m in _groups(b, [("cifar10", "wrn16"), ("cifar100", "wrn16")]):  # CIFAR-10 and CIFAR-100 (§5.4)
+        for defense in ("vanilla", "at", "sr_star"):
+            b.analysis(b.run(d, m, defense), "distribution")
     return b.build("fig4", "Figure 4: distribution of gradient components", [], figures=("distribution",))
 
 
@@ -632,24 +730,22 @@ def _tradeoff(b: _Builder) -> PipelineSpec:
             if setting == "T":
                 b.runs[run] = RunSpec(run, {**b.runs[run].train, "T": value})
             atk = b.attack(run, ("clean", "pgd10"))
-            an = b.analysis(run, "sparsity")
             rows.append(Row((setting, str(value)), {
                 "Clean": Cell("attack", atk, "clean"),
                 "PGD10": Cell("attack", atk, "pgd10"),
-                "grad l1": Cell("metric", run, "val_grad_l1"),
-                "grad zero": Cell("metric", run, "val_grad_zero_frac"),
-                "density": Cell("analysis", an, "targets.two_class.mean.density"),
+                **_norm_cells(b, run),
             }))
     for lam, run, atk in _lambda_runs(b, "vgg11"):  # the same architecture as the settings above
         rows.append(Row(("SR lambda", f"{lam:g}"), {
             "Clean": Cell("attack", atk, "clean"),
             "PGD10": Cell("attack", atk, "pgd10"),
-            "grad l1": Cell("metric", run, "val_grad_l1"),
-            "grad zero": Cell("metric", run, "val_grad_zero_frac"),
+            **_norm_cells(b, run),
         }))
     table = TableSpec("tradeoff", "Dense–sparse trade-off: clean / PGD10 accuracy (%) and input-gradient "
-                      "density, one setting varied at a time, no regulariser (last rows: SR lambda sweep)",
-                      ("setting", "value"), ("Clean", "PGD10", "grad l1", "grad zero", "density"),
+                      "l1 / l2 norms and density (share of non-zero elements), all of the evaluated "
+                      "checkpoint over the attacked test samples; one setting varied at a time, no "
+                      "regulariser (last rows: SR lambda sweep)",
+                      ("setting", "value"), ("Clean", "PGD10", "grad l1", "grad l2", "density"),
                       tuple(rows))
     return b.build("tradeoff", "Dense–sparse trade-off (follow-up paper)", [table], figures=("tradeoff",))
 
@@ -665,6 +761,7 @@ PIPELINES: dict[str, Callable[[_Builder], PipelineSpec]] = {
     "fig3": _fig3,
     "fig4": _fig4,
     "fig5": _fig5,
+    "fig6": _fig6,
     "tradeoff": _tradeoff,
 }
 
@@ -674,14 +771,77 @@ def list_pipelines() -> list[str]:
     return list(PIPELINES)
 
 
-def build_spec(name: str, scale: str = "smoke", data: str | None = None) -> PipelineSpec:
-    """The spec of pipeline ``name`` at ``scale``; ``data`` replaces every dataset (a store path or name).
+CPU_DATA_HINT = (
+    "--scale cpu needs real CIFAR images: write the python-pickle layout (cifar-10-batches-py/, e.g. "
+    "`python scripts/cifar_pickle_layout.py --out data/raw` from the shared subset), build the store with "
+    "`evrobust preprocess cifar10 --raw data/raw/cifar-10-batches-py --out data/cifar10-subset.zarr` "
+    "(and cifar100 likewise from cifar-100-python/), then pass --data data/cifar10-subset.zarr"
+    "[,data/cifar100-subset.zarr]"
+)
+
+
+def resolve_image_stores(data: str | None, data_dir: str | None = None) -> dict[str, str]:
+    """Paper dataset -> store path for the real-image scales: the comma-separated stores of ``data``, each
+    assigned by the dataset its attributes record (cifar10 / cifar100), else the default named stores
+    ``<data dir>/cifar10.zarr`` and ``<data dir>/cifar100.zarr`` that exist.
 
     Raises:
-        UserInputError: unknown pipeline or scale.
+        UserInputError: no complete CIFAR-10 image store among them, a store that is not one, or two stores
+            of the same dataset (one line naming how to build the store).
+    """
+    from evrobust.datasets.specs import default_store_path
+    from evrobust.preprocess.store import read_attrs
+
+    if data:
+        paths = [p.strip() for p in data.split(",") if p.strip()]
+    else:
+        paths = [str(default_store_path(n, data_dir)) for n in ("cifar10", "cifar100")]
+        paths = [p for p in paths if (Path(p) / "zarr.json").is_file()]
+    stores: dict[str, str] = {}
+    for path in paths:
+        if not (Path(path) / "zarr.json").is_file():
+            raise UserInputError(f"--data {path} is not a store. {CPU_DATA_HINT}")
+        attrs = read_attrs(Path(path))
+        dataset = attrs.get("dataset")
+        if dataset not in ("cifar10", "cifar100") or attrs.get("kind") != "images":
+            raise UserInputError(f"--data {path} holds {dataset!r}, not CIFAR images. {CPU_DATA_HINT}")
+        if not attrs.get("complete"):
+            raise UserInputError(f"--data {path} is incomplete; rerun its `evrobust preprocess` command")
+        if dataset in stores:
+            raise UserInputError(f"--data names two {dataset} stores ({stores[dataset]}, {path}); give one")
+        stores[dataset] = path
+    if "cifar10" not in stores:
+        raise UserInputError(CPU_DATA_HINT)
+    return stores
+
+
+NO_CPU_SCALE = {"table2": "CIFAR10-DVS has no real recording available offline; use --scale smoke "
+                          "(digits-dvs) or --scale paper with a store built by "
+                          "`evrobust preprocess cifar10dvs`"}
+
+
+def build_spec(name: str, scale: str = "smoke", data: str | None = None,
+               data_dir: str | None = None) -> PipelineSpec:
+    """The spec of pipeline ``name`` at ``scale``; ``data`` replaces every dataset (a store path or name).
+
+    At ``cpu`` scale ``data`` is one store per dataset, comma-separated (see :func:`resolve_image_stores`);
+    at ``paper`` scale a comma-separated list is read the same way (a single value still replaces every
+    dataset).
+
+    Raises:
+        UserInputError: unknown pipeline or scale; cpu scale without a real CIFAR-10 store.
     """
     if name not in PIPELINES:
         raise UserInputError(f"unknown reproduction {name!r}; choose one of: {', '.join(PIPELINES)}")
     if scale not in SCALE_SETTINGS:
         raise UserInputError(f"unknown scale {scale!r}; choose one of: {', '.join(SCALES)}")
-    return PIPELINES[name](_Builder(SCALE_SETTINGS[scale], data))
+    stores = None
+    if scale == "cpu":
+        if name in NO_CPU_SCALE:
+            raise UserInputError(f"{name} has no cpu scale: {NO_CPU_SCALE[name]}")
+        stores = resolve_image_stores(data, data_dir)
+        data = None
+    elif scale == "paper" and data and "," in data:
+        stores = resolve_image_stores(data, data_dir)
+        data = None
+    return PIPELINES[name](_Builder(SCALE_SETTINGS[scale], data, stores))

@@ -73,11 +73,15 @@ def test_lambda_sweep_report_draws_the_figure(tmp_path: Path) -> None:
     spec = build_spec("fig3", "smoke")
     attacks = {a.key: _attack(["clean", "pgd10"], {"clean": 0.9 - i / 20, "pgd10": 0.1 + i / 20})
                for i, a in enumerate(spec.attacks)}
-    runs = {r.key: {"dir": "x", "epochs": 6, "val_grad_l1": 2.0 / (i + 1), "val_grad_l2": 0.3 / (i + 1)}
-            for i, r in enumerate(spec.runs)}
+    runs = {r.key: {"dir": "x", "epochs": 6} for r in spec.runs}
+    # The norm columns come from each run's sparsity analysis (the evaluated checkpoint), not its metrics.
+    analyses = {f"{r.key}:sparsity": {"targets": {"two_class": {"mean": {"l1": 2.0 / (i + 1),
+                                                                         "l2": 0.3 / (i + 1)}}}}
+                for i, r in enumerate(spec.runs)}
     root = tmp_path / "out"
     (root / "fig3").mkdir(parents=True)
-    (root / "fig3" / RESULTS_FILE).write_text(json.dumps(_results("fig3", attacks, runs)))
+    document = _results("fig3", attacks, runs) | {"analyses": analyses}
+    (root / "fig3" / RESULTS_FILE).write_text(json.dumps(document))
     path = write_report([root])  # a reproduction root: every <name>/results.json under it
     assert path == root / "report.md"
     text = path.read_text()

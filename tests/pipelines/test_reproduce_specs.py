@@ -15,15 +15,17 @@ from evrobust.pipelines.reproduce.tables import CLAIMS, PUBLISHED
 from evrobust.pipelines.train_config import TrainConfig
 
 EXPECTED = {"table1", "table2", "table3", "table4", "table6", "table7", "fig1", "fig3", "fig4", "fig5",
-            "tradeoff"}
+            "fig6", "tradeoff"}
+NAMED_DATA_SCALES = [s for s in SCALES if s != "cpu"]  # cpu needs real stores: test_reproduce_cpu.py
 
 
 def test_every_requested_pipeline_is_registered_with_a_claim() -> None:
     assert set(list_pipelines()) == EXPECTED
     assert set(CLAIMS) == EXPECTED
+    assert SCALES == ("tiny", "smoke", "cpu", "paper")
 
 
-@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("scale", NAMED_DATA_SCALES)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_spec_resolves_to_valid_train_configs_and_consistent_references(name: str, scale: str) -> None:
     spec = build_spec(name, scale)
@@ -39,9 +41,10 @@ def test_spec_resolves_to_valid_train_configs_and_consistent_references(name: st
     for table in spec.tables:
         for row in table.rows:
             assert set(row.cells) <= set(table.headers)
-            if row.labels[:1] != ("SR lambda",):  # the trade-off's lambda rows have no sparsity analysis
-                assert set(row.cells) == set(table.headers), (name, row.labels)
+            assert set(row.cells) == set(table.headers), (name, row.labels)
             for cell in row.cells.values():
+                # Checkpoint numbers only: a training metric appears in a row only as a cost (Table 7).
+                assert cell.source != "metric" or cell.item == "seconds", (name, row.labels)
                 ref_set = {"attack": attack_keys, "metric": keys, "analysis": analysis_keys}[cell.source]
                 assert cell.ref in ref_set
                 if cell.source == "attack":
@@ -55,7 +58,9 @@ def test_paper_scale_uses_the_papers_settings() -> None:
     combos = {(r.train["data"], r.train["model"], r.train["defense"]) for r in t1.runs
               if r.train["seed"] == 0}
     groups = (("cifar10", "vgg11"), ("cifar10", "wrn16"), ("cifar100", "wrn16"))
-    assert combos == {(d, m, x) for d, m in groups for x in ("rat", "at", "sr_star")}
+    # The paper's three defenses, plus the undefended baseline row (no published number beside it).
+    assert combos == {(d, m, x) for d, m in groups for x in ("vanilla", "rat", "at", "sr_star")}
+    assert [row.paper is None for row in t1.tables[0].rows] == [True, False, False, False] * 3
     assert all(r.train["epochs"] == 200 and r.train["width"] == 1.0 for r in t1.runs)
     assert all("limit_train" not in r.train for r in t1.runs) and t1.attack_limit is None
     wb = [a for a in t1.attacks if a.mode == "whitebox"]
@@ -71,7 +76,28 @@ def test_paper_scale_uses_the_papers_settings() -> None:
     t6 = build_spec("table6", "paper")
     assert {a.ensemble for a in t6.attacks} == {"single", "paper", "widths"}
     fig3 = build_spec("fig3", "paper")
-    assert sorted(r.train.get("lam", 0.0) for r in fig3.runs) == [0.0, 0.001, 0.002, 0.004, 0.006, 0.008]
+    assert sorted(r.train.get("lam", 0.008 if r.train["defense"] == "sr" else 0.0) for r in fig3.runs) == [
+        0.0, 0.001, 0.002, 0.004, 0.006, 0.008]
+    # fig1 (Section 4.1): a vanilla VGG-11 on CIFAR-10 and on CIFAR-100; fig4 covers both datasets.
+    fig1 = build_spec("fig1", "paper")
+    assert {(r.train["data"], r.train["model"], r.train["defense"]) for r in fig1.runs} == {
+        ("cifar10", "vgg11", "vanilla"), ("cifar100", "vgg11", "vanilla")}
+    assert {a.kind for a in fig1.analyses} == {"vulnerability", "theorem"}
+    assert {r.train["data"] for r in build_spec("fig4", "paper").runs} == {"cifar10", "cifar100"}
+    fig6 = build_spec("fig6", "paper")  # Appendix F: the CIFAR-100 sweep
+    assert {r.train["data"] for r in fig6.runs} == {"cifar100"} and len(fig6.runs) == 6
+
+
+@pytest.mark.parametrize(("sweep", "data"), [("fig3", "cifar10"), ("fig6", "cifar100")])
+def test_the_paper_lambda_sr_run_is_trained_once(sweep: str, data: str) -> None:
+    """The sweep's point at the paper's lambda (0.008 CIFAR-10, 0.002 CIFAR-100) is the tables' SR run."""
+    table3 = [r for r in build_spec("table3", "paper").runs if r.train["data"] == data]
+    tables = {r.dirname for r in table3}
+    sweep_dirs = {r.dirname for r in build_spec(sweep, "paper").runs}
+    sr = [r for r in table3 if r.train["defense"] == "sr"]
+    assert len(sr) == 1 and sr[0].dirname in sweep_dirs
+    assert len(tables & sweep_dirs) == 2  # the vanilla (lambda 0) and the SR run
+    assert len(sweep_dirs) == 6  # six lambdas, six runs: none trained twice under two names
 
 
 def test_smaller_scales_map_to_embedded_data_and_short_pgd() -> None:
@@ -112,7 +138,7 @@ def test_tradeoff_varies_one_architecture_setting_at_a_time_without_regulariser(
 def test_unknown_pipeline_or_scale_is_one_clear_line() -> None:
     with pytest.raises(UserInputError, match=r"unknown reproduction 'table5'; choose one of: table1, "):
         build_spec("table5", "smoke")
-    with pytest.raises(UserInputError, match="unknown scale 'huge'; choose one of: tiny, smoke, paper"):
+    with pytest.raises(UserInputError, match="unknown scale 'huge'; choose one of: tiny, smoke, cpu, paper"):
         build_spec("table1", "huge")
 
 

@@ -24,20 +24,23 @@ def test_spearman_hand_computed_cases() -> None:
 def test_points_follow_the_table_and_summary_uses_complete_points() -> None:
     spec = build_spec("tradeoff", "tiny")
     attacks = {}
-    runs = {}
-    for i, r in enumerate(spec.runs):
-        runs[r.key] = {"dir": "x", "epochs": 1, "val_grad_l1": float(10 - i), "val_grad_zero_frac": 0.0}
+    analyses = {}
     for i, a in enumerate(spec.attacks):
         attacks[a.key] = {"attacks": [{"name": "clean", "accuracy": 0.5 + i / 100, "checks": []},
                                       {"name": "pgd10", "accuracy": i / 100, "checks": []}]}
+    for i, a in enumerate(spec.analyses):
+        analyses[a.key] = {"targets": {"two_class": {"mean": {"l1": float(10 - i), "l2": 1.0 / (i + 1),
+                                                              "density": 0.25}}}}
     import json
 
-    results = {"format": RESULTS_FORMAT, "spec": json.loads(json.dumps(spec.to_json())), "runs": runs,
-               "attacks": attacks, "analyses": {}}
+    results = {"format": RESULTS_FORMAT, "spec": json.loads(json.dumps(spec.to_json())), "runs": {},
+               "attacks": attacks, "analyses": analyses}
     points = tradeoff_points(results)
     assert len(points) == len(spec.tables[0].rows)
     assert points[0].setting == "T" and points[-1].setting == "SR lambda"
-    assert all(p.density is None for p in points)  # no analyses given
+    # Every row, the lambda rows too, takes its norms from its own run's sparsity analysis.
+    assert all(p.density == 0.25 and p.grad_zero == pytest.approx(0.75) for p in points)
+    assert [p.grad_l1 for p in points] == [float(10 - i) for i in range(len(points))]
     summary = summarize(points)
     # Robust accuracy rises along the list while l1 falls: a perfect negative rank correlation.
     assert summary["l1_vs_robust"] == pytest.approx(-1.0)
