@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +29,13 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            # Leave no empty lock file behind; a waiter that opened it before the unlink re-checks the
+            # store after it gets the (orphaned) lock and finds it complete.
+            try:
+                if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
+                    os.unlink(lock_path)
+            except OSError:
+                pass
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
@@ -56,12 +65,20 @@ def resolve_data(data: str, data_dir: str | Path | None = None) -> Path:
         if spec.embedded:
             from evrobust.preprocess.embedded import build_embedded  # the builder runs only on first use
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Several processes (torchrun ranks) may resolve the same name at once: one builds, the others
-            # wait on the lock and then find the store complete.
-            with _exclusive(path.with_name(path.name + ".lock")):
-                if not _complete(path):
-                    build_embedded(data, path)
+            try:
+                if path.parent.exists() and not path.parent.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, "a file, not a directory")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Several processes (torchrun ranks) may resolve the same name at once: one builds, the
+                # others wait on the lock and then find the store complete.
+                with _exclusive(path.with_name(path.name + ".lock")):
+                    if not _complete(path):
+                        build_embedded(data, path)
+            except OSError as exc:
+                raise UserInputError(
+                    f"the data directory {path.parent} cannot be used ({exc.strerror or exc}); pass "
+                    "--data-dir naming a writable directory"
+                ) from None
             return path
         where = "" if data_dir is None else f" --data-dir {data_dir}"
         state = "is incomplete" if path.exists() else "does not exist"

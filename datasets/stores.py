@@ -64,6 +64,86 @@ class DataInfo:
     split_sizes: dict[str, int]
 
 
+def check_samples_present(store_path: str | Path, indices: np.ndarray, attrs: dict[str, Any]) -> None:
+    """Refuse a store whose samples ``indices`` are flagged done but whose chunk files are gone.
+
+    zarr reads a missing chunk as all zeros: without this check training would silently see blank samples.
+
+    Raises:
+        UserInputError: naming how many are missing and the first index.
+    """
+    from evrobust.preprocess.store import missing_chunks
+
+    done = _check_store_arrays(store_path, attrs)
+    n = int(done.shape[0])
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise UserInputError(
+            f"{store_path}: split indices outside [0, {n}); the store is damaged, rebuild it"
+        )
+    # A complete store has every split sample flagged written (finalize_store checks it; skipped samples
+    # are left out of the splits), so the flags are not read here: 60,000 tiny chunk reads would cost
+    # seconds. The chunk files are checked by one directory listing.
+    wanted = np.zeros(n, dtype=np.uint8)
+    wanted[idx] = 1
+    lost = missing_chunks(store_path, wanted, len(attrs["sample_shape"]))
+    if lost.size:
+        raise UserInputError(
+            f"{store_path}: {lost.size} samples flagged done have no chunk file "
+            f"(first index {int(lost[0])}); run `evrobust preprocess verify {store_path}`, then rebuild it"
+        )
+
+
+def _check_store_arrays(store_path: str | Path, attrs: dict[str, Any]) -> zarr.Array:
+    """Check the arrays' metadata against the root attributes before any chunk is read; returns ``done``.
+
+    A damaged ``zarr.json`` of an array can claim a huge shape or chunk (a read would allocate it), a labels
+    array shorter than the samples (an IndexError deep in a loader) or labels outside ``[0, K)`` (a CUDA
+    assert or a wrong loss); each stops here as one line.
+    """
+    frames = _open_array(store_path, "frames")
+    labels_arr = _open_array(store_path, "labels")
+    done = _open_array(store_path, "done")
+    shape = tuple(attrs["sample_shape"])
+    # N: one entry per sample for events; for images, the length at least two of the three arrays agree on
+    # (a damaged zarr.json changes one of them).
+    lengths = [int(frames.shape[0]), int(labels_arr.shape[0]), int(done.shape[0])]
+    n = len(attrs["sources"]) if attrs["kind"] == "events" else max(set(lengths), key=lengths.count)
+
+    def damaged(what: str) -> UserInputError:
+        return UserInputError(
+            f"{store_path} is damaged ({what}); run `evrobust preprocess verify {store_path}` and rebuild it"
+        )
+
+    if tuple(frames.shape) != (n, *shape) or tuple(frames.chunks) != (1, *shape):
+        raise damaged(f"frames has shape {tuple(frames.shape)} in chunks {tuple(frames.chunks)}, expected "
+                      f"{(n, *shape)} in chunks {(1, *shape)}")  # fmt: skip
+    if frames.dtype != np.dtype(attrs["dtype"]):
+        raise damaged(f"frames has dtype {frames.dtype}, expected {attrs['dtype']}")
+    for name, arr in (("labels", labels_arr), ("done", done)):
+        if tuple(arr.shape) != (n,) or np.dtype(arr.dtype).kind not in "iu" or int(np.prod(arr.chunks)) > n:
+            raise damaged(f"{name} has shape {tuple(arr.shape)} dtype {arr.dtype}, expected ({n},) integers")
+    try:
+        labels = labels_arr[:]
+    except Exception as exc:  # noqa: BLE001 - a damaged labels chunk is a damaged store
+        raise damaged(f"the labels cannot be read: {type(exc).__name__}") from None
+    bad = np.flatnonzero((labels < 0) | (labels >= int(attrs["num_classes"])))
+    if bad.size:
+        raise damaged(
+            f"{bad.size} labels outside [0, {attrs['num_classes']}), e.g. {int(labels[bad[0]])} at index "
+            f"{int(bad[0])}"
+        )
+    return done
+
+
+def _read_error(store_path: str | Path, exc: BaseException) -> UserInputError:
+    message = " ".join(str(exc).split())[:160]
+    return UserInputError(
+        f"{store_path}: a sample chunk cannot be read ({type(exc).__name__}: {message}); the store is "
+        f"damaged: run `evrobust preprocess verify {store_path}` and rebuild it"
+    )
+
+
 def _complete_attrs(store_path: str | Path) -> dict[str, Any]:
     attrs = read_attrs(store_path)
     if not attrs.get("complete"):
@@ -71,6 +151,16 @@ def _complete_attrs(store_path: str | Path) -> dict[str, Any]:
             f"store {store_path} is incomplete (its preprocessing run did not finish); rerun the same "
             "`evrobust preprocess` command to resume it"
         )
+    # What `evrobust preprocess verify` calls a problem, the readers refuse too: overlapping splits of a
+    # scheme would leak test samples into training.
+    for scheme, parts in attrs.get("splits", {}).items():
+        arrays = [np.asarray(v, dtype=np.int64) for v in parts.values()]
+        idx = np.concatenate(arrays) if arrays else np.zeros(0, np.int64)
+        if np.unique(idx).size != idx.size:
+            raise UserInputError(
+                f"store {store_path} is damaged: the splits of scheme {scheme!r} overlap or repeat indices; "
+                f"run `evrobust preprocess verify {store_path}` and rebuild it"
+            )
     return attrs
 
 
@@ -136,6 +226,7 @@ class StoreDataset(Dataset):
         attrs = _complete_attrs(store_path)
         self.path = Path(store_path)
         self.indices = np.asarray(indices, dtype=np.int64)
+        check_samples_present(store_path, self.indices, attrs)
         self.events = attrs["kind"] == "events"
         self.scale = float(attrs["scale"])
         self.labels = torch.from_numpy(
@@ -155,7 +246,10 @@ class StoreDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._frames is None:
             self._frames = _open_array(self.path, "frames")
-        raw = self._frames[int(self.indices[i])]
+        try:
+            raw = self._frames[int(self.indices[i])]
+        except Exception as exc:  # noqa: BLE001 - a truncated or garbage chunk is a damaged store
+            raise _read_error(self.path, exc) from None
         return _convert(raw, self.events, self.scale), self.labels[i]
 
 
@@ -180,7 +274,10 @@ def read_split_arrays(store_path: str | Path, indices: np.ndarray) -> tuple[np.n
     order = np.argsort(indices, kind="stable")
     data = np.empty((indices.size, *frames.shape[1:]), dtype=frames.dtype)
     # zarr fetches and decodes the chunks of one selection concurrently; sorted indices keep reads in order.
-    data[order] = frames.get_orthogonal_selection((indices[order],))
+    try:
+        data[order] = frames.get_orthogonal_selection((indices[order],))
+    except Exception as exc:  # noqa: BLE001 - a truncated or garbage chunk is a damaged store
+        raise _read_error(store_path, exc) from None
     return data, labels[indices]
 
 
@@ -192,6 +289,7 @@ class InMemoryDataset(Dataset):
 
     def __init__(self, store_path: str | Path, indices: np.ndarray) -> None:
         attrs = _complete_attrs(store_path)
+        check_samples_present(store_path, indices, attrs)
         self.events = attrs["kind"] == "events"
         self.scale = float(attrs["scale"])
         data, labels = read_split_arrays(store_path, indices)

@@ -121,8 +121,9 @@ def load_checkpoint(
         raise UserInputError(f"checkpoint {path} has no evrobust metadata; it was not written by evrobust")
     try:
         document = json.loads(header)
-    except ValueError as exc:
-        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
+        message = " ".join(str(exc).split())[:200]
+        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({message})") from None
     if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
         raise UserInputError(f"checkpoint {path} has malformed evrobust metadata (not a JSON object)")
     version = document.get("format_version")

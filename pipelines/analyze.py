@@ -105,10 +105,17 @@ def _check_target(target: Any) -> str:
     return str(target)
 
 
+# Documented limits (docs/reliability.md): far above what any analysis needs, far below what exhausts memory.
+MAX_COUNTS = {"mc_samples": 100_000, "pgd_steps": 100_000, "bins": 1_000_000, "count": 10_000_000}
+
+
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     bad_type = isinstance(value, bool) or not isinstance(value, int | float)
     if bad_type or not math.isfinite(value) or int(value) != value or value < minimum:
         raise UserInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    most = MAX_COUNTS.get(name)
+    if most is not None and value > most:
+        raise UserInputError(f"{name} must be at most {most}, got {value!r}")
     return int(value)
 
 

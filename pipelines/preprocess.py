@@ -23,7 +23,7 @@ from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers
 from evrobust.preprocess.randperm import reference_random_split
 from evrobust.preprocess.sources import read_cifar10, read_cifar100, scan_event_dir
 from evrobust.preprocess.splits import per_class_split, scheme, tebn_split
-from evrobust.preprocess.store import sha256_file, verify_store
+from evrobust.preprocess.store import check_is_store, sha256_file, verify_store
 
 logger = logging.getLogger(__name__)
 
@@ -249,4 +249,5 @@ def verify(store_path: str | Path, raw: str | Path | None = None, deep: bool = T
     path = Path(store_path)
     if not path.exists():
         raise UserInputError(f"store {path} does not exist")
+    check_is_store(path)  # not a store at all: a user error (exit 2); a damaged store: findings (exit 1)
     return verify_store(path, raw_dir=raw, deep=deep)

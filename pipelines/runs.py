@@ -31,6 +31,7 @@ from evrobust.atomic import write_bytes_atomic
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
+from evrobust.pipelines.train_config import check_model_config_limits
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +168,20 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
             # A torn last line (a kill between write and fsync on a file system without ordered appends) is
             # skipped: the epoch it described is redone from the checkpoint on --resume.
             log.warning("skipping unreadable line %d of %s", number, path)
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and _is_epoch(record.get("epoch")):
             records.append(record)
+        else:
+            log.warning("skipping line %d of %s: not an epoch record", number, path)
     return records
+
+
+def _is_epoch(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
@@ -281,6 +288,7 @@ def load_run(
     model_config = dict(config.get("model", {}))
     if neuron_backend is not None:
         model_config["neuron_backend"] = neuron_backend
+    check_model_config_limits(model_config, str(run_dir / CONFIG_FILE))
     try:
         _check_model_size(model_config)
         model = create_model(**model_config)

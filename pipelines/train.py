@@ -243,10 +243,17 @@ class Trainer:
         self._lock = acquire_lock(self.run_dir, "evrobust train") if ctx.is_main else None
         resume = prepare_run_dir(self.run_dir, self.document, config.resume)
         dd.barrier(ctx)  # every rank has checked the directory before rank 0 writes into it
+        if ctx.is_main:
+            remove_stale_temporaries(self.run_dir)
         if resume:
             self._restore(self.run_dir / LAST_CHECKPOINT)
         elif config.resume:
-            log.info("nothing to resume in %s; starting a new run", self.run_dir)
+            if not (self.run_dir / CONFIG_FILE).is_file():
+                raise UserInputError(
+                    f"--resume: {self.run_dir} holds no run to resume; check --out, or drop --resume to "
+                    "start a new run there"
+                )
+            log.info("%s has no checkpoint yet (stopped in epoch 1); starting it afresh", self.run_dir)
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if resume:
@@ -313,6 +320,9 @@ class Trainer:
         opt_tensors, opt_tree = flatten_state(self.optimizer.state_dict(), "optimizer")
         rng_tensors, rng_tree = flatten_state({"ranks": ranks, "rat": self.rat_generator.get_state()}, "rng")
         tensors.update(opt_tensors)
+        bad = non_finite_tensors(tensors)
+        if bad:  # never reached after _refuse_non_finite_state; kept so no path can save NaN weights
+            raise NonFiniteLossError(f"refusing to save a checkpoint with non-finite tensors ({bad[0]}, ...)")
         tensors.update(rng_tensors)
         metadata = {
             "epoch": self.epoch,
@@ -330,10 +340,75 @@ class Trainer:
         _save_or_explain(self.run_dir / LAST_CHECKPOINT, tensors, metadata)
 
     def _restore(self, path: Path) -> None:
+        """Continue from a checkpoint; a damaged or foreign one is one UserInputError line."""
+        try:
+            self._restore_state(path)
+        except UserInputError:
+            raise
+        except (
+            KeyError, IndexError, ValueError, TypeError, RuntimeError, AttributeError, ZeroDivisionError,
+            OverflowError, RecursionError,
+        ) as exc:  # fmt: skip
+            message = " ".join(str(exc).split())[:200]
+            raise UserInputError(
+                f"checkpoint {path} cannot be resumed from ({type(exc).__name__}: {message}); it is damaged "
+                "or belongs to another run: restore a good copy, or move it away to start the run afresh"
+            ) from None
+
+    def _check_checkpoint_meta(self, path: Path, meta: dict[str, Any]) -> None:
+        """Type- and range-check what :meth:`_restore_state` reads from the metadata, before any use."""
+
+        def bad(what: str) -> UserInputError:
+            return UserInputError(
+                f"checkpoint {path}: {what}; it is damaged or belongs to another run (restore a good copy, "
+                "or move it away to start the run afresh)"
+            )
+
+        epoch = meta.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= self.config.epochs:
+            raise bad(f"epoch {repr(epoch)[:40]} is not an integer in [0, {self.config.epochs}] (--epochs)")
+        for key in ("global_step", "best_epoch", "world_size"):
+            v = meta.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(f"{key} {repr(v)[:40]} is not a non-negative integer")
+        acc = meta.get("best_val_acc")
+        if isinstance(acc, bool) or not isinstance(acc, int | float) or not math.isfinite(acc):
+            raise bad(f"best_val_acc {repr(acc)[:40]} is not a number")
+        scheduler = meta.get("scheduler")
+        if not isinstance(scheduler, dict):
+            raise bad("the scheduler state is missing")
+        t_max = scheduler.get("T_max")
+        if isinstance(t_max, bool) or not isinstance(t_max, int) or t_max != self.config.epochs:
+            raise bad(f"scheduler T_max {repr(t_max)[:40]} is not --epochs {self.config.epochs}")
+        lrs = scheduler.get("base_lrs")
+        if not isinstance(lrs, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in lrs
+        ):
+            raise bad("the scheduler's base learning rates are not positive numbers")
+
+    def _check_optimizer_state(self, path: Path) -> None:
+        for param in self.parameters:
+            for key, value in self.optimizer.state.get(param, {}).items():
+                if isinstance(value, Tensor) and value.dim() and value.shape != param.shape:
+                    raise UserInputError(
+                        f"checkpoint {path}: optimizer state {key} has shape {tuple(value.shape)} for a "
+                        f"parameter of shape {tuple(param.shape)}; it is damaged or belongs to another run"
+                    )
+        for group in self.optimizer.param_groups:
+            lr = group.get("lr")
+            if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
+                raise UserInputError(
+                    f"checkpoint {path}: the optimizer's learning rate {repr(lr)[:40]} is not a number "
+                    ">= 0; it is damaged (restore a good copy, or move it away to start the run afresh)"
+                )
+
+    def _restore_state(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
+        self._check_checkpoint_meta(path, meta)
         self.model.load_state_dict(model_state_from(tensors))
         optimizer_state = unflatten_state(meta["optimizer"], tensors)
         self.optimizer.load_state_dict(optimizer_state)
+        self._check_optimizer_state(path)
         self.scheduler.load_state_dict(meta["scheduler"])
         rng = unflatten_state(meta["rng"], tensors)
         self.rat_generator.set_state(rng["rat"])
@@ -466,6 +541,7 @@ class Trainer:
         seconds = time.perf_counter() - started
         val_acc = self._validate()
         grad_norms = self._grad_norms() if ctx.is_main else {}
+        self._refuse_non_finite_state(epoch)  # before anything of this epoch is recorded or saved
         self.epoch = epoch
         improved = val_acc > self.best_val_acc
         if improved:
@@ -500,6 +576,25 @@ class Trainer:
                 val_acc,
                 lr,
                 seconds,
+            )
+
+    def _state_tensors(self) -> dict[str, Tensor]:
+        """The model's and the optimizer's tensors as a checkpoint holds them (RNG states aside)."""
+        tensors = {MODEL_PREFIX + k: v for k, v in self.model.state_dict().items()}
+        tensors.update(flatten_state(self.optimizer.state_dict(), "optimizer")[0])
+        return tensors
+
+    def _refuse_non_finite_state(self, epoch: int) -> None:
+        """Stop before a weight, buffer or optimizer tensor that is NaN/inf is recorded or saved.
+
+        The loss guard alone misses this: an IF neuron never fires on a NaN membrane, so a model with NaN
+        weights can still produce a finite loss and would otherwise be saved as "best".
+        """
+        bad = non_finite_tensors(self._state_tensors())
+        if bad:
+            raise NonFiniteLossError(
+                f"after epoch {epoch}, {len(bad)} model/optimizer tensors are not finite (first: {bad[0]}); "
+                f"nothing of this epoch was saved; {self._last_good()} Lower --lr, --lam or --h"
             )
 
     def _last_good(self) -> str:
@@ -548,6 +643,27 @@ class Trainer:
         }
 
 
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete temporary files of killed atomic writes in ``run_dir`` (``.<name>.<pid>.<hex>.tmp``).
+
+    Called while holding the run's writer lock, so no live writer owns them. Returns what was removed.
+    """
+    removed = []
+    if run_dir.is_dir():
+        for tmp in run_dir.glob(".*.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary files of an interrupted write in %s", len(removed), run_dir)
+    return removed
+
+
+def non_finite_tensors(tensors: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity (empty when all are finite)."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def _save_or_explain(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> None:
     """:func:`save_checkpoint`, with a full disk or a permission error as one UserInputError line.
 
@@ -567,4 +683,11 @@ def train(config: TrainConfig) -> Path:
     return Trainer(config).fit()
 
 
-__all__ = ["NonFiniteLossError", "Trainer", "check_model_fits_data", "default_run_dir", "train"]
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "check_model_fits_data",
+    "default_run_dir",
+    "non_finite_tensors",
+    "train",
+]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,26 @@ PAPER_BATCH = {"cifar10dvs": 24}
 DEFAULT_BATCH = 64
 IMAGE_T = 8
 AUGMENTED_DATASETS = frozenset({"cifar10", "cifar100", "cifar10dvs"})
+
+# Documented limits (docs/reliability.md), checked before anything is allocated. Each sits far above what the
+# paper uses and far below what would exhaust a machine or overflow a float/RNG.
+LIMITS: dict[str, tuple[float, float]] = {
+    # name: (lowest, highest) allowed, both inclusive unless said otherwise in validate()
+    "lr": (0.0, 10.0),  # paper 0.1; > 0
+    "h": (0.0, 1.0),  # paper 0.01, input units; > 0
+    "lam": (0.0, 100.0),  # paper 0.001 .. 0.008
+    "at_eps": (0.0, 1.0),  # input units
+    "at_step": (0.0, 1.0),  # input units; > 0
+    "rat_beta": (0.0, 1.0),  # paper 5e-4
+    "weight_decay": (0.0, 1.0),  # paper 5e-4
+    "width": (0.0, 16.0),  # paper 1.0; > 0
+}
+MAX_T = 1024  # time steps (paper 8 for images, 10 frames for CIFAR10-DVS)
+MAX_SEED = 2**32 - 1  # numpy and torch accept it, and seed + epoch stays far below 2**63
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 16
+MAX_AT_STEPS = 10_000
+MAX_WORKERS = 256
 
 # Fields that do not change what a run computes: they may differ between an interrupted run and its resume.
 RUNTIME_FIELDS: frozenset[str] = frozenset(
@@ -126,33 +147,36 @@ class TrainConfig:
             )
         if self.device not in DEVICES:
             raise UserInputError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
-        if self.lam is not None and not self.lam >= 0:
-            raise UserInputError(f"--lam must be >= 0 (got {self.lam}); the paper uses 0.001 .. 0.008")
-        if not self.h > 0:
-            raise UserInputError(f"--h must be > 0 (got {self.h}); the paper uses 0.01")
-        if not 0.0 <= self.at_eps <= 1.0:
-            raise UserInputError(f"--at-eps must lie in [0, 1] input units (got {self.at_eps}); e.g. 2/255")
-        _positive("--epochs", self.epochs)
-        _positive("--at-steps", self.at_steps)
-        for name, value in (
-            ("--batch-size", self.batch_size),
-            ("--T", self.T),
-            ("--limit-train", self.limit_train),
-            ("--limit-val", self.limit_val),
-            ("--stop-after", self.stop_after),
+        _in_range("--lr", self.lr, "lr", above_low=True, hint="the paper uses 0.1")
+        _in_range("--h", self.h, "h", above_low=True, hint="the paper uses 0.01")
+        if self.lam is not None:
+            _in_range("--lam", self.lam, "lam", hint="the paper uses 0.001 .. 0.008")
+        _in_range("--at-eps", self.at_eps, "at_eps", hint="input units, e.g. 2/255")
+        step_hint = "the PGD step size in input units, e.g. 0.01"
+        _in_range("--at-step", self.at_step, "at_step", above_low=True, hint=step_hint)
+        _in_range("--rat-beta", self.rat_beta, "rat_beta", hint="the paper uses 5e-4")
+        if self.weight_decay is not None:
+            _in_range("--weight-decay", self.weight_decay, "weight_decay", hint="the paper uses 5e-4")
+        _in_range("--width", self.width, "width", above_low=True, hint="1.0 is the paper's size")
+        _positive("--epochs", self.epochs, MAX_EPOCHS)
+        _positive("--at-steps", self.at_steps, MAX_AT_STEPS)
+        for name, value, most in (
+            ("--batch-size", self.batch_size, MAX_BATCH),
+            ("--T", self.T, MAX_T),
+            ("--limit-train", self.limit_train, None),
+            ("--limit-val", self.limit_val, None),
+            ("--stop-after", self.stop_after, MAX_EPOCHS),
         ):
             if value is not None:
-                _positive(name, value)
-        if self.workers < 0:
-            raise UserInputError(f"--workers must be >= 0 (got {self.workers})")
-        if not self.lr > 0:
-            raise UserInputError(f"--lr must be > 0 (got {self.lr}); the paper uses 0.1")
-        if not 0.0 <= self.momentum < 1.0:
+                _positive(name, value, most)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise UserInputError(f"--seed must be an integer in [0, {MAX_SEED}] (got {self.seed!r})")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise UserInputError(f"--workers must be an integer (got {self.workers!r})")
+        if not 0 <= self.workers <= MAX_WORKERS:
+            raise UserInputError(f"--workers must lie in [0, {MAX_WORKERS}] (got {self.workers})")
+        if not _is_number(self.momentum) or not 0.0 <= self.momentum < 1.0:
             raise UserInputError(f"--momentum must lie in [0, 1) (got {self.momentum}); the paper uses 0.9")
-        if self.weight_decay is not None and not self.weight_decay >= 0:
-            raise UserInputError(f"--weight-decay must be >= 0 (got {self.weight_decay})")
-        if not self.width > 0:
-            raise UserInputError(f"--width must be > 0 (got {self.width}); 1.0 is the paper's size")
         self.defense_config(lam=self.lam or 0.0, at_method=self.at_method or "pgd")  # validates the rest
 
     def defense_config(self, lam: float | None = None, at_method: str | None = None) -> DefenseConfig:
@@ -178,9 +202,44 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _positive(name: str, value: int) -> None:
+def _positive(name: str, value: int, most: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserInputError(f"{name} must be an integer >= 1 (got {value!r})")
+    if most is not None and value > most:
+        raise UserInputError(f"{name} must be at most {most} (got {value}); see docs/reliability.md")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _in_range(option: str, value: Any, key: str, above_low: bool = False, hint: str = "") -> None:
+    """Refuse a non-number, NaN/inf, or a value outside ``LIMITS[key]`` (``above_low``: low excluded)."""
+    low, high = LIMITS[key]
+    ok = _is_number(value) and (value > low if above_low else value >= low) and value <= high
+    if not ok:
+        bound = f"> {low:g}" if above_low else f">= {low:g}"
+        raise UserInputError(
+            f"{option} must be {bound} and <= {high:g}, a finite number (got {value!r})"
+            + (f"; {hint}" if hint else "")
+        )
+
+
+def check_model_config_limits(model_config: dict[str, Any], where: str) -> None:
+    """The size fields of a saved model config (``config.json``'s ``model``) within the same limits as
+    ``evrobust train``: ``T`` in [1, MAX_T], ``width`` in (0, 16]. A damaged or hostile file fails here, as
+    one line, before a model is built or an input repeated T times.
+
+    Raises:
+        UserInputError: naming ``where`` (the file).
+    """
+    try:
+        if "T" in model_config and model_config["T"] is not None:
+            _positive("T", model_config["T"], MAX_T)
+        if "width" in model_config:
+            _in_range("width", model_config["width"], "width", above_low=True)
+    except UserInputError as exc:
+        raise UserInputError(f"{where}: {exc}") from None
 
 
 def resolve_config(config: TrainConfig, dataset: str, kind: str, frames: int | None) -> TrainConfig:

@@ -250,6 +250,21 @@ def decode_aedat2_payload(
     return out
 
 
+def check_header_layout(header: Aedat2Header, layout: str, path: str | Path) -> None:
+    """Refuse a DAVIS recording (by its ``# AEChip:`` line) asked to be decoded with the DVS128 layout.
+
+    A DAVIS address decoded with the DVS128 masks yields plausible-looking garbage (most events dropped as
+    "special", the rest misplaced). Every AEDAT 2.0 decoding path calls this one check.
+
+    Raises:
+        EventFileError: naming ``path`` and the chip.
+    """
+    if layout == "dvs128" and header.chip and "davis" in header.chip.lower():
+        raise EventFileError(
+            path, f"is a DAVIS recording (AEChip {header.chip}); read it with layout='davis'"
+        )
+
+
 def read_aedat2(
     path: str | Path,
     layout: str = "dvs128",
@@ -278,11 +293,7 @@ def read_aedat2(
     orientation_flags(orientation)  # reject a bad name before touching the file
     data = _read_bytes(path)
     header = parse_aedat2_header(data, path)
-    if layout == "dvs128" and header.chip and "davis" in header.chip.lower():
-        # A DAVIS address decoded with the DVS128 masks yields plausible-looking garbage: refuse it.
-        raise EventFileError(
-            path, f"is a DAVIS recording (AEChip {header.chip}); read it with layout='davis'"
-        )
+    check_header_layout(header, layout, path)
     raw_sensor = _raw_sensor(layout, header, sensor)
     payload = np.frombuffer(data, dtype=np.uint8, offset=header.data_offset)
     return decode_aedat2_payload(payload, layout, orientation, raw_sensor, path)

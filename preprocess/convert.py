@@ -56,6 +56,11 @@ class FrameParams:
     orientation: str
     layout: str = "dvs128"
 
+    def __post_init__(self) -> None:
+        # Sizes are checked against the store's documented limits before anything is sized by them (the
+        # area-resize weights alone are size x sensor floats).
+        store.check_event_options(self.n_frames, self.size, self.sensor)
+
     def oriented_sensor(self) -> tuple[int, int]:
         """The sensor ``(W, H)`` after the orientation (a transposing convention swaps W and H)."""
         from evrobust.preprocess.orientation import oriented_sensor_size
@@ -106,9 +111,10 @@ def decode_event_bytes(data: bytes, name: str, params: FrameParams, path: Path) 
         # DV's AEDAT 4 files (tonic's CIFAR10-DVS conversion) store image coordinates already: no
         # orientation is applied to them, so a raw dir should not mix the two formats.
         return read_aedat4(path)
-    from evrobust.preprocess.aedat2 import decode_aedat2_payload, parse_aedat2_header
+    from evrobust.preprocess.aedat2 import check_header_layout, decode_aedat2_payload, parse_aedat2_header
 
     header = parse_aedat2_header(data, path)
+    check_header_layout(header, params.layout, path)
     payload = np.frombuffer(data, dtype=np.uint8, offset=header.data_offset)
     return decode_aedat2_payload(payload, params.layout, params.orientation, params.sensor, path)
 
@@ -149,11 +155,12 @@ def _aedat2_sample(data: bytes, params: FrameParams, unit: int, path: Path) -> t
     None for a payload the kernel does not take (cut short, or an address outside the sensor): the two-step
     decode then raises the precise error.
     """
-    from evrobust.preprocess.aedat2 import parse_aedat2_header
+    from evrobust.preprocess.aedat2 import check_header_layout, parse_aedat2_header
     from evrobust.preprocess.aedat2_frames import aedat2_frames
     from evrobust.preprocess.orientation import orientation_flags
 
     header = parse_aedat2_header(data, path)
+    check_header_layout(header, params.layout, path)  # the one DAVIS check every decoding path makes
     payload = np.frombuffer(data, dtype=np.uint8, offset=header.data_offset)
     if payload.shape[0] % 8 or params.layout not in ("dvs128", "davis"):
         return None
@@ -191,8 +198,10 @@ def sample_from_bytes(
 
 
 def _read_event_sample(source: str, params: FrameParams, unit: int) -> tuple[np.ndarray, int, bytes]:
+    from evrobust.preprocess.sources import read_event_file
+
     path = Path(source)
-    data = path.read_bytes()
+    data = read_event_file(path)  # bounded: a huge (or sparse) file is refused by its size, never read whole
     sample, n_events = sample_from_bytes(data, path.name, params, unit, path)
     return sample, n_events, hashlib.sha256(data).digest()
 

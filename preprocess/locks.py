@@ -45,9 +45,18 @@ class LockedError(UserInputError):
     """Another live process holds the lock of the target (the message names it: pid, host, start time)."""
 
 
+def real_target(target: str | os.PathLike[str]) -> Path:
+    """``target`` with every symbolic link resolved (the part that exists; the rest taken as written).
+
+    Locks are keyed by this path: ``out/run`` and a symlink ``out/runlink -> run`` are one target, so two
+    writers cannot both get in through different names.
+    """
+    return Path(os.path.realpath(Path(target).absolute()))
+
+
 def lock_path(target: str | os.PathLike[str]) -> Path:
-    """The lock file of ``target``: ``<parent>/.<name>.lock``."""
-    target = Path(target).absolute()
+    """The lock file of ``target``: ``<real parent>/.<real name>.lock`` (see :func:`real_target`)."""
+    target = real_target(target)
     return target.parent / f".{target.name}.lock"
 
 
@@ -113,11 +122,7 @@ class ExclusiveLock:
         fd, self._fd = self._fd, None
         try:
             # Unlink while still locked: nobody can lock this inode in between (see the module docstring).
-            try:
-                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
-                    os.unlink(self.path)
-            except OSError:
-                pass
+            _unlink_if_same(self.path, fd)
         finally:
             os.close(fd)
 
@@ -146,7 +151,10 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
         UserInputError: the lock file cannot be created (e.g. the parent directory is read-only).
     """
     target = Path(target).absolute()
-    path = lock_path(target)
+    real = real_target(target)
+    path = lock_path(real)
+    if real != target:
+        logger.debug("%s resolves to %s; locking the real path", target, real)
     me = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -156,6 +164,8 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
     }
     for _ in range(50):  # retries only when a releasing holder unlinks the file under us
         try:
+            if path.parent.exists() and not path.parent.is_dir():  # --out /etc/passwd/x: a file as a folder
+                raise NotADirectoryError(errno.ENOTDIR, f"{path.parent} is a file, not a directory")
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -181,10 +191,21 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
             took_over = previous if previous.get("pid") not in (None, me["pid"]) else {}
             if took_over:
                 logger.warning("taking over the stale lock of %s on %s", describe_holder(took_over), target)
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, json.dumps(me).encode())
-            os.fsync(fd)
+            try:
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                record = json.dumps(me).encode()
+                if os.write(fd, record) != len(record):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                os.fsync(fd)
+            except OSError as exc:
+                # We hold the lock: remove the (empty or partial) file we could not fill, so no 0-byte
+                # lock file is left behind, then say why in one line.
+                _unlink_if_same(path, fd)
+                raise UserInputError(
+                    f"cannot write the lock file {path} ({exc.strerror or exc}); "
+                    "free some space or fix the permissions, then rerun"
+                ) from None
             return ExclusiveLock(target, path, fd, me, took_over)
         except BaseException:
             try:
@@ -193,6 +214,15 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
                 pass
             raise
     raise LockedError(f"{target}: the lock file {path} keeps changing; another writer is racing this one")
+
+
+def _unlink_if_same(path: Path, fd: int) -> None:
+    """Unlink ``path`` if it still names the inode open as ``fd`` (ours, locked)."""
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _lock_fd(fd: int, previous: dict[str, Any]) -> bool:

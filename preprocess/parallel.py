@@ -32,6 +32,42 @@ from evrobust.errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
+
+def _check_scheduler_address(address: str) -> None:
+    """Refuse a malformed ``--scheduler`` address (unknown scheme, no/invalid port) as one line."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in backends:
+            raise ValueError(f"unknown address scheme {scheme!r}; known: {', '.join(sorted(backends))}")
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise UserInputError(
+            f"{address!r} is not a dask scheduler address ({exc}); check --scheduler (e.g. tcp://host:8786)"
+        ) from None
+
+
+def quiet_dask_logging() -> None:
+    """Hold dask.distributed's loggers at WARNING unless evrobust logs at DEBUG (``-v``).
+
+    distributed configures its own loggers on import (``distributed.scheduler`` etc. at INFO, with a stderr
+    handler of their own), so a level set on the parent logger alone does not hold them, and worker
+    processes configure theirs again from the ``DASK_LOGGING__DISTRIBUTED`` environment variable.
+    """
+    import os
+
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in ("distributed", "dask"):
+            log = logging.getLogger(name)
+            if log.level < logging.WARNING:
+                log.setLevel(logging.WARNING)
+
 MODES = ("sync", "threads", "processes")
 DEFAULT_MODE = "threads"
 
@@ -142,12 +178,16 @@ def run_tasks(
         with threadpool_limits(1, "blas"):
             return _run_threads(fn, tasks, workers, on_result, results)
 
+    quiet_dask_logging()  # before the import: worker processes read the setting from the environment
     from distributed import Client, LocalCluster, as_completed
 
+    quiet_dask_logging()  # after it: distributed set its own loggers to INFO when it was first imported
+
     if scheduler is not None:
+        _check_scheduler_address(scheduler)  # before a client starts its event loop
         try:
             client = Client(scheduler, timeout=f"{connect_timeout}s")
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: a malformed address
             raise UserInputError(
                 f"cannot reach the dask scheduler at {scheduler} ({exc}); check --scheduler"
             ) from None

@@ -5,18 +5,16 @@
   ordered class by class (in the dataset's class order), files by name (plain string order, the order of a
   sorted directory listing, which is also spikingjelly's order), so index sets can be compared with theirs.
 * CIFAR-10/100: the official ``cifar-10-batches-py/`` and ``cifar-100-python/`` pickles, read with a
-  restricted unpickler that admits only the globals the official files use (numpy's array reconstruction,
-  ``numpy.ndarray``, ``numpy.dtype`` and ``_codecs.encode``, which Python 3 protocol-2 pickles use for bytes).
-  Anything else in a pickle (``os.system``, ...) is refused before it runs.
+  bounded allow-list unpickler (:mod:`evrobust.preprocess.cifar_pickle`) that admits only the globals the
+  official files use and bounds input size, depth, item count and array bytes by what a batch holds (10,000
+  x 3,072 bytes; 50,000 for CIFAR-100's train file). Anything else (``os.system``, ...) is refused first.
 * digits: ``sklearn.datasets.load_digits`` (ships in the wheel), 1797 8x8 images with values 0..16 mapped to
   uint8 by ``v * 255 // 16`` (0 -> 0, 16 -> 255).
 """
 
 from __future__ import annotations
 
-import io
-import math
-import pickle
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -26,20 +24,17 @@ from typing import Any
 import numpy as np
 
 from evrobust.errors import UserInputError
+from evrobust.preprocess.cifar_pickle import (
+    CIFAR10_BATCH_ROWS,
+    CIFAR100_TRAIN_ROWS,
+    CIFAR_ROW_BYTES,
+    PickleLimits,
+    load_cifar_pickle,
+)
 
 EVENT_SUFFIXES = (".aedat", ".aedat4")
 ZIP_SEPARATOR = "::"  # "<class>.zip::<member>" names a zip member in a store's sources
 MAX_MEMBER_BYTES = 1 << 30  # a CIFAR10-DVS recording is a few MB
-MAX_PICKLE_BYTES = 1 << 30  # the largest official file (cifar-100 train) is ~155 MB
-
-# Globals the official CIFAR pickles need: Python 2 wrote numpy.core.multiarray; numpy 2 writes numpy._core.
-_CIFAR_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("_codecs", "encode"),
-}
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,45 @@ def split_zip_source(rel: str) -> tuple[str, str] | None:
     if ZIP_SEPARATOR not in rel:
         return None
     archive, member = rel.split(ZIP_SEPARATOR, 1)
+    # A zip source is "<class>.zip::<member>" (no folder before the archive); "cat/a::b.aedat" is a legal
+    # file name in a class folder and is read as that file.
+    if "/" in archive or not archive.lower().endswith(".zip"):
+        return None
     return archive, member
+
+
+def read_event_file(path: str | Path, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
+    """The bytes of one plain event file, at most ``max_bytes`` (the same cap as a zip member).
+
+    The size is checked before reading (a sparse file claiming gigabytes costs nothing), and the read is
+    bounded by it in 16 MiB chunks, so a file that grows meanwhile cannot make it read more.
+
+    Raises:
+        UserInputError: the file is missing, unreadable, or larger than ``max_bytes``.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise UserInputError(
+                    f"{path} is {size} bytes, over the {max_bytes} allowed for one event file "
+                    "(a CIFAR10-DVS recording is a few MB)"
+                )
+            chunks, total = [], 0
+            while total <= size:
+                block = fh.read(min(16 << 20, size + 1 - total))
+                if not block:
+                    break
+                chunks.append(block)
+                total += len(block)
+    except IsADirectoryError:
+        raise UserInputError(f"{path} is a directory, not an event file") from None
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if total > size:
+        raise UserInputError(f"{path} grew while it was read; rerun when nothing writes it")
+    return b"".join(chunks)
 
 
 def read_source_bytes(raw: str | Path, rel: str, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
@@ -142,10 +175,7 @@ def read_source_bytes(raw: str | Path, rel: str, max_bytes: int = MAX_MEMBER_BYT
     root = Path(raw)
     parts = split_zip_source(rel)
     if parts is None:
-        try:
-            return (root / rel).read_bytes()
-        except OSError as exc:
-            raise UserInputError(f"cannot read {root / rel} ({exc.strerror or exc})") from None
+        return read_event_file(root / rel, max_bytes)
     archive, member = parts
     where = f"{root / archive}::{member}"
     if "/" in archive or archive in ("", ".", ".."):
@@ -166,83 +196,6 @@ def read_source_bytes(raw: str | Path, rel: str, max_bytes: int = MAX_MEMBER_BYT
     if len(data) > max_bytes:
         raise UserInputError(f"{where} inflates to more than the {max_bytes} bytes allowed")
     return data
-
-
-def _checked_dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` as the unpickler may call it: plain numeric and bytes dtypes only, never ``object``.
-
-    An object-dtype array would unpickle its elements as further pickled objects; refusing the dtype closes
-    that door before any element is read.
-    """
-    dtype = np.dtype(*args)
-    if dtype.hasobject or dtype.kind not in "biufcSU":
-        raise pickle.UnpicklingError(f"dtype {dtype} is not allowed in a CIFAR file (numeric arrays only)")
-    return dtype
-
-
-def _checked_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """numpy's ``_reconstruct`` (the start of every pickled array), for plain ndarrays of bounded size only.
-
-    ``_reconstruct`` allocates the (empty) array before its data arrive; an object array of a huge claimed
-    shape would be filled with ``None`` at once, so both are refused here, before numpy allocates.
-    """
-    from numpy._core.multiarray import _reconstruct  # numpy 2 provides it for both pickled module names
-
-    if subtype is not np.ndarray:
-        raise pickle.UnpicklingError("only plain numpy.ndarray objects are allowed in a CIFAR file")
-    dims = shape if isinstance(shape, tuple) else (shape,)
-    if not all(isinstance(d, int) and 0 <= d for d in dims) or math.prod(dims) > MAX_PICKLE_BYTES:
-        raise pickle.UnpicklingError(f"array shape {shape!r} is not plausible for a CIFAR file")
-    _checked_dtype(dtype)
-    return _reconstruct(subtype, shape, dtype)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals the official CIFAR files use.
-
-    ``numpy.dtype`` is replaced by :func:`_checked_dtype`; ``pickle``'s ``persistent_load`` is left
-    undefined, so a persistent id fails too.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _CIFAR_GLOBALS:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR file")
-        if name == "_reconstruct":
-            return _checked_reconstruct
-        if name == "dtype":
-            return _checked_dtype
-        return super().find_class(module, name)
-
-
-def load_cifar_pickle(path: str | Path) -> dict[bytes, Any]:
-    """Load one CIFAR pickle (a dict with bytes keys) with the restricted unpickler.
-
-    The file is read whole (at most :data:`MAX_PICKLE_BYTES`) and unpickled from memory: a pickle opcode that
-    claims a 10^12-byte string then fails as truncated instead of asking the file object for that many bytes.
-    Object arrays are refused (their elements would be pickled objects); every error of the unpickler
-    becomes one UserInputError line.
-
-    Raises:
-        UserInputError: the file is missing, too large, not a pickle, uses a disallowed global, holds an
-            object array, or is not a dict.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"CIFAR file {path} is missing; expected the official python-pickle layout")
-    size = path.stat().st_size
-    if size > MAX_PICKLE_BYTES:
-        raise UserInputError(f"{path} is {size} bytes, larger than any CIFAR batch; not a CIFAR pickle")
-    try:
-        data = path.read_bytes()
-        obj = _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except Exception as exc:  # noqa: BLE001 - hostile bytes can raise nearly anything; all mean "unreadable"
-        message = " ".join(str(exc).split())[:200]
-        raise UserInputError(
-            f"{path} is not a readable CIFAR pickle ({type(exc).__name__}: {message})"
-        ) from None
-    if not isinstance(obj, dict):
-        raise UserInputError(f"{path} holds a {type(obj).__name__}, not the CIFAR dict")
-    return obj
 
 
 @dataclass
@@ -266,28 +219,43 @@ class ImageSet:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    batch = load_cifar_pickle(path)
+def _cifar_batch(
+    path: Path, label_key: bytes, max_rows: int = CIFAR10_BATCH_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """``([N, 3, 32, 32] uint8, [N] int64)`` of one batch file of at most ``max_rows`` images.
+
+    The pickle is bounded by :meth:`PickleLimits.for_rows` before anything is converted; ``data`` must be a
+    real uint8 array ``[N, 3072]`` (the official layout) and the labels a flat list/array of N integers.
+    """
+    batch = load_cifar_pickle(path, PickleLimits.for_rows(max_rows))
     if b"data" not in batch or label_key not in batch:
         raise UserInputError(f"{path} lacks the keys data/{label_key.decode()} of a CIFAR batch")
+    data, raw_labels = batch[b"data"], batch[label_key]
+    if not isinstance(data, np.ndarray) or not isinstance(raw_labels, (list, np.ndarray)):
+        raise UserInputError(
+            f"{path}: data is a {type(data).__name__} and labels a {type(raw_labels).__name__}; expected a "
+            "numpy uint8 array and a list of integers"
+        )
+    if isinstance(raw_labels, list) and not all(type(v) is int for v in raw_labels):
+        raise UserInputError(f"{path}: {label_key.decode()} holds something other than integers")
     try:
-        data = np.asarray(batch[b"data"])
-        labels = np.asarray(batch[label_key], dtype=np.int64)
+        labels = np.asarray(raw_labels, dtype=np.int64)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise UserInputError(f"{path}: data/labels are not numeric arrays ({exc})") from None
+        raise UserInputError(f"{path}: labels are not an integer array ({exc})") from None
     if (
         labels.ndim != 1
         or data.dtype != np.uint8
         or data.ndim != 2
-        or data.shape[1] != 3072
+        or data.shape[1] != CIFAR_ROW_BYTES
         or data.shape[0] != labels.shape[0]
+        or data.shape[0] > max_rows
     ):
         raise UserInputError(
             f"{path}: data has shape {data.shape} dtype {data.dtype} with {labels.shape[0]} labels; "
-            "expected uint8 [N, 3072] and N labels"
+            f"expected uint8 [N, {CIFAR_ROW_BYTES}] with N <= {max_rows} and N labels"
         )
     # Official row layout: 1024 red, 1024 green, 1024 blue values, each row-major 32x32.
-    return data.reshape(-1, 3, 32, 32), labels
+    return np.ascontiguousarray(data).reshape(-1, 3, 32, 32), labels
 
 
 def _class_names(meta: dict[bytes, Any], key: bytes, path: Path) -> list[str]:
@@ -310,31 +278,33 @@ def _find_layout(raw: Path, folder: str) -> Path:
 def read_cifar10(raw: str | Path) -> ImageSet:
     """Read ``cifar-10-batches-py`` (``raw`` is that folder or its parent): train batches 1..5, then test."""
     root = _find_layout(Path(raw), "cifar-10-batches-py")
-    meta = load_cifar_pickle(root / "batches.meta")
+    meta = load_cifar_pickle(root / "batches.meta", PickleLimits.for_rows(0))
     classes = _class_names(meta, b"label_names", root / "batches.meta")
     if len(classes) != 10:
         raise UserInputError(f"{root / 'batches.meta'} does not name the 10 CIFAR-10 classes")
-    parts = [(f"data_batch_{i}", "train") for i in range(1, 6)] + [("test_batch", "test")]
+    parts = [(f"data_batch_{i}", "train", CIFAR10_BATCH_ROWS) for i in range(1, 6)]
+    parts.append(("test_batch", "test", CIFAR10_BATCH_ROWS))
     return _read_parts(root, parts, b"labels", classes, ["batches.meta"])
 
 
 def read_cifar100(raw: str | Path) -> ImageSet:
     """Read ``cifar-100-python`` (``raw`` is that folder or its parent): train then test, fine labels."""
     root = _find_layout(Path(raw), "cifar-100-python")
-    meta = load_cifar_pickle(root / "meta")
+    meta = load_cifar_pickle(root / "meta", PickleLimits.for_rows(0))
     classes = _class_names(meta, b"fine_label_names", root / "meta")
     if len(classes) != 100:
         raise UserInputError(f"{root / 'meta'} does not name the 100 CIFAR-100 fine classes")
-    return _read_parts(root, [("train", "train"), ("test", "test")], b"fine_labels", classes, ["meta"])
+    parts = [("train", "train", CIFAR100_TRAIN_ROWS), ("test", "test", CIFAR10_BATCH_ROWS)]
+    return _read_parts(root, parts, b"fine_labels", classes, ["meta"])
 
 
 def _read_parts(
-    root: Path, parts: list[tuple[str, str]], label_key: bytes, classes: list[str], meta_files: list[str]
+    root: Path, parts: list[tuple[str, str, int]], label_key: bytes, classes: list[str], meta_files: list[str]
 ) -> ImageSet:
     images, labels = [], []
     counts: dict[str, int] = {}
-    for name, part in parts:
-        x, y = _cifar_batch(root / name, label_key)
+    for name, part, max_rows in parts:
+        x, y = _cifar_batch(root / name, label_key, max_rows)
         if y.size and (y.min() < 0 or y.max() >= len(classes)):
             raise UserInputError(f"{root / name}: labels outside [0, {len(classes)})")
         images.append(x)
@@ -344,7 +314,7 @@ def _read_parts(
         images=np.concatenate(images),
         labels=np.concatenate(labels),
         classes=classes,
-        files=meta_files + [name for name, _ in parts],
+        files=meta_files + [name for name, _, _ in parts],
         root=root,
         counts=counts,
     )

@@ -215,6 +215,42 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
 
 MAX_ATTRS_BYTES = 256 << 20  # the attrs of a 60000-sample store (splits, checksums) are a few MB
 MAX_SAMPLE_ELEMENTS = 1 << 28  # one sample of 256 M values: far above any real frame stack
+MAX_FRAMES = 1024  # T of an event store (CIFAR10-DVS uses 10)
+MAX_SIDE = 1024  # output side of an event store after resizing (CIFAR10-DVS uses 48; the sensor is 128)
+MAX_SCALE = 1e9  # a count scale above any count a uint16 store can hold times any count unit
+
+
+def check_event_options(
+    frames: Any, size: Any, sensor: Sequence[int] | None = None, scale: Any = None
+) -> None:
+    """Refuse event-store options outside the documented limits, before anything is sized by them.
+
+    ``frames`` in [1, MAX_FRAMES], ``size`` (None or) in [1, MAX_SIDE], a sample ``frames x 2 x H x W`` of
+    at most MAX_SAMPLE_ELEMENTS values (the limit :func:`read_attrs` applies), ``scale`` (None or) a finite
+    number in (0, MAX_SCALE]. The writer refuses exactly what the reader would reject.
+
+    Raises:
+        UserInputError: naming the option and the limit.
+    """
+    if not _is_int(frames) or not 1 <= frames <= MAX_FRAMES:
+        raise UserInputError(f"--frames must be an integer in [1, {MAX_FRAMES}], got {frames!r}")
+    if size is not None and (not _is_int(size) or not 1 <= size <= MAX_SIDE):
+        raise UserInputError(f"--size must be an integer in [1, {MAX_SIDE}] pixels, got {size!r}")
+    if sensor is not None:
+        h = size if size is not None else max(int(v) for v in sensor)
+        elements = frames * 2 * h * h
+        if elements > MAX_SAMPLE_ELEMENTS:
+            raise UserInputError(
+                f"--frames {frames} x 2 x {h} x {h} = {elements} values per sample is over the "
+                f"{MAX_SAMPLE_ELEMENTS} a store may hold; lower --frames or --size"
+            )
+    if scale is not None and (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or not 0 < scale <= MAX_SCALE
+    ):
+        raise UserInputError(f"--scale must be a finite number in (0, {MAX_SCALE:g}], got {scale!r}")
 
 
 def _is_int(v: Any) -> bool:
@@ -259,10 +295,23 @@ def _attrs_problem(attrs: dict[str, Any]) -> str | None:
     if "default_split" in attrs and isinstance(attrs.get("planned_splits"), dict):
         if attrs["default_split"] not in attrs["planned_splits"]:
             return f"default_split {attrs['default_split']!r} names no split scheme"
+    if "format_version" in attrs and attrs["format_version"] != FORMAT_VERSION:
+        version = str(attrs["format_version"])[:20]
+        return f"format_version {version} is not {FORMAT_VERSION}, the one this evrobust reads"
     for key in ("mean", "std"):
         v = attrs.get(key, [])
         if not isinstance(v, list) or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
             return f"{key} is not a list of numbers"
+    if any(x <= 0 for x in attrs.get("std", [])):
+        return "std holds a value <= 0 (inputs are divided by it)"
+    request = attrs.get("scale_request")
+    if request is not None and (
+        not isinstance(request, int | float)
+        or isinstance(request, bool)
+        or not math.isfinite(request)
+        or request <= 0
+    ):
+        return f"scale_request {str(request)[:40]} is not a positive number"
     scale = attrs.get("scale", 1.0)
     if scale is not None and (
         not isinstance(scale, int | float)
@@ -271,10 +320,10 @@ def _attrs_problem(attrs: dict[str, Any]) -> str | None:
         or scale <= 0
     ):
         return f"scale {str(scale)[:40]} is not a positive number"
-    for key in ("frames", "resize"):
+    for key, most in (("frames", MAX_FRAMES), ("resize", MAX_SIDE)):
         v = attrs.get(key)
-        if v is not None and (not _is_int(v) or v < 1):
-            return f"{key} {str(v)[:40]} is not a positive integer"
+        if v is not None and (not _is_int(v) or not 1 <= v <= most):
+            return f"{key} {str(v)[:40]} is not an integer in [1, {most}]"
     return None
 
 
@@ -390,6 +439,12 @@ def create_store(
     }
     if default_split not in build["planned_splits"]:
         raise UserInputError(f"default split scheme {default_split!r} is not among {sorted(splits)}")
+    if kind == "events":
+        check_event_options(frames if frames is not None else 1, resize, None, scale)
+    # The writer refuses whatever the readers (read_attrs) would reject, so no store is ever unreadable.
+    problem = _attrs_problem(_json_roundtrip(build))
+    if problem:
+        raise UserInputError(f"cannot create the store {path}: {problem}")
     if (path / "zarr.json").exists() and not _unfinished_creation(path):
         old = read_attrs(path)
         want = _json_roundtrip(build)
@@ -413,7 +468,8 @@ def create_store(
     if path.exists() and any(path.iterdir()) and not _unfinished_creation(path):
         raise UserInputError(f"{path} exists and is not an evrobust store; choose another --out path")
     with write_errors(path, "the arrays"):
-        _create_arrays(path, build, labels, kind, dtype)
+        # zarr's mode="w" clears the directory first: do that on the real path, never through a symlink.
+        _create_arrays(Path(os.path.realpath(path)), build, labels, kind, dtype)
     logger.info("created the store at %s (%d samples, sample shape %s)", path, n, build["sample_shape"])
     return True
 
@@ -519,6 +575,22 @@ def mark_skipped(path: str | Path, index: int) -> None:
 def done_flags(path: str | Path) -> np.ndarray:
     """The ``[N]`` uint8 done flags (0 pending, 1 written, 2 skipped)."""
     return _array(Path(path), "done")[:]
+
+
+def missing_chunks(path: str | Path, flags: np.ndarray, sample_ndim: int) -> np.ndarray:
+    """Indices flagged written (1) whose ``frames`` chunk file is absent.
+
+    Every writer writes a sample's chunk before its flag (an all-zero sample too), so a missing chunk of a
+    flagged sample is damage (a deleted or lost file); zarr would read it as all zeros without complaint.
+    One directory listing, no chunk is read.
+    """
+    try:
+        names = set(os.listdir(Path(path) / "frames"))
+    except OSError:
+        names = set()
+    tail = "." + ".".join(["0"] * sample_ndim) if sample_ndim else ""
+    written = np.flatnonzero(flags == WRITTEN)
+    return np.asarray([i for i in written.tolist() if f"c.{i}{tail}" not in names], dtype=np.int64)
 
 
 def pending_indices(path: str | Path) -> np.ndarray:
@@ -691,6 +763,25 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def check_is_store(path: str | Path) -> None:
+    """Raise a UserInputError unless ``path`` is (at least the shell of) an evrobust store.
+
+    ``evrobust preprocess verify`` uses it so that a path that is not a store at all (missing, a file, a
+    plain directory, another zarr group) is a user error (exit 2); a damaged store is a finding (exit 1).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        state = "is a file" if path.exists() else "does not exist"
+        raise UserInputError(f"{path} {state}; `verify` checks a store built by `evrobust preprocess`")
+    meta = path / "zarr.json"
+    try:
+        head = meta.read_bytes()[: 1 << 20] if meta.is_file() else b""
+    except OSError as exc:
+        raise UserInputError(f"{meta} cannot be read ({exc.strerror or exc})") from None
+    if not head or FORMAT_NAME.encode() not in head:
+        raise UserInputError(f"{path} is not an evrobust store (no zarr.json naming {FORMAT_NAME})")
+
+
 def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool = True) -> list[str]:
     """Check a store and return its problems (an empty list means it is sound).
 
@@ -702,6 +793,13 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
     """
     path = Path(path)
     problems: list[str] = []
+    # Per-sample / per-source findings are grouped by kind: one line per kind with a count and the first
+    # case, instead of one line per sample (a damaged store can have thousands).
+    grouped: dict[str, list[str]] = {}
+
+    def finding(kind: str, line: str) -> None:
+        grouped.setdefault(kind, []).append(line)
+
     try:
         attrs = read_attrs(path)
     except UserInputError as exc:
@@ -745,6 +843,12 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
             f"{pending.size} samples not written (first index {int(pending[0])}); "
             "rerun the preprocess command"
         )
+    lost = missing_chunks(path, flags, len(attrs["sample_shape"]))
+    if lost.size:
+        problems.append(
+            f"{lost.size} samples flagged done have no frames chunk file (first index {int(lost[0])}); "
+            "rebuild the store (delete it and rerun the preprocess command)"
+        )
     odd = np.flatnonzero(flags > SKIPPED)
     if odd.size:
         problems.append(f"{odd.size} done flags hold unknown values")
@@ -770,6 +874,10 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
             if s & skipped:
                 problems.append(f"split {scheme}/{name} contains skipped samples")
             seen |= s
+    default = attrs.get("splits", {}).get(attrs.get("default_split"), {})
+    planned = attrs.get("planned_splits", {}).get(attrs.get("default_split"), {})
+    if "train" in planned and not default.get("train"):  # (an empty val split is legal for tiny stores)
+        problems.append(f"split {attrs['default_split']}/train is empty; training cannot use this store")
     for key in ("scale", "mean", "std"):
         if key not in attrs:
             problems.append(f"attribute {key} missing")
@@ -781,7 +889,8 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
         for i in np.flatnonzero(flags == WRITTEN):
             src = attrs["sources"][i]
             if recorded.get(src) != bytes(digests[i]).hex():
-                problems.append(f"sample {int(i)} ({src}): per-sample checksum differs from the recorded one")
+                line = f"sample {int(i)} ({src}): per-sample checksum differs from the recorded one"
+                finding("checksum", line)
     if raw_dir is not None:
         raw = Path(raw_dir)
         from evrobust.preprocess.sources import read_source_bytes, split_zip_source
@@ -792,18 +901,22 @@ def verify_store(path: str | Path, raw_dir: str | Path | None = None, deep: bool
                 try:
                     actual = hashlib.sha256(read_source_bytes(raw, src)).hexdigest()
                 except UserInputError as exc:
-                    problems.append(f"source {src}: {exc}")
+                    finding("unreadable source", f"source {src}: {exc}")
                     continue
                 if actual != digest:
-                    problems.append(f"source {src}: sha256 differs from the recorded one (the zip changed)")
+                    finding("changed source", f"source {src}: sha256 differs from the recorded one (zip)")
             elif not file.is_file():
-                problems.append(f"source {src} is missing under {raw}")
+                finding("missing source", f"source {src} is missing under {raw}")
             elif sha256_file(file) != digest:
-                problems.append(f"source {src}: sha256 differs from the recorded one (the raw file changed)")
+                finding("changed source", f"source {src}: sha256 differs from the recorded one")
     if deep:
         for i in np.flatnonzero(flags == WRITTEN):
             try:
                 frames[int(i)]
             except Exception as exc:  # noqa: BLE001 - a corrupt chunk is a finding, not a crash
-                problems.append(f"sample {int(i)}: chunk unreadable ({type(exc).__name__}: {exc})")
+                message = " ".join(str(exc).split())[:160]
+                line = f"sample {int(i)}: chunk unreadable ({type(exc).__name__}: {message})"
+                finding("unreadable chunk", line)
+    for kind, lines in grouped.items():
+        problems.append(lines[0] if len(lines) == 1 else f"{len(lines)} x {kind}, first: {lines[0]}")
     return problems

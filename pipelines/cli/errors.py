@@ -47,6 +47,62 @@ def _write_crash_log(exc: BaseException) -> Path | None:
         return None
 
 
+def divert_logging_after_error(exc: BaseException | None = None) -> Path | None:
+    """After the error line, send every further log record (and unraisable-exception reports) to a log file.
+
+    Libraries keep talking after a command has failed: zarr's event loop reports each pending read it drops
+    at exit ("Task was destroyed but it is pending!", thousands of lines for a damaged store), dask reports
+    its workers going away. The contract is one line on stderr, so the handlers that write to stderr are
+    replaced by a file in :func:`log_dir` (created only if something is logged; the error itself is recorded
+    there with its traceback). Returns that file, or None when the log directory is not writable (then the
+    records are dropped).
+    """
+    root = logging.getLogger()
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path: Path | None = log_dir() / f"error-{stamp}-{os.getpid()}.log"
+    handler: logging.Handler = _AfterErrorLog(path, exc)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    streams = (sys.stderr, sys.__stderr__, sys.stdout, sys.__stdout__)
+    for old in list(root.handlers):
+        if not isinstance(old, logging.FileHandler) and getattr(old, "stream", None) in streams:
+            root.removeHandler(old)
+    root.addHandler(handler)
+
+    def unraisable(info: Any) -> None:  # "Exception ignored in ..." at interpreter exit
+        logging.getLogger("evrobust.unraisable").debug(
+            "%s: %s", info.err_msg or "exception ignored", info.object, exc_info=info.exc_value
+        )
+
+    sys.unraisablehook = unraisable
+    return path
+
+
+class _AfterErrorLog(logging.FileHandler):
+    """A log file created only when the first record arrives (a clean failure leaves no file), headed by
+    the error that ended the command; records are dropped if the log directory cannot be written."""
+
+    def __init__(self, path: Path, exc: BaseException | None) -> None:
+        super().__init__(path, delay=True, encoding="utf-8")
+        self._exc = exc
+
+    def _open(self):  # noqa: ANN202 - logging's own hook
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        stream = super()._open()
+        if self._exc is not None:
+            stream.write(f"the command failed: {' '.join(str(self._exc).split())}\n")
+            stream.write("".join(traceback.format_exception(self._exc)))
+        return stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except OSError:  # pragma: no cover - an unwritable log directory: drop the noise
+            pass
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass  # never print logging's own traceback to stderr
+
+
 def fail(message: str) -> typer.Exit:
     """Print one user-error line on stderr and return the ``typer.Exit`` to raise (code 2)."""
     typer.echo(f"error: {message}", err=True)
@@ -64,7 +120,15 @@ def guard(func: F) -> F:
             raise
         except UserInputError as exc:
             # One line: a multi-line message would read as a traceback.
-            raise fail(" ".join(str(exc).split())) from None
+            line = fail(" ".join(str(exc).split()))
+            divert_logging_after_error(exc)
+            raise line from None
+        except RecursionError as exc:
+            # Python's json (and other recursive readers) give up on input nested thousands deep: that is
+            # a damaged or hostile file, not a bug; the traceback names it in the log.
+            line = fail(f"an input file is nested too deeply to read ({exc}); it is damaged or not ours")
+            divert_logging_after_error(exc)
+            raise line from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -72,7 +136,9 @@ def guard(func: F) -> F:
             logging.getLogger("evrobust").debug("internal error", exc_info=exc)
             path = _write_crash_log(exc)
             where = f" (traceback in {path})" if path else ""
-            typer.echo(f"internal error: {type(exc).__name__}: {exc}{where}", err=True)
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            typer.echo(f"internal error: {message}{where}", err=True)
+            divert_logging_after_error()
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
 
     return wrapper  # type: ignore[return-value]

@@ -97,3 +97,30 @@ def one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, stderr
     return lines[0]
+
+
+def run_bounded(
+    code: str, tmp: Path, address_space: int = 1 << 30, timeout: float = 90.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c CODE`` with its address space capped (``RLIMIT_AS``) and a wall-clock timeout.
+
+    A regression that allocates what a hostile file claims then fails the test (MemoryError, a non-zero exit
+    or the timeout) instead of taking the machine down. The code should print its findings on stdout.
+    """
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        cpu = int(timeout) + 5
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+
+    env = cli_env(tmp)
+    env.update(OPENBLAS_NUM_THREADS="1", NUMEXPR_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+    )

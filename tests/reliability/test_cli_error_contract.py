@@ -145,6 +145,7 @@ def test_internal_error_is_exit_1_with_a_log_pointer(tmp_path: Path, monkeypatch
     monkeypatch.setattr(pp, "verify_store", broken)
     monkeypatch.setenv("EVROBUST_LOG_DIR", str(tmp_path / "logs"))
     (tmp_path / "s.zarr").mkdir()
+    (tmp_path / "s.zarr" / "zarr.json").write_text('{"attributes": {"format": "evrobust-store"}}')
     result = runner.invoke(app, ["preprocess", "verify", str(tmp_path / "s.zarr")])
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]

@@ -300,17 +300,27 @@ def test_run_config_with_wrong_types(
     _run_readers(run)
 
 
-def test_run_config_asking_for_an_absurd_model_does_not_allocate(tiny_run: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("width", 1000.0, "width must be > 0 and <= 16"),  # ~6e13 parameters: refused by the width limit
+        ("T", 10**9, "T must be at most 1024"),  # would repeat each input 10^9 times
+        ("num_classes", 10**8, "parameters, more than"),  # within every limit: the meta-device build says no
+    ],
+)
+def test_run_config_asking_for_an_absurd_model_does_not_allocate(
+    tiny_run: Path, tmp_path: Path, key: str, value: float, needle: str
+) -> None:
     from evrobust.pipelines.runs import load_run
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     doc = json.loads((run / "config.json").read_text())
-    doc["model"]["width"] = 1000.0  # ~6e13 parameters for VGG-small-style widths
+    doc["model"][key] = value
     (run / "config.json").write_text(json.dumps(doc))
     tracemalloc.start()
     try:
-        with pytest.raises(UserInputError, match="parameters, more than"):
+        with pytest.raises(UserInputError, match=needle):
             load_run(run)
         _, peak = tracemalloc.get_traced_memory()
     finally:
