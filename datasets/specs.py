@@ -54,13 +54,13 @@ SPECS: dict[str, DatasetSpec] = {
         frames=10,
         split_by="number",
         size=48,
-        build_hint="evrobust preprocess cifar10dvs --raw DIR",
+        build_hint="evrobust preprocess cifar10dvs",
     ),
     "cifar10": DatasetSpec(
-        "cifar10", "images", CIFAR10_CLASSES, False, build_hint="evrobust preprocess cifar10 --raw DIR"
+        "cifar10", "images", CIFAR10_CLASSES, False, build_hint="evrobust preprocess cifar10"
     ),
     "cifar100": DatasetSpec(
-        "cifar100", "images", None, False, build_hint="evrobust preprocess cifar100 --raw DIR"
+        "cifar100", "images", None, False, build_hint="evrobust preprocess cifar100"
     ),
     "digits": DatasetSpec("digits", "images", DIGITS_CLASSES, True, build_hint="evrobust preprocess digits"),
     "digits-dvs": DatasetSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -32,12 +33,21 @@ class Checkpoint(StrEnum):
 
 
 def attack_command(
-    run: Annotated[Path, typer.Option("--run", help="Run directory of the model under evaluation.")],
+    ctx: typer.Context,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="Run directory of the model under evaluation [the newest run in runs/]."),
+    ] = None,
     mode: Annotated[
         Mode, typer.Option("--mode", help="Attack the run itself, or transfer from --source.")
     ] = Mode.whitebox,
     source: Annotated[
-        Path | None, typer.Option("--source", help="Run dir of the model crafting the examples (blackbox).")
+        Path | None,
+        typer.Option(
+            "--source",
+            help="Run dir of the model crafting the examples (blackbox) [a vanilla run beside --run "
+            "on the same data and architecture with another seed].",
+        ),
     ] = None,
     suite: Annotated[
         Suite, typer.Option("--suite", help="quick: clean, FGSM, PGD10; paper: Table 1; strong: + APGD-DLR.")
@@ -68,6 +78,19 @@ def attack_command(
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
     from evrobust.pipelines.attack import render_markdown, result_paths, run_attack
+    from evrobust.pipelines.cli.defaults import defaults_line
+    from evrobust.pipelines.defaults import RUNS_DIR, newest_run, transfer_source
+
+    notes: dict[str, str] = {}
+    if run is None:
+        run, count = newest_run(RUNS_DIR, checkpoint.value)
+        notes["run"] = f"newest of {count} runs in {RUNS_DIR}/" if count > 1 else f"the run in {RUNS_DIR}/"
+    if mode is Mode.blackbox and source is None:
+        source = transfer_source(run, run.parent, checkpoint.value)
+        notes["source"] = "vanilla, same data and architecture, another seed"
+    for name, path in (("run", run), ("source", source)):
+        if name in notes:  # the chosen defaults, at once (the full line follows the validated run)
+            logging.getLogger(__name__).info("--%s %s (%s)", name, path, notes[name])
 
     result = run_attack(
         run,
@@ -85,6 +108,8 @@ def attack_command(
         which=checkpoint.value,
         data_dir=None if data_dir is None else str(data_dir),
     )
+    # Printed once the inputs were accepted: a bad option stays one error line with nothing before it.
+    typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))
     typer.echo(render_markdown(result))
     json_path, md_path, _ = result_paths(run, mode.value)
     typer.echo(f"wrote {json_path} and {md_path}")

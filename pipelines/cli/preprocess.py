@@ -47,6 +47,46 @@ DataDir = Annotated[
 Out = Annotated[Path | None, typer.Option("--out", help="Store path (default: <data dir>/<name>.zarr).")]
 Workers = Annotated[int, typer.Option("--workers", min=1, help="Local workers (dask LocalCluster when > 1).")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
+NoDownload = Annotated[
+    bool,
+    typer.Option(
+        "--no-download",
+        help="Never download: stop with the list of files to put into <data dir>/raw/<name>/.",
+    ),
+]
+
+
+def _raw_default(name: str, raw: Path | None, data_dir: Path | None, no_download: bool) -> Path:
+    """``--raw`` if given, else ``<data dir>/raw/<name>`` (cheap checks only, no download)."""
+    if raw is not None:
+        return raw
+    from evrobust.preprocess.download import raw_status
+
+    return raw_status(name, data_dir, download=not no_download)[0]
+
+
+def _raw_or_download(
+    name: str, raw: Path | None, data_dir: Path | None, no_download: bool, progress: bool
+) -> Path:
+    """``--raw`` if given, else ``<data dir>/raw/<name>``, fetched and checked on first use."""
+    if raw is not None:
+        return raw
+    from evrobust.preprocess.download import ensure_raw
+
+    return ensure_raw(name, data_dir, download=not no_download, progress=progress)
+
+
+def _out_default(name: str, out: Path | None, data_dir: Path | None, **frame_opts: object) -> Path:
+    from evrobust.datasets.specs import default_store_path
+
+    return out if out is not None else default_store_path(name, data_dir, **frame_opts)  # type: ignore[arg-type]
+
+
+def _echo_defaults(ctx: typer.Context, raw: Path, raw_given: bool, out: Path) -> None:
+    from evrobust.pipelines.cli.defaults import defaults_line
+
+    notes = {} if raw_given else {"raw": "downloaded on first use"}
+    typer.echo(defaults_line(ctx, {"raw": raw, "out": out}, notes))
 
 
 def _report(report: BuildReport) -> None:
@@ -63,10 +103,17 @@ def _report(report: BuildReport) -> None:
 
 @app.command(
     "cifar10dvs",
-    help="CIFAR10-DVS: <raw>/<class>/*.aedat, .aedat4 or <raw>/<class>.zip (read in place) -> frames.",
+    help="CIFAR10-DVS: <raw>/<class>/*.aedat, .aedat4 or <raw>/<class>.zip (read in place) -> frames. "
+    "Without --raw: the official per-class zips, downloaded into <data dir>/raw/cifar10dvs on first use.",
 )
 def cifar10dvs_command(
-    raw: Annotated[Path, typer.Option("--raw", help="One folder or <class>.zip per class.")],
+    ctx: typer.Context,
+    raw: Annotated[
+        Path | None,
+        typer.Option(
+            "--raw", help="One folder or <class>.zip per class [<data dir>/raw/cifar10dvs, downloaded]."
+        ),
+    ] = None,
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per sample (T).")] = 10,
     split_by: Annotated[SplitBy, typer.Option("--split-by", help="Equal event counts or equal time.")] = (
         SplitBy.number
@@ -88,6 +135,7 @@ def cifar10dvs_command(
     ] = None,
     data_dir: DataDir = None,
     progress: Progress = True,
+    no_download: NoDownload = False,
     split: Annotated[
         str,
         typer.Option("--split", help="Scheme used for training/evaluation: random (the reference code's), "
@@ -98,9 +146,12 @@ def cifar10dvs_command(
 ) -> None:
     from evrobust.pipelines.preprocess import preprocess_cifar10dvs
 
+    store = _out_default("cifar10dvs", out, data_dir, frames=frames, split_by=split_by.value, size=size)
+    _echo_defaults(ctx, _raw_default("cifar10dvs", raw, data_dir, no_download), raw is not None, store)
+    raw_dir = _raw_or_download("cifar10dvs", raw, data_dir, no_download, progress)
     _report(
         preprocess_cifar10dvs(
-            raw,
+            raw_dir,
             frames=frames,
             split_by=split_by.value,
             size=size,
@@ -117,27 +168,60 @@ def cifar10dvs_command(
     )
 
 
-def _cifar(name: str, raw: Path, out: Path | None, data_dir: Path | None, progress: bool) -> None:
+def _cifar(
+    ctx: typer.Context,
+    name: str,
+    raw: Path | None,
+    out: Path | None,
+    data_dir: Path | None,
+    progress: bool,
+    no_download: bool,
+) -> None:
     from evrobust.pipelines.preprocess import preprocess_cifar
 
-    _report(preprocess_cifar(name, raw, out=out, data_dir=data_dir, progress=progress))
+    store = _out_default(name, out, data_dir)
+    _echo_defaults(ctx, _raw_default(name, raw, data_dir, no_download), raw is not None, store)
+    raw_dir = _raw_or_download(name, raw, data_dir, no_download, progress)
+    _report(preprocess_cifar(name, raw_dir, out=out, data_dir=data_dir, progress=progress))
 
 
-RawCifar = Annotated[Path, typer.Option("--raw", help="The python-pickle folder or the folder holding it.")]
+RawCifar = Annotated[
+    Path | None,
+    typer.Option(
+        "--raw",
+        help="The python-pickle folder or the folder holding it [<data dir>/raw/<name>, downloaded].",
+    ),
+]
 
 
-@app.command("cifar10", help="CIFAR-10 python pickles (cifar-10-batches-py) -> image store.")
+@app.command(
+    "cifar10",
+    help="CIFAR-10 python pickles (cifar-10-batches-py) -> image store; downloaded without --raw.",
+)
 def cifar10_command(
-    raw: RawCifar, out: Out = None, data_dir: DataDir = None, progress: Progress = True
+    ctx: typer.Context,
+    raw: RawCifar = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    progress: Progress = True,
+    no_download: NoDownload = False,
 ) -> None:
-    _cifar("cifar10", raw, out, data_dir, progress)
+    _cifar(ctx, "cifar10", raw, out, data_dir, progress, no_download)
 
 
-@app.command("cifar100", help="CIFAR-100 python pickles (cifar-100-python, fine labels) -> image store.")
+@app.command(
+    "cifar100",
+    help="CIFAR-100 python pickles (cifar-100-python, fine labels) -> image store; downloaded without --raw.",
+)
 def cifar100_command(
-    raw: RawCifar, out: Out = None, data_dir: DataDir = None, progress: Progress = True
+    ctx: typer.Context,
+    raw: RawCifar = None,
+    out: Out = None,
+    data_dir: DataDir = None,
+    progress: Progress = True,
+    no_download: NoDownload = False,
 ) -> None:
-    _cifar("cifar100", raw, out, data_dir, progress)
+    _cifar(ctx, "cifar100", raw, out, data_dir, progress, no_download)
 
 
 @app.command("digits", help="scikit-learn's digits (embedded, no download) -> image store.")

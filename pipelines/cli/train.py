@@ -63,13 +63,15 @@ def parse_model_options(items: list[str]) -> dict[str, Any]:
 
 
 def train_command(
+    ctx: typer.Context,
     data: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--data",
-            help="digits | digits-dvs (built on first use) | cifar10 | cifar100 | cifar10dvs | a store path.",
+            help="digits | digits-dvs (built on first use) | cifar10 | cifar100 | cifar10dvs | a store path "
+            "[the most recently built store in the data directory].",
         ),
-    ],
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option("--data-dir", help="Data directory for named stores [env EVROBUST_DATA, else ./data]."),
@@ -158,10 +160,20 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a spiking network with a defense; writes config, metrics and checkpoints to the run directory."""
+    from evrobust.pipelines.cli.defaults import defaults_line
+    from evrobust.pipelines.defaults import newest_store, train_defaults
     from evrobust.pipelines.options import parse_eps, parse_fraction
     from evrobust.pipelines.train import NonFiniteLossError, train
     from evrobust.pipelines.train_config import TrainConfig
 
+    notes: dict[str, str] = {}
+    if data is None:
+        from evrobust.datasets.specs import data_dir as resolve_data_dir
+
+        where = resolve_data_dir(data_dir)
+        store, count = newest_store(where)
+        data = str(store)
+        notes["data"] = f"newest of {count} stores in {where}/" if count > 1 else f"the store in {where}/"
     config = TrainConfig(
         data=data,
         data_dir=None if data_dir is None else str(data_dir),
@@ -196,6 +208,9 @@ def train_command(
         progress=progress,
         stop_after=stop_after,
     )
+    config.validate()  # cheap mistakes first, before a store is opened or the defaults line is printed
+    resolved, _ = train_defaults(config)
+    typer.echo(defaults_line(ctx, {"data": data, **resolved}, notes))
     try:
         run_dir = train(config)
     except NonFiniteLossError as exc:

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from evrobust.pipelines.cli.app import app as main_app
 from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 runner = CliRunner()
@@ -24,9 +23,9 @@ def invoke(*args: str):  # noqa: ANN201 - typer's Result
 
 
 @pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def raw_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cliraw") / "raw"
-    events = read_aedat2(DATA / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat")
+    events = read_aedat2(real_data / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat")
     window = events.shape[0] // 10
     for k, c in enumerate(CLASSES):
         (root / c).mkdir(parents=True)
@@ -111,16 +110,16 @@ def test_corrupt_file_fail_then_skip(raw_dir: Path, tmp_path: Path) -> None:
     assert invoke("verify", str(out)).exit_code == 0
 
 
-def test_cifar10_and_digits(tmp_path: Path) -> None:
+def test_cifar10_and_digits(real_data: Path, tmp_path: Path) -> None:
     folder = tmp_path / "raw" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    shutil.copy(DATA / "cifar10" / "batches.meta", folder / "batches.meta")
-    train = np.load(DATA / "cifar10" / "cifar10_train_subset_5170.npz")
+    shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
+    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
     for b in range(1, 6):
         rows = np.flatnonzero(train["batch"] == b)[:10]
         batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
         (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
-    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
+    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
     batch = {b"labels": test["labels"][:10].tolist(), b"data": test["data"][:10]}
     (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
     r = invoke(

@@ -56,7 +56,7 @@ def test_store_names() -> None:
 
 def test_resolve_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(
-        UserInputError, match=r"build it with `evrobust preprocess cifar10 --raw DIR --data-dir"
+        UserInputError, match=r"build it with `evrobust preprocess cifar10 --data-dir"
     ):
         resolve_data("cifar10", tmp_path)
     with pytest.raises(UserInputError, match="neither a known dataset .* nor an existing store path"):

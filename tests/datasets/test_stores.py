@@ -124,13 +124,13 @@ def test_incomplete_store_is_refused(tmp_path: Path) -> None:
         open_split(tmp_path / "s.zarr", "train")
 
 
-def test_cifar100_store(tmp_path: Path) -> None:
+def test_cifar100_store(real_data: Path, tmp_path: Path) -> None:
     import pickle
     import shutil
 
     from evrobust.pipelines.preprocess import preprocess_cifar
 
-    data = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar100"
+    data = real_data / "cifar100"
     folder = tmp_path / "raw" / "cifar-100-python"
     folder.mkdir(parents=True)
     shutil.copy(data / "meta", folder / "meta")

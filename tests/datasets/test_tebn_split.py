@@ -91,7 +91,7 @@ def test_preprocess_refuses_tebn_as_default_for_unnumbered_files(tmp_path: Path)
     assert not (tmp_path / "s.zarr").exists()
 
 
-def test_a_store_built_with_split_tebn_trains_on_recordings_from_100(tmp_path: Path) -> None:
+def test_a_store_built_with_split_tebn_trains_on_recordings_from_100(real_data: Path, tmp_path: Path) -> None:
     """Real events (windows of the MNIST-DVS recording) under CIFAR10-DVS names: per class recording 0 and
     recording 100; the store's default scheme is then TEBN: the 0s are the test set."""
     from evrobust.datasets import split_indices
@@ -100,8 +100,7 @@ def test_a_store_built_with_split_tebn_trains_on_recordings_from_100(tmp_path: P
     from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 
     classes = get_spec("cifar10dvs").classes
-    shared = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    events = read_aedat2(shared / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat")
+    events = read_aedat2(real_data / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat")
     window = events.shape[0] // 20
     for k in range(20):
         cn = classes[k // 2]

@@ -15,8 +15,7 @@ from evrobust.models import create_model
 from evrobust.pipelines.train import train
 from evrobust.pipelines.train_config import TrainConfig
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-MNIST_DVS = SHARED / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
+MNIST_DVS = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 TRAIN_SAMPLES = 1400  # of the 1797 digits; the remaining 397 are the held-out test inputs
 
 
@@ -60,17 +59,15 @@ def trained_wrn(digits: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
 
 
 @pytest.fixture(scope="session")
-def dvs_frames() -> torch.Tensor:
+def dvs_frames(real_data: Path) -> torch.Tensor:
     """Eight real event-frame samples ``[8, T=4, 2, 32, 32]`` in [0, 1]: consecutive slices of a real
     MNIST-DVS
     recording (AEDAT 2.0, DVS128), four frames each by event count, area-resized 128 -> 32, counts / 4."""
-    if not MNIST_DVS.is_file():
-        pytest.skip("../shared/data (real AEDAT files) not present")
     from evrobust.preprocess.aedat2 import read_aedat2
     from evrobust.preprocess.frames import events_to_frames
     from evrobust.preprocess.resize import resize_frames
 
-    events = read_aedat2(MNIST_DVS)
+    events = read_aedat2(real_data / MNIST_DVS)
     samples = []
     for chunk in np.array_split(events, 8):
         frames = events_to_frames(chunk, 4, sensor_size=(128, 128), split_by="number")

@@ -16,9 +16,7 @@ from evrobust.export import NIRModel, load_nir, norse_from_nir, run_norse, to_ni
 from evrobust.export.nir_export import fold_conv_bn
 from evrobust.models import create_model
 
-CIFAR_TEST = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10" / "cifar10_test_first1017.npz"
-)
+CIFAR_TEST = "cifar10/cifar10_test_first1017.npz"  # under the real_data fixture's folder
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
@@ -107,8 +105,8 @@ def _border_mask(side: int) -> torch.Tensor:
     return mask
 
 
-@pytest.mark.parametrize("source", ["black", "cifar"])
-def test_normalisation_is_exact_at_zero_padded_borders(source: str) -> None:
+@pytest.mark.parametrize("source", ["black", pytest.param("cifar", marks=pytest.mark.real_data)])
+def test_normalisation_is_exact_at_zero_padded_borders(request: pytest.FixtureRequest, source: str) -> None:
     """The graph's normalise-then-pad equals the model at every pixel; folding the normalisation would not."""
     torch.manual_seed(1)
     model = _randomise_batchnorm(
@@ -119,9 +117,7 @@ def test_normalisation_is_exact_at_zero_padded_borders(source: str) -> None:
     if source == "black":
         x = torch.zeros(2, 3, 32, 32)  # raw 0 is far from normalised 0 (= the padding) at the border
     else:
-        if not CIFAR_TEST.is_file():
-            pytest.skip("../shared/data (CIFAR-10 subset) not present")
-        images = np.load(CIFAR_TEST)
+        images = np.load(request.getfixturevalue("real_data") / CIFAR_TEST)
         key = next(k for k in images.files if images[k].ndim >= 2 and images[k].dtype == np.uint8)
         x = torch.from_numpy(images[key][:4].reshape(4, 3, 32, 32).astype(np.float32) / 255.0)
     expected = _first_conv_input(model, x)

@@ -33,8 +33,6 @@ from evrobust.pipelines.runs import load_run, read_metrics
 from evrobust.pipelines.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO / ".." / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (SHARED / "cifar10").is_dir(), reason="shared CIFAR subset missing")
 
 
 def _layout_script() -> ModuleType:
@@ -47,12 +45,12 @@ def _layout_script() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def stores(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """CIFAR-10 and CIFAR-100 stores built by `evrobust preprocess` from the layout the script writes."""
     root = tmp_path_factory.mktemp("cifar")
     layout = _layout_script()
-    c10 = layout.write_cifar10(SHARED, root / "raw")
-    c100 = layout.write_cifar100(SHARED, root / "raw")
+    c10 = layout.write_cifar10(real_data, root / "raw")
+    c100 = layout.write_cifar100(real_data, root / "raw")
     preprocess_cifar("cifar10", c10, out=root / "c10.zarr")
     preprocess_cifar("cifar100", c100, out=root / "c100.zarr")
     return {"cifar10": str(root / "c10.zarr"), "cifar100": str(root / "c100.zarr")}
@@ -62,9 +60,11 @@ def _both(stores: dict[str, str]) -> str:
     return f"{stores['cifar10']},{stores['cifar100']}"
 
 
-def test_pickle_layout_store_holds_the_shared_images_in_order(stores: dict[str, str]) -> None:
-    train = np.load(SHARED / "cifar10" / "cifar10_train_subset_5170.npz")
-    test = np.load(SHARED / "cifar10" / "cifar10_test_first1017.npz")
+def test_pickle_layout_store_holds_the_shared_images_in_order(
+    real_data: Path, stores: dict[str, str]
+) -> None:
+    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
+    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
     order = np.lexsort((train["index_in_batch"], train["batch"]))  # batch 1..5, then position in the batch
     tr = open_split(stores["cifar10"], "train+val")
     te = open_split(stores["cifar10"], "test")
@@ -79,7 +79,7 @@ def test_pickle_layout_store_holds_the_shared_images_in_order(stores: dict[str, 
     assert int(y) == int(test["labels"][1016])
     assert torch.allclose(torch.as_tensor(x).double(),
                           torch.as_tensor(test["data"][1016].reshape(3, 32, 32) / 255.0), atol=1e-6)
-    c100 = np.load(SHARED / "cifar100" / "cifar100_test_first916.npz")
+    c100 = np.load(real_data / "cifar100" / "cifar100_test_first916.npz")
     te100 = open_split(stores["cifar100"], "test")
     assert len(open_split(stores["cifar100"], "train+val")) == 486 and len(te100) == 916
     assert [int(te100[i][1]) for i in range(5)] == c100["fine_labels"][:5].tolist() == [49, 33, 72, 51, 71]

@@ -14,7 +14,6 @@ from evrobust.pipelines.reproduce.specs import TRADEOFF_SETTINGS
 from evrobust.pipelines.reproduce.tables import CLAIMS, PUBLISHED
 from evrobust.pipelines.train_config import TrainConfig
 
-PAPER = Path(__file__).resolve().parents[2] / ".." / "shared" / "paper"
 EXPECTED = {"table1", "table2", "table3", "table4", "table6", "table7", "fig1", "fig3", "fig4", "fig5",
             "fig6", "tradeoff"}
 NAMED_DATA_SCALES = [s for s in SCALES if s != "cpu"]  # cpu needs real stores: test_reproduce_cpu.py
@@ -143,9 +142,10 @@ def test_unknown_pipeline_or_scale_is_one_clear_line() -> None:
         build_spec("table1", "huge")
 
 
-def _paper_text() -> str:
-    files = sorted(PAPER.glob("001_*.txt"))
-    assert files, f"paper text missing under {PAPER}"
+def _paper_text(real_data: Path) -> str:
+    paper = real_data.parent / "paper"  # the paper's text sits beside the real data
+    files = sorted(paper.glob("001_*.txt"))
+    assert files, f"paper text missing under {paper}"
     return files[0].read_text()
 
 
@@ -154,9 +154,9 @@ def _number_text(value: float) -> list[str]:
 
 
 @pytest.mark.parametrize("table", sorted(PUBLISHED))
-def test_published_numbers_are_transcribed_from_the_paper(table: str) -> None:
+def test_published_numbers_are_transcribed_from_the_paper(real_data: Path, table: str) -> None:
     """Each published row appears in the paper's text as one tab-separated line, in column order."""
-    lines = _paper_text().splitlines()
+    lines = _paper_text(real_data).splitlines()
     for labels, cells in PUBLISHED[table].items():
         values = list(cells.values())
         pattern = r"\s+".join(

@@ -24,13 +24,11 @@ from evrobust.preprocess.orientation import (
     unorient_events,
 )
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dvs"
-MNIST = DATA / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
-FOAM = DATA / "aedat2_dvs128" / "foam90.aedat"
-HEADER_ONLY = DATA / "aedat2_davis" / "sample_aedat_header.aedat"
-DAVIS = DATA / "aedat2_davis" / "IMU_rotDisk.aedat"
-
-pytestmark = pytest.mark.skipif(not MNIST.is_file(), reason="../shared/data (real AEDAT files) not present")
+# Real recordings, under the real_data fixture's folder.
+MNIST = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"
+FOAM = "dvs/aedat2_dvs128/foam90.aedat"
+HEADER_ONLY = "dvs/aedat2_davis/sample_aedat_header.aedat"
+DAVIS = "dvs/aedat2_davis/IMU_rotDisk.aedat"
 
 
 def _numpy_decode(path: Path, offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +49,8 @@ def _tonic_raw(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
 # --- the real files -------------------------------------------------------------------------------------
 
 
-def test_mnist_dvs_recording_matches_provenance_checks() -> None:
-    ev = read_aedat2(MNIST)
+def test_mnist_dvs_recording_matches_provenance_checks(real_data: Path) -> None:
+    ev = read_aedat2(real_data / MNIST)
     assert ev.dtype == EVENT_DTYPE
     assert ev.shape == (15744,)
     assert (ev["x"].min(), ev["x"].max()) == (0, 126)
@@ -60,13 +58,14 @@ def test_mnist_dvs_recording_matches_provenance_checks() -> None:
     assert np.bincount(ev["p"]).tolist() == [7870, 7874]
     assert ev["t"][0] == 0 and ev["t"][-1] == 2_210_588
     assert np.all(np.diff(ev["t"]) >= 0)
-    header = read_aedat2_header(MNIST)
+    header = read_aedat2_header(real_data / MNIST)
     assert header.version == "2.0" and header.data_offset == 216 and header.chip is None
     assert header.lines[-1] == " created Tue Apr 29 11:36:59 CEST 2008"  # CRLF stripped
 
 
 @pytest.mark.parametrize("path", [MNIST, FOAM], ids=["mnist-dvs", "foam90-xml-header"])
-def test_dvs128_decode_equals_tonic_parser(path: Path) -> None:
+def test_dvs128_decode_equals_tonic_parser(real_data: Path, path: str) -> None:
+    path = real_data / path
     addr, ts, start = _tonic_raw(path)
     assert read_aedat2_header(path).data_offset == start
     ev = read_aedat2(path)
@@ -78,39 +77,39 @@ def test_dvs128_decode_equals_tonic_parser(path: Path) -> None:
     np.testing.assert_array_equal(ev["y"], (addr >> 8) & 0x7F)
 
 
-def test_foam90_long_xml_header() -> None:
-    header = read_aedat2_header(FOAM)
+def test_foam90_long_xml_header(real_data: Path) -> None:
+    header = read_aedat2_header(real_data / FOAM)
     assert header.data_offset == 4026
     assert header.chip == "ch.unizh.ini.jaer.chip.retina.DVS128"
     assert len(header.lines) == 87
     assert any("<?xml" in line for line in header.lines)
-    ev = read_aedat2(FOAM)
+    ev = read_aedat2(real_data / FOAM)
     assert ev.shape == (1575,)
     assert ev["x"].max() <= 127 and ev["y"].max() <= 127
     assert np.all(np.diff(ev["t"]) >= 0)
 
 
-def test_header_only_file_gives_zero_events() -> None:
-    header = read_aedat2_header(HEADER_ONLY)
-    assert header.data_offset == HEADER_ONLY.stat().st_size == 599
+def test_header_only_file_gives_zero_events(real_data: Path) -> None:
+    header = read_aedat2_header(real_data / HEADER_ONLY)
+    assert header.data_offset == (real_data / HEADER_ONLY).stat().st_size == 599
     assert header.chip == "eu.seebetter.ini.chips.davis.Davis346red"
     for layout in ("dvs128", "davis"):
         if layout == "dvs128":
             with pytest.raises(EventFileError, match="layout='davis'"):
-                read_aedat2(HEADER_ONLY)
+                read_aedat2(real_data / HEADER_ONLY)
             continue
-        ev = read_aedat2(HEADER_ONLY, layout=layout)
+        ev = read_aedat2((real_data / HEADER_ONLY), layout=layout)
         assert ev.dtype == EVENT_DTYPE and ev.shape == (0,)
 
 
-def test_davis_layout_on_real_davis240_recording() -> None:
-    header = read_aedat2_header(DAVIS)
+def test_davis_layout_on_real_davis240_recording(real_data: Path) -> None:
+    header = read_aedat2_header(real_data / DAVIS)
     assert header.data_offset == 175_039
-    addr, ts = _numpy_decode(DAVIS, header.data_offset)
+    addr, ts = _numpy_decode((real_data / DAVIS), header.data_offset)
     assert addr.shape == (425_984,)
     dvs = (addr >> 31) == 0
     assert int((~dvs).sum()) == 51_688
-    ev = read_aedat2(DAVIS, layout="davis")
+    ev = read_aedat2((real_data / DAVIS), layout="davis")
     assert ev.shape == (425_984 - 51_688,)
     np.testing.assert_array_equal(ev["t"], ts[dvs])
     np.testing.assert_array_equal(ev["x"], (addr[dvs] >> 12) & 0x3FF)
@@ -120,9 +119,9 @@ def test_davis_layout_on_real_davis240_recording() -> None:
     assert np.all(np.diff(ev["t"]) >= 0)
 
 
-def test_davis_recording_with_dvs128_layout_is_refused() -> None:
+def test_davis_recording_with_dvs128_layout_is_refused(real_data: Path) -> None:
     with pytest.raises(EventFileError, match=r"IMU_rotDisk\.aedat.*layout='davis'"):
-        read_aedat2(DAVIS)
+        read_aedat2(real_data / DAVIS)
 
 
 # --- orientation ----------------------------------------------------------------------------------------
@@ -150,10 +149,10 @@ def test_orientation_hand_computed(tmp_path: Path, orientation: str, expected: t
     assert int(ev["t"][0]) == 7
 
 
-def test_cifar10dvs_default_is_spikingjelly_formula_on_real_file() -> None:
+def test_cifar10dvs_default_is_spikingjelly_formula_on_real_file(real_data: Path) -> None:
     assert CIFAR10DVS_ORIENTATION == "spikingjelly"
-    raw = read_aedat2(MNIST)
-    sj = read_aedat2(MNIST, orientation=CIFAR10DVS_ORIENTATION)
+    raw = read_aedat2(real_data / MNIST)
+    sj = read_aedat2((real_data / MNIST), orientation=CIFAR10DVS_ORIENTATION)
     # spikingjelly.datasets.cifar10_dvs._load_origin_data: {"x": 127 - y, "y": 127 - x, "p": 1 - p}
     np.testing.assert_array_equal(sj["x"], 127 - raw["y"])
     np.testing.assert_array_equal(sj["y"], 127 - raw["x"])
@@ -161,20 +160,20 @@ def test_cifar10dvs_default_is_spikingjelly_formula_on_real_file() -> None:
     np.testing.assert_array_equal(sj["t"], raw["t"])
 
 
-def test_unknown_orientation_and_layout_name_the_choices() -> None:
+def test_unknown_orientation_and_layout_name_the_choices(real_data: Path) -> None:
     with pytest.raises(UserInputError, match="raw, jaer, spikingjelly"):
-        read_aedat2(MNIST, orientation="upside-down")
+        read_aedat2((real_data / MNIST), orientation="upside-down")
     with pytest.raises(UserInputError, match="dvs128, davis"):
-        read_aedat2(MNIST, layout="atis")
+        read_aedat2((real_data / MNIST), layout="atis")
 
 
 # --- writer ---------------------------------------------------------------------------------------------
 
 
-def test_rewriting_the_real_recording_reproduces_its_payload(tmp_path: Path) -> None:
-    ev = read_aedat2(MNIST)
+def test_rewriting_the_real_recording_reproduces_its_payload(real_data: Path, tmp_path: Path) -> None:
+    ev = read_aedat2(real_data / MNIST)
     out = write_aedat2(tmp_path / "copy.aedat", ev)
-    original = MNIST.read_bytes()
+    original = (real_data / MNIST).read_bytes()
     written = out.read_bytes()
     header = parse_aedat2_header(written, out)
     assert written[: len(b"#!AER-DAT2.0\r\n")] == b"#!AER-DAT2.0\r\n"
@@ -235,7 +234,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         read_aedat2(tmp_path)
 
 
-def test_non_aedat_and_other_versions(tmp_path: Path) -> None:
+def test_non_aedat_and_other_versions(real_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "f.aedat"
     path.write_bytes(b"hello world\n")
     with pytest.raises(EventFileError, match="not an AEDAT file"):
@@ -248,11 +247,11 @@ def test_non_aedat_and_other_versions(tmp_path: Path) -> None:
         read_aedat2(path)
     # the real AEDAT 4 sample is refused by the 2.0 reader with a pointer to the right one
     with pytest.raises(EventFileError, match="read_aedat4"):
-        read_aedat2(DATA / "aedat4" / "sample.aedat4")
+        read_aedat2(real_data / "dvs" / "aedat4" / "sample.aedat4")
 
 
-def test_cut_header_and_truncated_payload(tmp_path: Path) -> None:
-    data = MNIST.read_bytes()
+def test_cut_header_and_truncated_payload(real_data: Path, tmp_path: Path) -> None:
+    data = (real_data / MNIST).read_bytes()
     path = tmp_path / "cut.aedat"
     path.write_bytes(data[:100])  # inside the header
     with pytest.raises(EventFileError, match="cut.aedat: header line at byte .* no line end"):
@@ -261,7 +260,7 @@ def test_cut_header_and_truncated_payload(tmp_path: Path) -> None:
     with pytest.raises(EventFileError, match="83 bytes is not a multiple of 8"):
         read_aedat2(path)
     path.write_bytes(data[: 216 + 8 * 10])  # cut on an event boundary: a valid shorter file
-    np.testing.assert_array_equal(read_aedat2(path), read_aedat2(MNIST)[:10])
+    np.testing.assert_array_equal(read_aedat2(path), read_aedat2(real_data / MNIST)[:10])
 
 
 def test_special_events_are_dropped_and_out_of_sensor_events_refused(tmp_path: Path) -> None:
@@ -283,10 +282,10 @@ def test_decode_payload_directly() -> None:
 
 
 @pytest.mark.parametrize("orientation", list(ORIENTATIONS))
-def test_orient_events_equals_reading_with_the_orientation(orientation: str) -> None:
-    raw = read_aedat2(MNIST)
+def test_orient_events_equals_reading_with_the_orientation(real_data: Path, orientation: str) -> None:
+    raw = read_aedat2(real_data / MNIST)
     np.testing.assert_array_equal(
-        orient_events(raw, orientation, (128, 128)), read_aedat2(MNIST, orientation=orientation)
+        orient_events(raw, orientation, (128, 128)), read_aedat2((real_data / MNIST), orientation=orientation)
     )
 
 

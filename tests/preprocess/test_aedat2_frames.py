@@ -15,10 +15,9 @@ from evrobust.preprocess.events import make_events
 from evrobust.preprocess.frames import events_to_frames
 from evrobust.preprocess.orientation import ORIENTATIONS, oriented_sensor_size
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dvs"
-MNIST = DATA / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
-DAVIS = DATA / "aedat2_davis" / "IMU_rotDisk.aedat"
-real = pytest.mark.skipif(not MNIST.is_file(), reason="../shared/data (real AEDAT files) not present")
+# Real recordings, under the real_data fixture's folder.
+MNIST = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"
+DAVIS = "dvs/aedat2_davis/IMU_rotDisk.aedat"
 
 
 def _payload(data: bytes) -> np.ndarray:
@@ -31,12 +30,11 @@ def _two_step(payload, layout, orientation, sensor, n_frames, split_by):  # noqa
     return frames, events.shape[0]
 
 
-@real
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 @pytest.mark.parametrize("split_by", ["number", "time"])
 @pytest.mark.parametrize("n_frames", [1, 7])
-def test_real_dvs128_recording(orientation: str, split_by: str, n_frames: int) -> None:
-    payload = _payload(MNIST.read_bytes())
+def test_real_dvs128_recording(real_data: Path, orientation: str, split_by: str, n_frames: int) -> None:
+    payload = _payload((real_data / MNIST).read_bytes())
     expected, n = _two_step(payload, "dvs128", orientation, (128, 128), n_frames, split_by)
     flags = ORIENTATIONS[orientation]
     frames, kept = aedat2_frames(payload, "dvs128", flags, (128, 128), n_frames, split_by)
@@ -45,10 +43,9 @@ def test_real_dvs128_recording(orientation: str, split_by: str, n_frames: int) -
     np.testing.assert_array_equal(frames, expected)
 
 
-@real
 @pytest.mark.parametrize("split_by", ["number", "time"])
-def test_real_davis_recording_drops_imu_and_aps_samples_alike(split_by: str) -> None:
-    payload = _payload(DAVIS.read_bytes())
+def test_real_davis_recording_drops_imu_and_aps_samples_alike(real_data: Path, split_by: str) -> None:
+    payload = _payload((real_data / DAVIS).read_bytes())
     expected, n = _two_step(payload, "davis", "jaer", (240, 180), 5, split_by)
     frames, kept = aedat2_frames(payload, "davis", ORIENTATIONS["jaer"], (240, 180), 5, split_by)
     assert kept == n and n < payload.shape[0] // 8  # some samples were not polarity events

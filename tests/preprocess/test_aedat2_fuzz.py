@@ -5,18 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evrobust.preprocess.aedat2 import read_aedat2
 from evrobust.preprocess.events import EVENT_DTYPE, EventFileError
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dvs"
-MNIST = DATA / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
-FOAM = DATA / "aedat2_dvs128" / "foam90.aedat"
-
-pytestmark = pytest.mark.skipif(not MNIST.is_file(), reason="../shared/data (real AEDAT files) not present")
+# Under the real_data fixture's folder.
+MNIST = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"
+FOAM = "dvs/aedat2_dvs128/foam90.aedat"
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 PREFIXES = [b"", b"#", b"#!AER-DAT2.0\n", b"#!AER-DAT2.0\r\n# x\r\n", b"#!AER-DAT\n", b"#!AER-DAT2.0\n#"]
@@ -49,8 +46,8 @@ def test_random_bytes(tmp_path: Path, prefix: bytes, body: bytes, layout: str) -
 
 @FUZZ
 @given(which=st.sampled_from([MNIST, FOAM]), frac=st.floats(0.0, 1.0))
-def test_cut_real_files(tmp_path: Path, which: Path, frac: float) -> None:
-    data = which.read_bytes()
+def test_cut_real_files(real_data: Path, tmp_path: Path, which: str, frac: float) -> None:
+    data = (real_data / which).read_bytes()
     path = tmp_path / "cut.aedat"
     path.write_bytes(data[: int(frac * len(data))])
     _read_or_file_error(path, "dvs128")
@@ -58,8 +55,8 @@ def test_cut_real_files(tmp_path: Path, which: Path, frac: float) -> None:
 
 @FUZZ
 @given(seed=st.integers(0, 2**32 - 1), n_flips=st.integers(1, 20))
-def test_bit_flips_in_a_real_file(tmp_path: Path, seed: int, n_flips: int) -> None:
-    data = bytearray(FOAM.read_bytes())
+def test_bit_flips_in_a_real_file(real_data: Path, tmp_path: Path, seed: int, n_flips: int) -> None:
+    data = bytearray((real_data / FOAM).read_bytes())
     rng = np.random.default_rng(seed)
     for pos in rng.integers(0, len(data), n_flips):
         data[pos] ^= 1 << int(rng.integers(0, 8))

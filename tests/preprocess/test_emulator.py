@@ -15,15 +15,13 @@ from evrobust.preprocess.events import EVENT_DTYPE
 from evrobust.preprocess.frames import events_to_frames
 from evrobust.preprocess.orientation import CIFAR10DVS_ORIENTATION
 
-CIFAR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "cifar10"
-CIFAR = CIFAR / "cifar10_test_first1017.npz"
+CIFAR = "cifar10/cifar10_test_first1017.npz"  # under the real_data fixture's folder
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def _cifar(n: int) -> tuple[np.ndarray, np.ndarray]:
-    if not CIFAR.is_file():
-        pytest.skip("../shared/data (CIFAR-10 subset) not present")
-    with np.load(CIFAR, allow_pickle=False) as z:
+def _cifar(data: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` real CIFAR-10 test images ``[n, 3, 32, 32]`` and labels (``data``: real_data)."""
+    with np.load(data / CIFAR, allow_pickle=False) as z:
         return z["data"][:n].reshape(n, 3, 32, 32), z["labels"][:n]
 
 
@@ -48,8 +46,8 @@ def test_constant_image_emits_nothing() -> None:
     assert emulate_events(np.full((8, 8), 200, np.uint8), (20, 20), upscale=2, background=0.0).shape[0] > 0
 
 
-def test_static_image_emits_nothing() -> None:
-    img, _ = _cifar(1)
+def test_static_image_emits_nothing(real_data: Path) -> None:
+    img, _ = _cifar(real_data, 1)
     assert emulate_events(img[0], amplitude_px=0.0).shape == (0,)
 
 
@@ -66,11 +64,11 @@ def test_moving_edge_emits_both_polarities_at_the_edge() -> None:
     assert np.all(per_row == per_row[0])
 
 
-def test_closed_loop_gives_equal_on_and_off_counts_per_pixel() -> None:
+def test_closed_loop_gives_equal_on_and_off_counts_per_pixel(real_data: Path) -> None:
     # after one closed loop every pixel is back at its start level L0 = its first reference; the reference
     # only moves in steps of the pixel's threshold C and ends within C of L0 (a return exactly onto a
     # level it left fires), so it is back at L0: ON count == OFF count per pixel, exactly
-    imgs, _ = _cifar(3)
+    imgs, _ = _cifar(real_data, 3)
     for k in range(3):
         ev = emulate_events(imgs[k], (64, 64), seed=k)
         counts = _per_pixel_counts(ev, 64, 64)
@@ -79,8 +77,8 @@ def test_closed_loop_gives_equal_on_and_off_counts_per_pixel() -> None:
         np.testing.assert_array_equal(counts[0], counts[1])
 
 
-def test_deterministic_under_a_seed() -> None:
-    imgs, _ = _cifar(1)
+def test_deterministic_under_a_seed(real_data: Path) -> None:
+    imgs, _ = _cifar(real_data, 1)
     a = emulate_events(imgs[0], (48, 48), seed=7)
     np.testing.assert_array_equal(a, emulate_events(imgs[0], (48, 48), seed=7))
     assert not np.array_equal(a, emulate_events(imgs[0], (48, 48), seed=8))  # threshold mismatch differs
@@ -88,15 +86,15 @@ def test_deterministic_under_a_seed() -> None:
     np.testing.assert_array_equal(b, emulate_events(imgs[0], (48, 48), seed=2, threshold_sigma=0.0))
 
 
-def test_event_count_shrinks_as_threshold_grows() -> None:
-    imgs, _ = _cifar(2)
+def test_event_count_shrinks_as_threshold_grows(real_data: Path) -> None:
+    imgs, _ = _cifar(real_data, 2)
     for img in imgs:
         counts = [emulate_events(img, (64, 64), threshold=c).shape[0] for c in (0.05, 0.1, 0.2, 0.4, 0.8)]
         assert all(a > b for a, b in zip(counts, counts[1:], strict=False)), counts
 
 
-def test_timestamps_coordinates_and_order() -> None:
-    imgs, _ = _cifar(1)
+def test_timestamps_coordinates_and_order(real_data: Path) -> None:
+    imgs, _ = _cifar(real_data, 1)
     ev = emulate_events(imgs[0], (40, 30), n_steps=10, duration_us=5000)
     assert np.all(np.diff(ev["t"]) >= 0)
     assert ev["t"].min() >= 0 and ev["t"].max() <= 5000
@@ -133,8 +131,8 @@ def _reference_counts(gray: np.ndarray, w: int, h: int, n_steps: int, amp: float
     return counts
 
 
-def test_matches_independent_reference() -> None:
-    imgs, _ = _cifar(2)
+def test_matches_independent_reference(real_data: Path) -> None:
+    imgs, _ = _cifar(real_data, 2)
     for img in imgs:
         ev = emulate_events(img, (48, 40), n_steps=24, amplitude_px=1.5, threshold=0.15, threshold_sigma=0.0)
         ref = _reference_counts(to_gray(img), 48, 40, 24, 1.5, 0.15)
@@ -172,8 +170,8 @@ def test_bad_arguments() -> None:
     assert emulate_events(img, sensor=(8, 8)).shape == (0,)  # `sensor` is an alias of sensor_size
 
 
-def test_raw_cifar10dvs_dir_round_trip(tmp_path: Path) -> None:
-    imgs, labels = _cifar(6)
+def test_raw_cifar10dvs_dir_round_trip(real_data: Path, tmp_path: Path) -> None:
+    imgs, labels = _cifar(real_data, 6)
     paths = make_raw_cifar10dvs_dir(imgs, labels, CLASSES, tmp_path, n_steps=12, seed=3)
     assert sorted(p.name for p in (tmp_path).iterdir()) == sorted(CLASSES)
     expect_names = {}

@@ -14,8 +14,7 @@ from evrobust.preprocess.aedat2 import read_aedat2
 from evrobust.preprocess.events import EVENT_DTYPE, as_events, make_events, validate_events
 from evrobust.preprocess.frames import events_to_frames, frame_bounds
 
-MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dvs" / "aedat2_dvs128"
-MNIST = MNIST / "mnist_0_scale04_0001.aedat"
+MNIST = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 
 
 def _frame_of_each_event(t: np.ndarray, m: int, split_by: str) -> np.ndarray:
@@ -185,10 +184,9 @@ def test_number_split_equals_tonic_to_frame_when_divisible() -> None:
     assert np.all(ours_t[9] >= ref_t[9]) and ours_t.sum() == 5000
 
 
-@pytest.mark.skipif(not MNIST.is_file(), reason="../shared/data not present")
 @pytest.mark.parametrize("split_by", ["number", "time"])
-def test_real_recording(split_by: str) -> None:
-    ev = read_aedat2(MNIST, orientation="spikingjelly")
+def test_real_recording(real_data: Path, split_by: str) -> None:
+    ev = read_aedat2(real_data / MNIST, orientation="spikingjelly")
     out = events_to_frames(ev, 10, (128, 128), split_by=split_by)
     np.testing.assert_array_equal(out, _reference(ev, 10, 128, 128, split_by))
     assert out.sum() == 15744

@@ -13,8 +13,7 @@ from evrobust.pipelines.preprocess import preprocess_cifar10dvs
 from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 from evrobust.preprocess.parallel import default_batch, run_tasks
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-MNIST_DVS = DATA / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
+MNIST_DVS = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -58,9 +57,9 @@ def test_bad_arguments() -> None:
 
 
 @pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def raw_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("rawp") / "raw"
-    events = read_aedat2(MNIST_DVS)
+    events = read_aedat2(real_data / MNIST_DVS)
     window = events.shape[0] // 10
     for k, c in enumerate(CLASSES):
         (root / c).mkdir(parents=True)

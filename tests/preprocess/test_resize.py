@@ -16,8 +16,7 @@ from evrobust.preprocess.events import make_events
 from evrobust.preprocess.frames import events_to_frames
 from evrobust.preprocess.resize import area_weights, resize_events, resize_frames
 
-MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "dvs" / "aedat2_dvs128"
-MNIST = MNIST / "mnist_0_scale04_0001.aedat"
+MNIST = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 
 
 def _supersample_reference(frames: np.ndarray, tw: int, th: int) -> np.ndarray:
@@ -109,9 +108,8 @@ def test_bin_resize_equals_binning_the_events() -> None:
     np.testing.assert_array_equal(resize_frames(full, (48, 36), method="bin"), small)
 
 
-@pytest.mark.skipif(not MNIST.is_file(), reason="../shared/data not present")
-def test_real_recording_resized_to_48() -> None:
-    frames = events_to_frames(read_aedat2(MNIST, orientation="spikingjelly"), 10, (128, 128))
+def test_real_recording_resized_to_48(real_data: Path) -> None:
+    frames = events_to_frames(read_aedat2(real_data / MNIST, orientation="spikingjelly"), 10, (128, 128))
     out = resize_frames(frames, 48)
     np.testing.assert_allclose(out.sum(axis=(-2, -1)), frames.sum(axis=(-2, -1)), rtol=1e-6)
     np.testing.assert_allclose(out, _supersample_reference(frames, 48, 48), rtol=1e-6)

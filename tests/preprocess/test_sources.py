@@ -19,8 +19,6 @@ from evrobust.preprocess.sources import (
     scan_event_dir,
 )
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
 
 def official_style_pickle(obj: dict, path: Path, python2_names: bool = False) -> None:
     """Write ``obj`` as a protocol-2 pickle like the official files (numpy arrays, bytes keys).
@@ -34,13 +32,15 @@ def official_style_pickle(obj: dict, path: Path, python2_names: bool = False) ->
     path.write_bytes(data)
 
 
-def make_cifar10_dir(root: Path, per_batch: int = 40, python2_names: bool = True) -> tuple[Path, dict]:
-    """cifar-10-batches-py/ from the exact subsets in shared/data (rows 0..per_batch-1 of each batch)."""
-    train = np.load(DATA / "cifar10" / "cifar10_train_subset_5170.npz")
-    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
+def make_cifar10_dir(
+    data: Path, root: Path, per_batch: int = 40, python2_names: bool = True
+) -> tuple[Path, dict]:
+    """cifar-10-batches-py/ from the exact real subsets in ``data`` (rows 0..per_batch-1 of each batch)."""
+    train = np.load(data / "cifar10" / "cifar10_train_subset_5170.npz")
+    test = np.load(data / "cifar10" / "cifar10_test_first1017.npz")
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    shutil.copy(DATA / "cifar10" / "batches.meta", folder / "batches.meta")
+    shutil.copy(data / "cifar10" / "batches.meta", folder / "batches.meta")
     expect_x, expect_y = [], []
     for b in range(1, 6):
         rows = np.flatnonzero(train["batch"] == b)[:per_batch]
@@ -56,8 +56,8 @@ def make_cifar10_dir(root: Path, per_batch: int = 40, python2_names: bool = True
     return folder, expect
 
 
-def test_cifar10_is_read_pixel_exact(tmp_path: Path) -> None:
-    folder, expect = make_cifar10_dir(tmp_path)
+def test_cifar10_is_read_pixel_exact(real_data: Path, tmp_path: Path) -> None:
+    folder, expect = make_cifar10_dir(real_data, tmp_path)
     for where in (folder, tmp_path):  # the folder itself or its parent
         images = read_cifar10(where)
         assert images.images.shape == (240, 3, 32, 32) and images.images.dtype == np.uint8
@@ -66,22 +66,22 @@ def test_cifar10_is_read_pixel_exact(tmp_path: Path) -> None:
         assert images.counts == {"train": 200, "test": 40}
         assert images.classes[:3] == ["airplane", "automobile", "bird"]
     # Row layout: first 1024 values are the red plane of the first test image (a cat).
-    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
+    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
     np.testing.assert_array_equal(images.images[200, 0].ravel(), test["data"][0, :1024])
     assert images.labels[200] == 3
 
 
-def test_numpy2_pickles_are_read_too(tmp_path: Path) -> None:
-    _, expect = make_cifar10_dir(tmp_path, per_batch=3, python2_names=False)
+def test_numpy2_pickles_are_read_too(real_data: Path, tmp_path: Path) -> None:
+    _, expect = make_cifar10_dir(real_data, tmp_path, per_batch=3, python2_names=False)
     np.testing.assert_array_equal(read_cifar10(tmp_path).images.reshape(18, 3072), expect["x"])
 
 
-def test_cifar100_fine_labels(tmp_path: Path) -> None:
+def test_cifar100_fine_labels(real_data: Path, tmp_path: Path) -> None:
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
-    shutil.copy(DATA / "cifar100" / "meta", folder / "meta")
-    tr = np.load(DATA / "cifar100" / "cifar100_train_first486.npz")
-    te = np.load(DATA / "cifar100" / "cifar100_test_first916.npz")
+    shutil.copy(real_data / "cifar100" / "meta", folder / "meta")
+    tr = np.load(real_data / "cifar100" / "cifar100_train_first486.npz")
+    te = np.load(real_data / "cifar100" / "cifar100_test_first916.npz")
     for name, src, n in (("train", tr, 30), ("test", te, 20)):
         batch = {
             b"filenames": [f.encode() for f in src["filenames"][:n]],
@@ -116,14 +116,14 @@ def test_restricted_unpickler_refuses_other_globals(tmp_path: Path) -> None:
         load_cifar_pickle(tmp_path / "absent")
 
 
-def test_real_meta_files_load() -> None:
-    meta = load_cifar_pickle(DATA / "cifar10" / "batches.meta")
+def test_real_meta_files_load(real_data: Path) -> None:
+    meta = load_cifar_pickle(real_data / "cifar10" / "batches.meta")
     assert meta[b"num_vis"] == 3072 and meta[b"label_names"][-1] == b"truck"
-    assert len(load_cifar_pickle(DATA / "cifar100" / "meta")[b"coarse_label_names"]) == 20
+    assert len(load_cifar_pickle(real_data / "cifar100" / "meta")[b"coarse_label_names"]) == 20
 
 
-def test_wrong_shapes_are_reported(tmp_path: Path) -> None:
-    folder, _ = make_cifar10_dir(tmp_path, per_batch=2)
+def test_wrong_shapes_are_reported(real_data: Path, tmp_path: Path) -> None:
+    folder, _ = make_cifar10_dir(real_data, tmp_path, per_batch=2)
     official_style_pickle({b"labels": [1, 2], b"data": np.zeros((2, 100), np.uint8)}, folder / "data_batch_3")
     with pytest.raises(UserInputError, match=r"data_batch_3: data has shape \(2, 100\)"):
         read_cifar10(folder)

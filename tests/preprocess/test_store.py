@@ -20,14 +20,13 @@ from evrobust.preprocess.resize import area_weights
 from evrobust.preprocess.sources import scan_event_dir
 from evrobust.preprocess.splits import per_class_split
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-MNIST_DVS = DATA / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
+MNIST_DVS = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 CLASSES = ("airplane", "automobile", "bird")
 
 
-def make_raw_dir(root: Path, per_class: int = 2, classes: tuple[str, ...] = CLASSES) -> Path:
+def make_raw_dir(data: Path, root: Path, per_class: int = 2, classes: tuple[str, ...] = CLASSES) -> Path:
     """A CIFAR10-DVS-layout dir whose files are distinct windows of the real MNIST-DVS recording."""
-    events = read_aedat2(MNIST_DVS)
+    events = read_aedat2(data / MNIST_DVS)
     n_files = per_class * len(classes)
     window = events.shape[0] // n_files
     k = 0
@@ -61,8 +60,8 @@ def build(raw: Path, out: Path, size: int | None = 32, **kw: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_raw_dir(tmp_path_factory.mktemp("raw") / "raw")
+def raw_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_raw_dir(real_data, tmp_path_factory.mktemp("raw") / "raw")
 
 
 @pytest.fixture(scope="module")
@@ -305,12 +304,12 @@ def test_preprocess_never_imports_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_aedat4_files_convert(tmp_path: Path) -> None:
+def test_aedat4_files_convert(real_data: Path, tmp_path: Path) -> None:
     """A real AEDAT 4.0 recording (320x240 DAVIS) goes through the same task: every event lands in a frame."""
     from evrobust.preprocess.aedat4 import read_aedat4
     from evrobust.preprocess.convert import convert_event_file
 
-    src = DATA / "dvs" / "aedat4" / "sample.aedat4"
+    src = real_data / "dvs" / "aedat4" / "sample.aedat4"
     params = FrameParams(3, "time", None, (320, 240), "raw")
     out = tmp_path / "a4.zarr"
     store.create_store(

@@ -15,8 +15,7 @@ from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 from evrobust.preprocess.convert import SampleResult
 from evrobust.preprocess.sources import scan_event_dir
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-MNIST_DVS = DATA / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
+MNIST_DVS = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -25,10 +24,10 @@ def files_of(path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def raw_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 classes x 2 files, each a distinct window of the real MNIST-DVS recording."""
     root = tmp_path_factory.mktemp("raw10") / "raw"
-    events = read_aedat2(MNIST_DVS)
+    events = read_aedat2(real_data / MNIST_DVS)
     window = events.shape[0] // 20
     for k in range(20):
         c = CLASSES[k // 2]

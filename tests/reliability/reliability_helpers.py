@@ -10,26 +10,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+# Real files, relative to the real_data fixture's folder (tests/conftest.py), which skips when it is absent.
 # AEDAT 2.0, 128x128 sensor, DVS128 address layout: the container of the original CIFAR10-DVS files
-MNIST_DVS = SHARED / "dvs" / "aedat2_dvs128" / "mnist_0_scale04_0001.aedat"
-FOAM = SHARED / "dvs" / "aedat2_dvs128" / "foam90.aedat"
-AEDAT4 = SHARED / "dvs" / "aedat4" / "sample.aedat4"
-CIFAR10_META = SHARED / "cifar10" / "batches.meta"
+MNIST_DVS = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"
+FOAM = "dvs/aedat2_dvs128/foam90.aedat"
+AEDAT4 = "dvs/aedat4/sample.aedat4"
+CIFAR10_META = "cifar10/batches.meta"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def need(path: Path) -> Path:
-    if not path.is_file():
-        pytest.skip(f"real test file {path} is not available")
-    return path
-
-
-def make_raw_dir(root: Path, per_class: int) -> Path:
-    """A CIFAR10-DVS-layout raw dir of symlinks to the two real DVS128 recordings (nothing copied)."""
-    srcs = [need(MNIST_DVS), need(FOAM)]
+def make_raw_dir(data: Path, root: Path, per_class: int) -> Path:
+    """A CIFAR10-DVS-layout raw dir of symlinks to the two real DVS128 recordings in ``data`` (no copies)."""
+    srcs = [data / MNIST_DVS, data / FOAM]
     for c, name in enumerate(CLASSES):
         (root / name).mkdir(parents=True)
         for i in range(per_class):

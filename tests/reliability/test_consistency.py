@@ -157,10 +157,10 @@ def test_malformed_scheduler_address_is_one_line(tmp_path: Path, address: str) -
         run_tasks(print, [(1,)], workers=2, mode="processes", scheduler=address)
 
 
-def test_malformed_scheduler_address_leaves_no_store(tmp_path: Path) -> None:
+def test_malformed_scheduler_address_leaves_no_store(real_data: Path, tmp_path: Path) -> None:
     from reliability_helpers import cli, make_raw_dir
 
-    raw = make_raw_dir(tmp_path / "raw", 1)
+    raw = make_raw_dir(real_data, tmp_path / "raw", 1)
     out = tmp_path / "s.zarr"
     args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--scheduler", "tcp://host:notaport",
             "--frames", "4", "--no-progress", "--out", str(out)]  # fmt: skip
@@ -170,10 +170,10 @@ def test_malformed_scheduler_address_leaves_no_store(tmp_path: Path) -> None:
     assert not out.exists()  # refused before the store was created
 
 
-def test_dask_info_logs_stay_off_stderr_with_two_workers(tmp_path: Path) -> None:
+def test_dask_info_logs_stay_off_stderr_with_two_workers(real_data: Path, tmp_path: Path) -> None:
     from reliability_helpers import cli, make_raw_dir
 
-    raw = make_raw_dir(tmp_path / "raw", 1)
+    raw = make_raw_dir(real_data, tmp_path / "raw", 1)
     args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--workers", "2", "--frames", "4", "--size", "32",
             "--no-progress", "--out", str(tmp_path / "s.zarr")]  # fmt: skip
     proc = cli(args, tmp_path)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import AEDAT4, CIFAR10_META, MNIST_DVS, need
+from reliability_helpers import AEDAT4, CIFAR10_META, MNIST_DVS
 
 from evrobust.errors import UserInputError
 
@@ -62,32 +62,35 @@ MUTATION = {
 # ----------------------------------------------------------------------------- event files
 @FUZZ
 @given(**MUTATION, junk=st.binary(max_size=64))
-def test_aedat2_reader(tmp_path: Path, cut: int, flips: list[tuple[int, int]], junk: bytes) -> None:
+def test_aedat2_reader(
+    real_data: Path, tmp_path: Path, cut: int, flips: list[tuple[int, int]], junk: bytes
+) -> None:
     from evrobust.preprocess.aedat2 import read_aedat2
 
     path = tmp_path / "x.aedat"
-    path.write_bytes(_mutate(need(MNIST_DVS).read_bytes(), cut, flips) + junk)
+    path.write_bytes(_mutate((real_data / MNIST_DVS).read_bytes(), cut, flips) + junk)
     _expect_user_error_or_ok(read_aedat2, path)
 
 
 @FUZZ
 @given(**MUTATION)
-def test_aedat4_reader(tmp_path: Path, cut: int, flips: list[tuple[int, int]]) -> None:
+def test_aedat4_reader(real_data: Path, tmp_path: Path, cut: int, flips: list[tuple[int, int]]) -> None:
     from evrobust.preprocess.aedat4 import read_aedat4
 
     path = tmp_path / "x.aedat4"
-    path.write_bytes(_mutate(need(AEDAT4).read_bytes(), cut, flips))
+    path.write_bytes(_mutate((real_data / AEDAT4).read_bytes(), cut, flips))
     try:
         _expect_user_error_or_ok(read_aedat4, path)
     except AssertionError as exc:  # only the known panic (below) is tolerated here, and counted
         assert "PanicException" in str(exc), exc
 
 
-def test_aedat4_panic_on_corrupt_header_is_a_user_error(tmp_path: Path) -> None:
+def test_aedat4_panic_on_corrupt_header_is_a_user_error(real_data: Path, tmp_path: Path) -> None:
     from evrobust.preprocess.aedat4 import read_aedat4
 
     path = tmp_path / "x.aedat4"
-    path.write_bytes(_mutate(need(AEDAT4).read_bytes(), 2334, [(464, 128)]))  # found by the fuzzer above
+    blob = (real_data / AEDAT4).read_bytes()
+    path.write_bytes(_mutate(blob, 2334, [(464, 128)]))  # found by the fuzzer above
     _expect_user_error_or_ok(read_aedat4, path)
 
 
@@ -109,10 +112,12 @@ def _cifar_blob() -> bytes:
 
 @FUZZ
 @given(**MUTATION, base=st.sampled_from(["batch", "meta"]))
-def test_cifar_pickle_reader(tmp_path: Path, cut: int, flips: list[tuple[int, int]], base: str) -> None:
+def test_cifar_pickle_reader(
+    real_data: Path, tmp_path: Path, cut: int, flips: list[tuple[int, int]], base: str
+) -> None:
     from evrobust.preprocess.sources import _cifar_batch, load_cifar_pickle
 
-    blob = _cifar_blob() if base == "batch" else need(CIFAR10_META).read_bytes()
+    blob = _cifar_blob() if base == "batch" else (real_data / CIFAR10_META).read_bytes()
     path = tmp_path / "data_batch_1"
     path.write_bytes(_mutate(blob, cut, flips))
     _expect_user_error_or_ok(_cifar_batch if base == "batch" else load_cifar_pickle, *(

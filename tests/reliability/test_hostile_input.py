@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reliability_helpers import CIFAR10_META, CLASSES, FOAM, MNIST_DVS, cli, need, one_error_line
+from reliability_helpers import CIFAR10_META, CLASSES, FOAM, MNIST_DVS, cli, one_error_line
 
 from evrobust.checkpoint import load_checkpoint, load_torch_checkpoint, save_checkpoint
 from evrobust.errors import UserInputError
@@ -110,8 +110,8 @@ def test_absurd_claimed_sizes_do_not_allocate(tmp_path: Path) -> None:
         assert peak < 50 << 20, f"{name}: peak {peak} bytes"
 
 
-def test_real_cifar_meta_still_loads() -> None:
-    meta = load_cifar_pickle(need(CIFAR10_META))
+def test_real_cifar_meta_still_loads(real_data: Path) -> None:
+    meta = load_cifar_pickle(real_data / CIFAR10_META)
     assert [n.decode() for n in meta[b"label_names"]] == list(CLASSES)
 
 
@@ -150,9 +150,9 @@ def test_torch_pickle_checkpoint_is_refused_unless_trusted(tmp_path: Path) -> No
 
 
 # ----------------------------------------------------------------------------- CIFAR10-DVS zips
-def _zip_raw(root: Path, per_class: int, hostile: bool = False) -> Path:
+def _zip_raw(real_data: Path, root: Path, per_class: int, hostile: bool = False) -> Path:
     """Per-class zips (``airplane.zip`` ...) of the real DVS128 recordings, as CIFAR10-DVS is distributed."""
-    blobs = [need(MNIST_DVS).read_bytes(), need(FOAM).read_bytes()]
+    blobs = [(real_data / MNIST_DVS).read_bytes(), (real_data / FOAM).read_bytes()]
     root.mkdir(parents=True)
     for c, name in enumerate(CLASSES):
         with zipfile.ZipFile(root / f"{name}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
@@ -168,18 +168,21 @@ def _zip_raw(root: Path, per_class: int, hostile: bool = False) -> Path:
     return root
 
 
-def test_zip_members_are_listed_in_name_order_without_junk(tmp_path: Path) -> None:
-    raw = _zip_raw(tmp_path / "raw", 3, hostile=True)
+def test_zip_members_are_listed_in_name_order_without_junk(real_data: Path, tmp_path: Path) -> None:
+    raw = _zip_raw(real_data, tmp_path / "raw", 3, hostile=True)
     members = zip_event_members(raw / "bird.zip")
     assert members == sorted(["../../bird_0.aedat", "/abs/bird_1.aedat", "bird/cifar10_bird_2.aedat"])
     sources = scan_event_dir(raw, CLASSES)
     assert len(sources) == 30 and [s.label for s in sources] == [c for c in range(10) for _ in range(3)]
-    assert read_source_bytes(raw, sources[0].path) in (MNIST_DVS.read_bytes(), FOAM.read_bytes())
+    real = ((real_data / MNIST_DVS).read_bytes(), (real_data / FOAM).read_bytes())
+    assert read_source_bytes(raw, sources[0].path) in real
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")  # the test appends a changed member on purpose
-def test_preprocess_from_zips_equals_preprocess_from_folders_and_slip_names_are_inert(tmp_path: Path) -> None:
-    zips = _zip_raw(tmp_path / "work" / "zips", 2, hostile=True)
+def test_preprocess_from_zips_equals_preprocess_from_folders_and_slip_names_are_inert(
+    real_data: Path, tmp_path: Path
+) -> None:
+    zips = _zip_raw(real_data, tmp_path / "work" / "zips", 2, hostile=True)
     folders = tmp_path / "work" / "folders"
     for name in CLASSES:  # the same bytes, unpacked by us, in the same member order
         (folders / name).mkdir(parents=True)
@@ -227,10 +230,10 @@ def test_zip_bomb_and_corrupt_zip_are_user_errors(tmp_path: Path) -> None:
         scan_event_dir(raw, ("c",))
 
 
-def test_unreadable_member_fails_one_line_or_is_skipped(tmp_path: Path) -> None:
-    raw = _zip_raw(tmp_path / "raw", 2)
+def test_unreadable_member_fails_one_line_or_is_skipped(real_data: Path, tmp_path: Path) -> None:
+    raw = _zip_raw(real_data, tmp_path / "raw", 2)
     with zipfile.ZipFile(raw / "dog.zip", "w") as zf:  # replace dog.zip: one good, one garbage member
-        zf.writestr("dog/a.aedat", need(MNIST_DVS).read_bytes())
+        zf.writestr("dog/a.aedat", (real_data / MNIST_DVS).read_bytes())
         zf.writestr("dog/b.aedat", b"#!AER-DAT2.0\r\n" + b"\x01\x02\x03")
     args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--frames", "2", "--size", "16", "--no-progress"]
     fail = cli([*args, "--out", str(tmp_path / "s.zarr")], tmp_path)

@@ -24,8 +24,8 @@ def _done_count(store: Path) -> int:
     return sum(1 for _ in done.glob("c.*")) if done.is_dir() else 0
 
 
-def test_preprocess_killed_with_two_workers_resumes_byte_identical(tmp_path: Path) -> None:
-    raw = make_raw_dir(tmp_path / "raw", per_class=8)  # 80 real AEDAT 2.0 recordings (symlinks)
+def test_preprocess_killed_with_two_workers_resumes_byte_identical(real_data: Path, tmp_path: Path) -> None:
+    raw = make_raw_dir(real_data, tmp_path / "raw", per_class=8)  # 80 real AEDAT 2.0 recordings (symlinks)
     args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--workers", "2", "--no-progress"]
     ref = tmp_path / "ref.zarr"
     assert cli([*args, "--out", str(ref)], tmp_path).returncode == 0

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-from reliability_helpers import CLASSES, MNIST_DVS, need, run_bounded
+from reliability_helpers import CLASSES, MNIST_DVS, run_bounded
 from typer.testing import CliRunner
 
 from evrobust.errors import UserInputError
@@ -124,12 +124,14 @@ def test_analysis_bins_are_bounded() -> None:
         ({"scale": 1e300}, "--scale must be a finite number"),
     ],
 )
-def test_preprocess_sizes_fail_before_allocating(tmp_path: Path, kwargs: dict, needle: str) -> None:
+def test_preprocess_sizes_fail_before_allocating(
+    real_data: Path, tmp_path: Path, kwargs: dict, needle: str
+) -> None:
     # Before the fix --size 1000000 built a 10^6 x 128 resize matrix and ran for minutes at 4-6 GB.
     raw = tmp_path / "raw"
     for name in CLASSES:
         (raw / name).mkdir(parents=True)
-        (raw / name / "a.aedat").symlink_to(need(MNIST_DVS).resolve())
+        (raw / name / "a.aedat").symlink_to((real_data / MNIST_DVS).resolve())
     args = {"frames": 10, "size": 48, "scale": None, **kwargs}
     code = (
         "import json\nfrom math import inf, nan\nfrom evrobust.errors import UserInputError\n"
@@ -206,12 +208,12 @@ def test_plain_event_file_is_read_bounded(tmp_path: Path) -> None:
     assert result["rss_mb"] < 100, result  # growth of the peak over the imports
 
 
-def test_plain_event_file_within_the_limit_reads_exactly(tmp_path: Path) -> None:
+def test_plain_event_file_within_the_limit_reads_exactly(real_data: Path, tmp_path: Path) -> None:
     from evrobust.preprocess.sources import read_event_file
 
-    data = need(MNIST_DVS).read_bytes()
-    assert read_event_file(MNIST_DVS) == data
+    data = (real_data / MNIST_DVS).read_bytes()
+    assert read_event_file(real_data / MNIST_DVS) == data
     with pytest.raises(UserInputError, match="over the 1000 allowed"):
-        read_event_file(MNIST_DVS, max_bytes=1000)
+        read_event_file(real_data / MNIST_DVS, max_bytes=1000)
     with pytest.raises(UserInputError, match="directory"):
         read_event_file(tmp_path)

@@ -27,9 +27,9 @@ SMALL = ["--frames", "4", "--size", "32", "--no-progress"]
 
 
 def test_injected_enospc_mid_store_then_resume_is_byte_identical(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw = make_raw_dir(tmp_path / "raw", per_class=3)
+    raw = make_raw_dir(real_data, tmp_path / "raw", per_class=3)
     ref = tmp_path / "ref.zarr"
     preprocess_cifar10dvs(raw, frames=4, size=32, out=ref)
     real_write = os.write
@@ -74,9 +74,9 @@ def small_tmpfs() -> Iterator[Path]:
 
 
 def test_real_full_disk_during_preprocess_is_one_line_and_resumable(
-    tmp_path: Path, small_tmpfs: Path
+    real_data: Path, tmp_path: Path, small_tmpfs: Path
 ) -> None:
-    raw = make_raw_dir(tmp_path / "raw", per_class=12)
+    raw = make_raw_dir(real_data, tmp_path / "raw", per_class=12)
     out = small_tmpfs / "s.zarr"
     args = ["preprocess", "cifar10dvs", "--raw", str(raw), "--frames", "10", "--size", "48", "--no-progress"]
     full = cli([*args, "--out", str(out)], tmp_path)
@@ -194,11 +194,11 @@ def test_read_only_store_dir_after_creation_keeps_written_samples(nobody_dir: Pa
 
 
 def test_injected_eacces_on_chunks_is_one_line_and_nothing_changes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    real_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Runs as any user (root included): the chunk files' open() fails with EACCES as it would for a user
     # without write permission on the store's folders.
-    raw = make_raw_dir(tmp_path / "raw", per_class=2)
+    raw = make_raw_dir(real_data, tmp_path / "raw", per_class=2)
     out = tmp_path / "s.zarr"
     preprocess_cifar10dvs(raw, frames=4, size=32, out=out)
     (out / "done" / "c.3").write_bytes(b"\x00")  # one sample pending again

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reliability_helpers import CLASSES, MNIST_DVS, SHARED, need
+from reliability_helpers import CLASSES, MNIST_DVS
 
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.pipelines.runs import read_metrics
 from evrobust.pipelines.train_config import TrainConfig
 
-DAVIS240 = SHARED / "dvs" / "aedat2_davis" / "IMU_rotDisk.aedat"
+DAVIS240 = "dvs/aedat2_davis/IMU_rotDisk.aedat"  # under the real_data fixture's folder
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +105,13 @@ def test_a_deleted_chunk_of_a_done_sample_is_found(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- DAVIS
-def test_davis_file_in_a_class_folder_is_refused_on_every_path(tmp_path: Path) -> None:
+def test_davis_file_in_a_class_folder_is_refused_on_every_path(real_data: Path, tmp_path: Path) -> None:
     from evrobust.pipelines.preprocess import preprocess_cifar10dvs
     from evrobust.preprocess.aedat2 import read_aedat2
     from evrobust.preprocess.convert import FrameParams, decode_event_bytes
     from evrobust.preprocess.events import EventFileError
 
-    davis = need(DAVIS240)
+    davis = real_data / DAVIS240
     params = FrameParams(10, "number", 48, (128, 128), "spikingjelly")
     with pytest.raises(EventFileError, match=r"is a DAVIS recording .AEChip eu\.seebetter\..*DAVIS240C"):
         read_aedat2(davis, layout="dvs128")
@@ -120,7 +120,7 @@ def test_davis_file_in_a_class_folder_is_refused_on_every_path(tmp_path: Path) -
     raw = tmp_path / "raw"
     for c, name in enumerate(CLASSES):
         (raw / name).mkdir(parents=True)
-        src = davis if c == 3 else need(MNIST_DVS)
+        src = davis if c == 3 else real_data / MNIST_DVS
         (raw / name / f"{name}_0.aedat").symlink_to(src.resolve())
     with pytest.raises(UserInputError, match="cat/cat_0.aedat.*DAVIS recording"):
         preprocess_cifar10dvs(raw, frames=4, size=32, out=tmp_path / "s.zarr")
@@ -128,17 +128,17 @@ def test_davis_file_in_a_class_folder_is_refused_on_every_path(tmp_path: Path) -
     assert list(report.skipped) == [3]
 
 
-def test_a_file_name_with_double_colon_in_a_class_folder_is_a_file(tmp_path: Path) -> None:
+def test_a_file_name_with_double_colon_in_a_class_folder_is_a_file(real_data: Path, tmp_path: Path) -> None:
     from evrobust.preprocess.sources import read_source_bytes, scan_event_dir, split_zip_source
 
     raw = tmp_path / "raw"
     for name in CLASSES:
         (raw / name).mkdir(parents=True)
-        (raw / name / "take::1.aedat").symlink_to(need(MNIST_DVS).resolve())
+        (raw / name / "take::1.aedat").symlink_to((real_data / MNIST_DVS).resolve())
     sources = scan_event_dir(raw, CLASSES)
     assert sources[0].path == "airplane/take::1.aedat"
     assert split_zip_source(sources[0].path) is None
     assert split_zip_source("airplane.zip::airplane/a.aedat") == ("airplane.zip", "airplane/a.aedat")
-    assert read_source_bytes(raw, sources[0].path) == MNIST_DVS.read_bytes()
+    assert read_source_bytes(raw, sources[0].path) == (real_data / MNIST_DVS).read_bytes()
     assert os.path.exists(raw / sources[0].path)
     assert np.array_equal(np.array([s.label for s in sources]), np.arange(10))
