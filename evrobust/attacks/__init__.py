@@ -7,8 +7,9 @@ Usage::
     result = Ensemble(PGD(eps=8/255), "paper")(model, x, y)   # result.correct: robust flags [N]
 """
 
-from evrobust.attacks.apgd import APGD
+from evrobust.attacks.apgd import APGD, APGDT
 from evrobust.attacks.base import Attack, eval_mode, input_gradient, predict, project_linf
+from evrobust.attacks.cascade import Cascade, Stage, reliable_cascade
 from evrobust.attacks.ensemble import ENSEMBLES, Ensemble, EnsembleResult, ensemble_specs, member_name
 from evrobust.attacks.fgsm import FGSM, RFGSM
 from evrobust.attacks.noise import UniformNoise
@@ -22,19 +23,26 @@ from evrobust.attacks.registry import (
     parse_attack_names,
     suite_attacks,
 )
+from evrobust.attacks.sapgd import SAPGD
+from evrobust.attacks.square import Square
 from evrobust.attacks.transfer import check_compatible, transfer_attack
 
 __all__ = [
     "APGD",
+    "APGDT",
     "ATTACKS",
     "Attack",
+    "Cascade",
     "ENSEMBLES",
     "Ensemble",
     "EnsembleResult",
     "FGSM",
     "PGD",
     "RFGSM",
+    "SAPGD",
     "SUITES",
+    "Square",
+    "Stage",
     "UniformNoise",
     "check_compatible",
     "create_attack",
@@ -47,6 +55,7 @@ __all__ = [
     "parse_attack_names",
     "predict",
     "project_linf",
+    "reliable_cascade",
     "suite_attacks",
     "transfer_attack",
 ]
