@@ -521,7 +521,7 @@ def _reliable_summary(
                 break
         if label is None:
             label = _first_zero(cflags.members, i)
-        if label is None:  # misclassified clean input, without a clean job to say so
+        if label is None:  # misclassified clean input (the cascade never attacks those)
             label = "clean"
         broken_by.append(label)
     counts: dict[str, int] = {}

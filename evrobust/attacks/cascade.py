@@ -36,7 +36,7 @@ __all__ = [
     "RELIABLE_ENSEMBLE",
     "RELIABLE_SAPGD_SPEC",
     "Stage",
-    "member_seed",
+    "cascade_member_seed",
     "reliable_cascade",
     "stage_member",
 ]
@@ -55,7 +55,7 @@ def stage_member(stage: str, spec: Any) -> str:
     return f"{stage}/{member_name(spec)}"
 
 
-def member_seed(seed: int, label: str) -> int:
+def cascade_member_seed(seed: int, label: str) -> int:
     """Seed of one cascade member: a stable function of the call's seed and the member's label.
 
     Every member draws its own random start, and the draw does not depend on the member's position, so a
@@ -135,15 +135,15 @@ class Cascade:
 
         Args:
             x: clean inputs ``[N, ...]`` in [0,1]; y: labels ``[N]``.
-            seed: base seed; each member derives its own with :func:`member_seed`.
+            seed: base seed; each member derives its own with :func:`cascade_member_seed`.
             alive: optional ``[N]`` bool, the samples still robust before the cascade (e.g. after other
                 attacks); the others are not attacked and count as not robust (their member flags are
                 :data:`~evrobust.attacks.ensemble.NOT_ATTACKED`).
 
         Returns:
             An :class:`EnsembleResult` over all members: ``member_correct`` is 1 (survived), 0 (broken by this
-            member) or -1 (not attacked: broken earlier, or not alive on entry); misclassified clean inputs
-            are 0 for every member.
+            member) or -1 (not attacked: broken by an earlier member, misclassified when clean, or not alive
+            on entry). So a sample has a 0 exactly when a cascade member broke it, and only at that member.
         """
         check_batch(x, y)
         judge = model if judge is None else judge
@@ -154,7 +154,6 @@ class Cascade:
         clean_correct = predict(judge, x) == y
         labels = self.members
         member_correct = torch.full((len(labels), n), NOT_ATTACKED, dtype=torch.int8, device=x.device)
-        member_correct[:, ~clean_correct] = 0
         state = clean_correct.clone()
         if alive is not None:
             if alive.shape != (n,):
@@ -171,9 +170,8 @@ class Cascade:
                     logger.debug("cascade member %s: nothing left to attack", label)
                     m += 1
                     continue
-                xa = stage.attack(
-                    model, x[rows], y[rows], seed=member_seed(base, label), spec=spec, rows=rows, total=n
-                )
+                member_seed = cascade_member_seed(base, label)
+                xa = stage.attack(model, x[rows], y[rows], seed=member_seed, spec=spec, rows=rows, total=n)
                 ok = predict(judge, xa) == y[rows]
                 member_correct[m, rows] = ok.to(torch.int8)
                 x_adv[rows] = xa

@@ -114,8 +114,8 @@ class Square(Attack):
         shape = x.shape
         x4 = x.reshape(shape[0], -1, shape[-2], shape[-1])
 
-        def scores(z4: Tensor) -> Tensor:
-            return model(z4.reshape(shape))
+        def scores(z4: Tensor) -> Tensor:  # any number of rows
+            return model(z4.reshape(z4.shape[0], *shape[1:]))
 
         with torch.no_grad():
             still_correct = scores(x4).argmax(1) == y
