@@ -10,7 +10,15 @@ Usage::
 from evrobust.attacks.apgd import APGD, APGDT
 from evrobust.attacks.base import Attack, eval_mode, input_gradient, predict, project_linf
 from evrobust.attacks.cascade import Cascade, Stage, reliable_cascade
-from evrobust.attacks.ensemble import ENSEMBLES, Ensemble, EnsembleResult, ensemble_specs, member_name
+from evrobust.attacks.ensemble import (
+    ENSEMBLES,
+    Ensemble,
+    EnsembleResult,
+    ensemble_specs,
+    member_name,
+    member_seed,
+    parse_members,
+)
 from evrobust.attacks.fgsm import FGSM, RFGSM
 from evrobust.attacks.noise import UniformNoise
 from evrobust.attacks.pgd import PGD
@@ -52,7 +60,9 @@ __all__ = [
     "list_attacks",
     "list_suites",
     "member_name",
+    "member_seed",
     "parse_attack_names",
+    "parse_members",
     "predict",
     "project_linf",
     "reliable_cascade",

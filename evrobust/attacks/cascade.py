@@ -30,6 +30,7 @@ from evrobust.attacks.ensemble import NOT_ATTACKED, EnsembleResult, ensemble_spe
 from evrobust.attacks.sapgd import SAPGD
 from evrobust.attacks.square import Square
 from evrobust.errors import UserInputError
+from evrobust.neurons import ASSG_DEFAULT_A
 
 __all__ = [
     "Cascade",
@@ -43,11 +44,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RELIABLE_ENSEMBLE = "paper"
-"""Gradient-spec ensemble of the APGD stages of :func:`reliable_cascade` (a named member set)."""
+RELIABLE_ENSEMBLE = "wide"
+"""Gradient-spec ensemble of the APGD stages of :func:`reliable_cascade`: the 22-member ``wide`` set (the
+paper's four, the surrogate shapes and widths of Özdenizci & Legenstein, BPTR and the ReLU-ANN forward)."""
 
-RELIABLE_SAPGD_SPEC: str | None = None
-"""Gradient spec of the SA-PGD stage (``None``: the model's own training spec)."""
+RELIABLE_SAPGD_SPEC: str | None = f"assg:{ASSG_DEFAULT_A}"
+"""Gradient spec of the SA-PGD stage: ASSG with the authors' evaluation value ``A = 0.425``, as their
+ASSG-SAPGD attack runs it."""
 
 
 def stage_member(stage: str, spec: Any) -> str:

@@ -121,7 +121,7 @@ def _entries() -> dict[str, AttackEntry]:
             "reliable",
             "Reliable",
             lambda eps, seed: reliable_cascade(eps, seed),
-            "cascade on survivors: APGD-CE, SA-PGD, APGD-T over the ensemble, then Square",
+            "cascade on survivors: APGD-CE and APGD-T over the wide ensemble, SA-PGD under ASSG, Square",
         ),
     ]
     return {e.name: e for e in items}

@@ -3,27 +3,44 @@
 Public API::
 
     GradSpec, DEFAULT_SPEC, PAPER_ENSEMBLE, WIDTH_ENSEMBLE      how the backward estimates dSpike/dU
+    WIDE_ENSEMBLE, ASSG_GRID                                    the wide ensemble; ASSG's grid of A
     if_multistep(x [T, ...], spec, tau=1.0, theta=1.0)          pure function -> spikes [T, ...]
     IFNeuron(backend="native", spec=DEFAULT_SPEC, tau, theta)  nn.Module; .spec and .backend settable
     gradient_spec(model, spec)                                  context manager over all IFNeurons of a model
     list_backends(), list_surrogates()
 """
 
+from evrobust.neurons.assg import AssgState
 from evrobust.neurons.backends import get_backend, list_backends
 from evrobust.neurons.context import gradient_spec, if_neurons
 from evrobust.neurons.functional import if_membrane, if_multistep
 from evrobust.neurons.module import IFNeuron
 from evrobust.neurons.rate import rate_grad
-from evrobust.neurons.spec import DEFAULT_SPEC, MODES, PAPER_ENSEMBLE, WIDTH_ENSEMBLE, GradSpec
+from evrobust.neurons.spec import (
+    ASSG_DEFAULT_A,
+    ASSG_GRID,
+    CRAFTING_MODES,
+    DEFAULT_SPEC,
+    MODES,
+    PAPER_ENSEMBLE,
+    WIDE_ENSEMBLE,
+    WIDTH_ENSEMBLE,
+    GradSpec,
+)
 from evrobust.neurons.surrogates import SURROGATES, get_surrogate, list_surrogates
 
 __all__ = [
+    "ASSG_DEFAULT_A",
+    "ASSG_GRID",
+    "AssgState",
+    "CRAFTING_MODES",
     "DEFAULT_SPEC",
     "GradSpec",
     "IFNeuron",
     "MODES",
     "PAPER_ENSEMBLE",
     "SURROGATES",
+    "WIDE_ENSEMBLE",
     "WIDTH_ENSEMBLE",
     "get_backend",
     "get_surrogate",

@@ -57,6 +57,8 @@ class NorseBackend:
         return True
 
     def supports(self, spec: GradSpec, tau: float, theta: float) -> str | None:
+        if spec.mode not in ("surrogate", "rate"):
+            return f"the {spec.mode!r} crafting spec runs on the native backend only"
         if not spec.is_rate and spec.surrogate not in self._SURROGATES:
             return f"norse has no surrogate equivalent to {spec.surrogate!r}"
         return None

@@ -83,6 +83,8 @@ class SpikingJellyBackend:
         return True
 
     def supports(self, spec: GradSpec, tau: float, theta: float) -> str | None:
+        if spec.mode not in ("surrogate", "rate"):
+            return f"the {spec.mode!r} crafting spec runs on the native backend only"
         if not spec.is_rate and spec.surrogate not in self._SURROGATES:
             return f"no spikingjelly surrogate for {spec.surrogate!r}"
         if not 0.0 < tau <= 1.0:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from evrobust.neurons.assg import AssgState
 from evrobust.neurons.module import IFNeuron
 from evrobust.neurons.spec import GradSpec
 
@@ -25,20 +26,27 @@ def gradient_spec(model: nn.Module, spec: GradSpec | str) -> Iterator[nn.Module]
     Each neuron's previous spec is restored on exit, also when the block raises, so nested uses unwind
     correctly. The new spec is validated against every neuron's backend before any neuron is changed: an
     unsupported combination raises :class:`evrobust.errors.UserInputError` and leaves the model untouched.
+
+    This is the only place where crafting-only specs (``bptr``, ``ann``, ``assg``) apply. For ``assg`` every
+    neuron gets a fresh :class:`~evrobust.neurons.assg.AssgState` on entry, which every forward inside the
+    block updates; on exit the statistics are dropped (the previous state, if any, comes back).
     """
     new = GradSpec.parse(spec)
     neurons = if_neurons(model)
-    saved = [n.spec for n in neurons]
-    # Validate first (the setter raises), rolling back any neuron already switched, so a failure is atomic.
+    saved = [(n.spec, n._assg_state) for n in neurons]
+    # Validate first (switching raises), rolling back any neuron already switched, so a failure is atomic.
     try:
         for n in neurons:
-            n.spec = new
+            n._use_spec(new, AssgState(new.width) if new.stateful else None)
     except BaseException:
-        for n, old in zip(neurons, saved, strict=True):
-            n.spec = old
+        _restore(neurons, saved)
         raise
     try:
         yield model
     finally:
-        for n, old in zip(neurons, saved, strict=True):
-            n.spec = old
+        _restore(neurons, saved)
+
+
+def _restore(neurons: list[IFNeuron], saved: list[tuple[GradSpec, AssgState | None]]) -> None:
+    for n, (old, state) in zip(neurons, saved, strict=True):
+        n._use_spec(old, state)

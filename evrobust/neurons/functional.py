@@ -19,10 +19,16 @@ BPTT one time step at a time with ``h[t] = u[t] (1 - s[t])`` (potential after re
 
 Double backward (``create_graph=True`` through the neuron) is not supported: the backward is marked
 ``once_differentiable``. Inputs that do not require grad skip storing ``u``.
+
+Crafting-only specs (see :mod:`evrobust.neurons.spec`): ``bptr`` runs the same dynamics with a strict
+threshold ``s = 1[u > theta]`` and the backward ``dL/dI[t] = dL/ds[t] * 1[sum_t s > 0]``;
+``ann`` returns ``relu(I) / theta`` (same shape ``[T, ...]``); ``assg`` needs the per-attack statistics of
+:class:`evrobust.neurons.assg.AssgState` and is run by :func:`evrobust.neurons.assg.assg_multistep`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -34,7 +40,15 @@ from evrobust.neurons.rate import rate_multistep
 from evrobust.neurons.spec import DEFAULT_SPEC, GradSpec
 from evrobust.neurons.surrogates import get_surrogate
 
-__all__ = ["check_neuron_params", "check_time_major", "if_membrane", "if_multistep"]
+__all__ = [
+    "ann_multistep",
+    "bptr_multistep",
+    "bptt_backward",
+    "check_neuron_params",
+    "check_time_major",
+    "if_membrane",
+    "if_multistep",
+]
 
 
 def check_time_major(x: Tensor) -> None:
@@ -57,8 +71,12 @@ def check_neuron_params(tau: float, theta: float) -> None:
         raise UserInputError(f"threshold theta must be > 0, got {theta!r}")
 
 
-def _if_forward(x: Tensor, tau: float, theta: float, keep_u: bool) -> tuple[Tensor | None, Tensor]:
+def _if_forward(
+    x: Tensor, tau: float, theta: float, keep_u: bool, strict: bool = False
+) -> tuple[Tensor | None, Tensor]:
     """Run the dynamics without autograd: (membrane potentials ``u`` before reset or None, spikes ``s``).
+
+    ``strict`` fires on ``u > theta`` (the BPTR forward) instead of ``u >= theta``.
 
     One time step at a time, writing into preallocated outputs: per step the working set is one frame of the
     neurons, which stays in cache, where whole-sequence temporaries would not (measured 3-4x slower on CPU).
@@ -80,7 +98,10 @@ def _if_forward(x: Tensor, tau: float, theta: float, keep_u: bool) -> tuple[Tens
                 u = torch.add(x[t], kept, out=out)
             else:
                 u = torch.add(x[t], kept, alpha=tau, out=out)
-            torch.ge(u, theta, out=spikes[t])  # H(0) = 1
+            if strict:
+                torch.gt(u, theta, out=spikes[t])
+            else:
+                torch.ge(u, theta, out=spikes[t])  # H(0) = 1
             if t + 1 < x.shape[0]:
                 # hard reset: u - u * s is exactly 0 where s = 1 and exactly u where s = 0
                 torch.addcmul(u, u, spikes[t], value=-1.0, out=kept)
@@ -121,19 +142,69 @@ class _IFSurrogateFunction(torch.autograd.Function):
         u, spikes = ctx.saved_tensors
         surrogate, width, tau, theta = ctx.params
         grad_fn = get_surrogate(surrogate).grad
-        grad_u = torch.empty_like(u)
-        carry: Tensor | None = None  # dL/dh[t] = tau * dL/du[t+1]
-        for t in range(u.shape[0] - 1, -1, -1):
-            ut = u[t]
-            sg = grad_fn(ut - theta, width)
-            if carry is None:
-                torch.mul(grad_s[t], sg, out=grad_u[t])
-            else:
-                # dL/du = dL/ds sg + carry ((1 - s) - u sg) = sg (dL/ds - carry u) + carry (1 - s)
-                direct = torch.addcmul(grad_s[t], carry, ut, value=-1.0).mul_(sg)
-                torch.addcmul(direct, carry, 1.0 - spikes[t], out=grad_u[t])
-            carry = grad_u[t] if tau == 1.0 else grad_u[t] * tau
+        grad_u = bptt_backward(grad_s, u, spikes, lambda t, v: grad_fn(v, width), tau, theta)
         return grad_u, None, None, None, None
+
+
+def bptt_backward(
+    grad_s: Tensor,
+    u: Tensor,
+    spikes: Tensor,
+    surrogate_at: Callable[[int, Tensor], Tensor],
+    tau: float,
+    theta: float,
+) -> Tensor:
+    """BPTT through the IF dynamics (reset not detached): ``dL/dI [T, ...]`` from ``dL/ds [T, ...]``.
+
+    ``surrogate_at(t, v)`` gives dS/dU at time step ``t`` for ``v = u[t] - theta`` (shape of one step); it
+    lets the sharpness vary per time step and neuron (ASSG), while fixed-width surrogates ignore ``t``.
+    """
+    grad_u = torch.empty_like(u)
+    carry: Tensor | None = None  # dL/dh[t] = tau * dL/du[t+1]
+    for t in range(u.shape[0] - 1, -1, -1):
+        ut = u[t]
+        sg = surrogate_at(t, ut - theta)
+        if carry is None:
+            torch.mul(grad_s[t], sg, out=grad_u[t])
+        else:
+            # dL/du = dL/ds sg + carry ((1 - s) - u sg) = sg (dL/ds - carry u) + carry (1 - s)
+            direct = torch.addcmul(grad_s[t], carry, ut, value=-1.0).mul_(sg)
+            torch.addcmul(direct, carry, 1.0 - spikes[t], out=grad_u[t])
+        carry = grad_u[t] if tau == 1.0 else grad_u[t] * tau
+    return grad_u
+
+
+class _BptrFunction(torch.autograd.Function):
+    """BPTR (SNN-RAT ``RateBp``): strict-threshold IF spikes; backward ``grad * 1[neuron fired at all]``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, tau: float, theta: float) -> Tensor:  # type: ignore[override]
+        spikes = _if_forward(x, tau, theta, keep_u=False, strict=True)[1]
+        if ctx.needs_input_grad[0]:
+            # mean_t s > 0  <=>  the neuron fired at least once; one mask [1, ...] broadcast over time
+            ctx.save_for_backward(spikes.amax(0, keepdim=True))
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_s: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (fired,) = ctx.saved_tensors
+        return grad_s * fired, None, None
+
+
+def bptr_multistep(x: Tensor, tau: float = 1.0, theta: float = 1.0) -> Tensor:
+    """BPTR crafting forward: spikes ``[T, ...]`` of ``u > theta`` (strict) with the BPTR backward."""
+    return _BptrFunction.apply(x, float(tau), float(theta))
+
+
+def ann_multistep(x: Tensor, theta: float = 1.0) -> Tensor:
+    """ReLU-ANN crafting forward: ``relu(x) / theta`` ``[T, ...]`` (the IF rate's slope below saturation).
+
+    For ``theta = 1`` this is the plain ReLU of SNN-RAT's ``Act_attack``; the leak is ignored (a ReLU network
+    over the same weights). Differentiable by ordinary autograd.
+    """
+    out = torch.relu(x)
+    return out if theta == 1.0 else out / theta
 
 
 def if_multistep(
@@ -156,5 +227,14 @@ def if_multistep(
     tau, theta = float(tau), float(theta)
     if spec.is_rate:
         return rate_multistep(x, lambda inp: _if_spikes(inp, tau, theta), tau, theta)
+    if spec.mode == "bptr":
+        return bptr_multistep(x, tau, theta)
+    if spec.mode == "ann":
+        return ann_multistep(x, theta)
+    if spec.stateful:
+        raise UserInputError(
+            f"gradient spec {str(spec)!r} keeps statistics of one attack; run it through an IFNeuron inside "
+            "gradient_spec(model, spec) (e.g. as an attack's spec), not through if_multistep"
+        )
     return _IFSurrogateFunction.apply(x, spec.surrogate, spec.width, tau, theta)
 

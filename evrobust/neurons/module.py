@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from evrobust.errors import UserInputError
+from evrobust.neurons.assg import AssgState, assg_multistep
 from evrobust.neurons.backends import get_backend, require_support
 from evrobust.neurons.functional import check_neuron_params, check_time_major
 from evrobust.neurons.spec import DEFAULT_SPEC, GradSpec
@@ -20,7 +22,9 @@ class IFNeuron(nn.Module):
     Args:
         backend: ``native`` | ``spikingjelly`` | ``norse`` (see :func:`evrobust.neurons.list_backends`).
         spec: gradient spec (``GradSpec`` or text such as ``"triangle:1"``); settable via ``.spec``, or for a
-            whole model temporarily with :func:`evrobust.neurons.gradient_spec`.
+            whole model temporarily with :func:`evrobust.neurons.gradient_spec`. Crafting-only specs
+            (``bptr``, ``ann``, ``assg``) are refused here and by the setter: they apply only inside
+            ``gradient_spec``.
         tau: leak factor in [0, 1] (1 = IF).
         theta: firing threshold > 0.
     """
@@ -38,9 +42,12 @@ class IFNeuron(nn.Module):
         self.theta = float(theta)
         # Only the backend's name is stored (backend objects are shared singletons), so deepcopy and pickling
         # of a model stay cheap and do not drag library state along.
-        self._spec = GradSpec.parse(spec)
+        self._spec = _own_spec(spec)
         require_support(get_backend(backend), self._spec, self.tau, self.theta)
         self._backend_name = backend
+        # Per-attack ASSG statistics; set and cleared only by gradient_spec (a plain attribute, not a buffer,
+        # so it never reaches a state dict).
+        self._assg_state: AssgState | None = None
 
     @property
     def backend(self) -> str:
@@ -59,14 +66,38 @@ class IFNeuron(nn.Module):
 
     @spec.setter
     def spec(self, value: GradSpec | str) -> None:
-        spec = GradSpec.parse(value)
+        self._use_spec(_own_spec(value), None)
+
+    def _use_spec(self, spec: GradSpec, state: AssgState | None) -> None:
+        """Switch spec (validated against the backend) and ASSG state; for gradient_spec and the setter."""
         require_support(get_backend(self._backend_name), spec, self.tau, self.theta)
         self._spec = spec
+        self._assg_state = state
 
     def forward(self, x: Tensor) -> Tensor:
-        """Spikes for input current ``x`` of shape ``[T, ...]`` (time first); same shape and dtype."""
+        """Spikes for input current ``x`` of shape ``[T, ...]`` (time first); same shape and dtype.
+
+        Under the ``ann`` crafting spec the output is ``relu(x) / theta`` instead (same shape).
+        """
         check_time_major(x)
+        if self._spec.stateful:
+            state = getattr(self, "_assg_state", None)
+            if state is None:
+                raise UserInputError(f"gradient spec {str(self._spec)!r} runs only inside gradient_spec()")
+            return assg_multistep(x, state, self.tau, self.theta)
         return get_backend(self._backend_name).run(x, self._spec, self.tau, self.theta)
 
     def extra_repr(self) -> str:
         return f"backend={self.backend}, spec={self._spec}, tau={self.tau:g}, theta={self.theta:g}"
+
+
+def _own_spec(value: GradSpec | str) -> GradSpec:
+    """Parse a spec a neuron may carry as its own; crafting-only specs raise :class:`UserInputError`."""
+    spec = GradSpec.parse(value)
+    if spec.crafting_only:
+        raise UserInputError(
+            f"gradient spec {str(spec)!r} is for crafting attacks only (it changes the forward pass or keeps "
+            "per-attack statistics); use it as an attack's spec or ensemble member, or inside "
+            "gradient_spec(model, spec), never as a model's own spec"
+        )
+    return spec

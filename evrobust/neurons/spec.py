@@ -1,11 +1,26 @@
 """Gradient specs: how the backward pass estimates dSpike/dU (DESIGN §3).
 
-A :class:`GradSpec` is a small immutable value. ``mode="surrogate"`` means BPTT with a surrogate derivative
-(``surrogate`` names an entry of :data:`evrobust.neurons.surrogates.SURROGATES`, ``width`` is its gamma);
-``mode="rate"`` means the rate gradient approximation (RGA, Bu et al. CVPR 2023), which ignores surrogate and
-width. The text form round-trips: ``GradSpec.parse(str(spec)) == spec``::
+A :class:`GradSpec` is a small immutable value. Modes:
+
+* ``surrogate``: BPTT with a surrogate derivative (``surrogate`` names an entry of
+  :data:`evrobust.neurons.surrogates.SURROGATES`, ``width`` is its gamma; ``ste`` has no width);
+* ``rate``: the rate gradient approximation (RGA, Bu et al. CVPR 2023), which ignores surrogate and width;
+* ``bptr``: the BPTR crafting forward of SNN-RAT (``RateBp``): IF spikes with a strict threshold, backward
+  ``dL/dI[t] = dL/ds[t] * 1[the neuron fired at least once]``;
+* ``ann``: the ReLU-ANN crafting forward over the same weights (SNN-RAT ``Act_attack``): the neuron is
+  replaced by ``relu(I) / theta``;
+* ``assg``: adaptive-sharpness surrogate (Wang et al. CVPR 2026): an atan surrogate whose sharpness per neuron
+  and time step follows running statistics of ``|u - theta|`` on the attacked input; ``width`` holds their
+  ``A`` (see :mod:`evrobust.neurons.assg`).
+
+``bptr``, ``ann`` and ``assg`` are *crafting-only*: they change the forward pass or keep per-attack state,
+so a model never carries them as its own spec; they apply only inside :func:`evrobust.neurons.gradient_spec`
+(which an attack enters for its call), and the model is always judged with its own forward.
+
+The text form round-trips: ``GradSpec.parse(str(spec)) == spec``::
 
     triangle:1   sigmoid:4   atan:2   triangle:0.3   rate
+    rect:0.5   exp:1   expd:2   ste   bptr   ann   assg:0.425
 
 torch is imported only through the surrogate registry; this module holds no tensors.
 """
@@ -18,9 +33,29 @@ from dataclasses import dataclass
 from evrobust.errors import UserInputError
 from evrobust.neurons.surrogates import SURROGATES, get_surrogate
 
-__all__ = ["DEFAULT_SPEC", "GradSpec", "MODES", "PAPER_ENSEMBLE", "WIDTH_ENSEMBLE"]
+__all__ = [
+    "ASSG_DEFAULT_A",
+    "ASSG_GRID",
+    "CRAFTING_MODES",
+    "DEFAULT_SPEC",
+    "GradSpec",
+    "MODES",
+    "PAPER_ENSEMBLE",
+    "WIDE_ENSEMBLE",
+    "WIDTH_ENSEMBLE",
+]
 
-MODES: tuple[str, ...] = ("surrogate", "rate")
+MODES: tuple[str, ...] = ("surrogate", "rate", "bptr", "ann", "assg")
+CRAFTING_MODES: tuple[str, ...] = ("bptr", "ann", "assg")
+"""Modes that change the forward pass or keep per-attack state: only inside ``gradient_spec``."""
+_WIDTHLESS_MODES: tuple[str, ...] = ("rate", "bptr", "ann")
+
+ASSG_DEFAULT_A = 0.425
+"""ASSG's ``A`` when none is given: the value the authors' evaluation script runs ASSG-APGD with."""
+
+ASSG_GRID: tuple[float, ...] = (0.4, 0.425, 0.45)
+"""A small grid of ``A`` for a search: inside the authors' search interval [0.35, 0.49], around the values
+their ablation grid (0.41 .. 0.45) and their scripts (0.425 .. 0.465) use."""
 
 _DEFAULT_SURROGATE = "triangle"
 _DEFAULT_WIDTH = 1.0
@@ -37,12 +72,14 @@ class GradSpec:
     """How the backward pass estimates dS/dU.
 
     Attributes:
-        mode: ``"surrogate"`` (BPTT with a surrogate derivative) or ``"rate"`` (RGA).
+        mode: one of :data:`MODES` (see the module docstring).
         surrogate: surrogate name, one of :func:`evrobust.neurons.list_surrogates` (surrogate mode only).
         width: the surrogate's gamma (> 0, dimensionless; for the triangle, the half-width of its support in
-            units of membrane potential relative to the threshold).
+            units of membrane potential relative to the threshold); for ``assg`` the constant ``A`` in
+            (0, 0.5).
 
-    A rate spec is normalised to the default surrogate and width, so all rate specs compare equal.
+    Specs without a free parameter (``rate``, ``bptr``, ``ann``, ``ste``) are normalised to a fixed surrogate
+    and width, so all specs of such a kind compare equal; an ``assg`` spec is normalised to the atan shape.
     """
 
     mode: str = "surrogate"
@@ -52,12 +89,26 @@ class GradSpec:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UserInputError(f"unknown gradient mode {self.mode!r}; valid choices: {', '.join(MODES)}")
-        if self.mode == "rate":
-            # RGA does not use a surrogate; normalise so that equality and str() round-trips are exact.
+        if self.mode in _WIDTHLESS_MODES:
+            # These use no surrogate; normalise so that equality and str() round-trips are exact.
             object.__setattr__(self, "surrogate", _DEFAULT_SURROGATE)
             object.__setattr__(self, "width", _DEFAULT_WIDTH)
             return
-        get_surrogate(self.surrogate)  # raises UserInputError naming the valid surrogates
+        if self.mode == "assg":
+            object.__setattr__(self, "surrogate", "atan")
+            try:
+                a = float(self.width)
+            except (TypeError, ValueError):
+                raise UserInputError(f"ASSG needs A in (0, 0.5), got {self.width!r}") from None
+            if not 0.0 < a < 0.5:
+                # a = 2 tan(pi A) / pi must be finite and > 0
+                raise UserInputError(f"ASSG needs A in (0, 0.5) (e.g. assg:0.425), got {self.width!r}")
+            object.__setattr__(self, "width", a)
+            return
+        surrogate = get_surrogate(self.surrogate)  # raises UserInputError naming the valid surrogates
+        if not surrogate.has_width:
+            object.__setattr__(self, "width", surrogate.default_width)
+            return
         try:
             width = float(self.width)
         except (TypeError, ValueError):
@@ -71,14 +122,34 @@ class GradSpec:
         """True for the rate gradient approximation."""
         return self.mode == "rate"
 
+    @property
+    def crafting_only(self) -> bool:
+        """True for ``bptr``, ``ann``, ``assg``: only inside ``gradient_spec``, never a model's own spec."""
+        return self.mode in CRAFTING_MODES
+
+    @property
+    def changes_forward(self) -> bool:
+        """True when the crafting forward differs from the model's forward (``ann``; ``bptr`` on ties)."""
+        return self.mode in ("bptr", "ann")
+
+    @property
+    def stateful(self) -> bool:
+        """True for ``assg``, whose sharpness depends on statistics gathered during one attack."""
+        return self.mode == "assg"
+
     def __str__(self) -> str:
-        if self.is_rate:
-            return "rate"
+        if self.mode in _WIDTHLESS_MODES:
+            return self.mode
+        if self.mode == "assg":
+            return f"assg:{_format_width(self.width)}"
+        if not SURROGATES[self.surrogate].has_width:
+            return self.surrogate
         return f"{self.surrogate}:{_format_width(self.width)}"
 
     @classmethod
     def parse(cls, text: str | GradSpec) -> GradSpec:
-        """Parse ``"rate"``, ``"<surrogate>"`` (its default width) or ``"<surrogate>:<width>"``.
+        """Parse ``"rate"``, ``"bptr"``, ``"ann"``, ``"assg[:<A>]"``, ``"<surrogate>"`` (its default width)
+        or ``"<surrogate>:<width>"``.
 
         A :class:`GradSpec` passes through unchanged. Raises :class:`UserInputError` naming the valid forms.
         """
@@ -87,17 +158,27 @@ class GradSpec:
         if not isinstance(text, str):
             raise UserInputError(f"gradient spec must be a string like 'triangle:1' or 'rate', got {text!r}")
         item = text.strip().lower()
-        if item == "rate":
-            return cls(mode="rate")
         name, sep, width_text = item.partition(":")
         name = name.strip()
-        if name not in SURROGATES:
+        widthless = [n for n, s in SURROGATES.items() if not s.has_width]
+        if name in _WIDTHLESS_MODES or name in widthless:
+            if sep:
+                raise UserInputError(
+                    f"gradient spec {name!r} takes no width, got {text!r} (write just {name})"
+                )
+            if name in _WIDTHLESS_MODES:
+                return cls(mode=name)
+            return cls(mode="surrogate", surrogate=name)
+        if name != "assg" and name not in SURROGATES:
             raise UserInputError(
-                f"unknown gradient spec {text!r}; valid forms: rate, or <surrogate>[:<width>] with "
-                f"surrogate in "
-                f"{', '.join(SURROGATES)} (e.g. triangle:1, sigmoid:4, atan:2)"
+                f"unknown gradient spec {text!r}; valid forms: "
+                f"{', '.join(_WIDTHLESS_MODES + tuple(widthless))}, "
+                f"assg[:<A>], or <surrogate>[:<width>] with surrogate in "
+                f"{', '.join(n for n in SURROGATES if n not in widthless)} (e.g. triangle:1, rect:0.5, exp:1)"
             )
         if not sep:
+            if name == "assg":
+                return cls(mode="assg", width=ASSG_DEFAULT_A)
             return cls(mode="surrogate", surrogate=name, width=SURROGATES[name].default_width)
         try:
             width = float(width_text)
@@ -105,6 +186,8 @@ class GradSpec:
             raise UserInputError(
                 f"bad width in gradient spec {text!r}: {width_text.strip()!r} is not a number (e.g. {name}:1)"
             ) from None
+        if name == "assg":
+            return cls(mode="assg", width=width)
         return cls(mode="surrogate", surrogate=name, width=width)
 
 
@@ -124,3 +207,19 @@ WIDTH_ENSEMBLE: tuple[GradSpec, ...] = tuple(
     GradSpec("surrogate", "triangle", round(k * 0.1, 1)) for k in range(1, 31)
 )
 """Width ensemble of Appendix G / Table 6: triangle with gamma in 0.1 .. 3.0, step 0.1 (30 members)."""
+
+WIDE_ENSEMBLE: tuple[GradSpec, ...] = (
+    *PAPER_ENSEMBLE,
+    *(GradSpec("surrogate", "triangle", w) for w in (2.0, 3.0, 0.5, 0.25)),
+    *(GradSpec("surrogate", "expd", w) for w in (0.5, 1.0, 2.0)),
+    *(GradSpec("surrogate", "exp", w) for w in (0.5, 1.0, 2.0)),
+    *(GradSpec("surrogate", "rect", w) for w in (0.25, 0.5, 1.0, 2.0, 4.0)),
+    GradSpec("surrogate", "ste"),
+    GradSpec("bptr"),
+    GradSpec("ann"),
+)
+"""The ``wide`` ensemble (22 members): the paper's four members first (so that the first four members and
+their random starts are exactly the ``paper`` ensemble's), then the rest of the 19-member set of
+Özdenizci & Legenstein (IGITUGraz/RobustSNNConversion, ``attack/ensemble.py``): triangle (their ``PCW``)
+1, 2, 3, 0.5, 0.25; ``expd`` 0.5, 1, 2; ``exp`` 0.5, 1, 2; ``rect`` 0.25, 0.5, 1, 2, 4; ``ste``; the BPTR
+forward; the ReLU-ANN forward."""

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from evrobust.analysis.masking import check_whitebox_below_square, zero_gradient_stats
 from evrobust.attacks import APGD, APGDT, PGD, SAPGD, Cascade, Square, Stage, predict, reliable_cascade
 from evrobust.attacks.cascade import cascade_member_seed
-from evrobust.attacks.ensemble import NOT_ATTACKED
+from evrobust.attacks.ensemble import NOT_ATTACKED, ensemble_specs
 from evrobust.errors import UserInputError
 
 EPS = 0.06
@@ -90,6 +90,11 @@ def test_reliable_cascade_layout() -> None:
     assert settings[0]["attack"]["steps"] == 100 and settings[2]["attack"]["n_targets"] == 9
     assert settings[3]["attack"]["n_queries"] == 5000 and settings[3]["attack"]["loss"] == "margin"
     json.dumps(cascade.describe())
+    # The defaults: the wide ensemble for both APGD stages, ASSG for SA-PGD.
+    default = reliable_cascade()
+    assert default.stages[0].specs == ensemble_specs("wide") == default.stages[2].specs
+    assert len(default.stages[0].specs) >= 19
+    assert [str(s) for s in default.stages[1].specs] == ["assg:0.425"]
     # Members draw their own starts: distinct seeds, independent of the member's position.
     assert len({cascade_member_seed(1, m) for m in members}) == len(members)
     with pytest.raises(UserInputError):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from evrobust.attacks import PGD, Ensemble, check_compatible, predict, transfer_attack
+from evrobust.attacks import PGD, Ensemble, check_compatible, member_seed, predict, transfer_attack
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
 
@@ -40,8 +40,8 @@ def test_transfer_ensemble_is_applied_to_the_source(
 ) -> None:
     x, y = digits[2][:60], digits[3][:60]
     result = transfer_attack(Ensemble(pgd(), "paper", skip_fooled=False), snn_other, snn, x, y)
-    for name, row in zip(result.members, result.member_correct, strict=True):
-        crafted = pgd()(snn_other, x, y, spec=name)
+    for k, (name, row) in enumerate(zip(result.members, result.member_correct, strict=True)):
+        crafted = pgd()(snn_other, x, y, spec=name, seed=member_seed(3, k))  # member k's own random start
         assert torch.equal(row == 1, predict(snn, crafted) == y)
 
 

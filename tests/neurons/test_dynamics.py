@@ -18,6 +18,10 @@ FORMULAS: dict[str, Callable[[Tensor, float], Tensor]] = {
     "triangle": lambda v, g: torch.clamp(g - v.abs(), min=0) / g**2,
     "sigmoid": lambda v, g: g * torch.sigmoid(g * v) * (1 - torch.sigmoid(g * v)),
     "atan": lambda v, g: (g / 2) / (1 + (math.pi / 2 * g * v) ** 2),
+    "rect": lambda v, g: (v.abs() < g / 2).to(v.dtype) / g,
+    "exp": lambda v, g: torch.exp(-g * v.abs()),
+    "expd": lambda v, g: 0.3 * torch.exp(-g * v.abs()),
+    "ste": lambda v, g: torch.ones_like(v),
 }
 
 
@@ -143,7 +147,8 @@ def test_hand_computed_gradient_after_a_spike() -> None:
 @pytest.mark.parametrize(("tau", "theta"), [(1.0, 1.0), (0.7, 1.0), (1.0, 0.6), (0.5, 1.5)])
 def test_bptt_matches_per_step_reference(name: str, tau: float, theta: float) -> None:
     torch.manual_seed(3)
-    width = {"triangle": 1.0, "sigmoid": 4.0, "atan": 2.0}[name]
+    widths = {"triangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "rect": 0.5, "exp": 2.0, "expd": 1.0, "ste": 1.0}
+    width = widths[name]
     x = (torch.randn(8, 4, 33, dtype=torch.float64) * 0.7 + 0.4 * theta).requires_grad_()
     upstream = torch.randn_like(x)
     spikes = if_multistep(x, GradSpec("surrogate", name, width), tau, theta)

@@ -132,3 +132,75 @@ def test_parse_rejects_non_strings() -> None:
 def test_user_input_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         GradSpec.parse("nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "printed"),
+    [
+        ("rect:0.5", GradSpec("surrogate", "rect", 0.5), "rect:0.5"),
+        ("rect", GradSpec("surrogate", "rect", 1.0), "rect:1"),
+        ("exp:2", GradSpec("surrogate", "exp", 2.0), "exp:2"),
+        ("expd:0.5", GradSpec("surrogate", "expd", 0.5), "expd:0.5"),
+        ("ste", GradSpec("surrogate", "ste"), "ste"),
+        (" STE ", GradSpec("surrogate", "ste", 7.0), "ste"),  # widthless: any width normalises away
+        ("bptr", GradSpec("bptr"), "bptr"),
+        ("ann", GradSpec("ann", "sigmoid", 3.0), "ann"),
+        ("assg", GradSpec("assg", width=0.425), "assg:0.425"),
+        ("assg:0.4", GradSpec("assg", width=0.4), "assg:0.4"),
+    ],
+)
+def test_parse_new_spellings(text: str, expected: GradSpec, printed: str) -> None:
+    spec = GradSpec.parse(text)
+    assert spec == expected and str(spec) == printed
+    assert GradSpec.parse(str(spec)) == spec
+
+
+def test_crafting_flags() -> None:
+    texts = ("triangle:1", "rate", "ste", "bptr", "ann", "assg")
+    flags = {t: GradSpec.parse(t).crafting_only for t in texts}
+    assert [t for t, crafting in flags.items() if crafting] == ["bptr", "ann", "assg"]
+    assert [t for t in ("bptr", "ann", "assg") if GradSpec.parse(t).stateful] == ["assg"]
+    assert GradSpec.parse("assg").surrogate == "atan"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("ste:1", "takes no width"),
+        ("bptr:2", "takes no width"),
+        ("ann:0.5", "takes no width"),
+        ("assg:0.5", "A in (0, 0.5)"),
+        ("assg:0", "A in (0, 0.5)"),
+        ("assg:x", "not a number"),
+        ("rect:-1", "width"),
+        ("boxcar:1", "unknown gradient spec"),
+    ],
+)
+def test_parse_bad_new_spellings(text: str, needle: str) -> None:
+    with pytest.raises(UserInputError) as err:
+        GradSpec.parse(text)
+    assert needle in _one_line(err)
+
+
+def test_unknown_spec_lists_every_spelling() -> None:
+    with pytest.raises(UserInputError) as err:
+        GradSpec.parse("gauss")
+    msg = _one_line(err)
+    for word in ("rate", "bptr", "ann", "ste", "assg", "rect", "exp", "expd", "triangle"):
+        assert word in msg
+
+
+def test_wide_ensemble_members() -> None:
+    from evrobust.neurons import WIDE_ENSEMBLE
+
+    names = [str(s) for s in WIDE_ENSEMBLE]
+    assert names[:4] == [str(s) for s in PAPER_ENSEMBLE]
+    # the 19 members of the RobustSNNConversion ensemble (PCW = triangle), then nothing else
+    reference = [
+        "triangle:1", "triangle:2", "triangle:3", "triangle:0.5", "triangle:0.25",
+        "expd:0.5", "expd:1", "expd:2", "exp:0.5", "exp:1", "exp:2",
+        "rect:0.25", "rect:0.5", "rect:1", "rect:2", "rect:4", "ste", "bptr", "ann",
+    ]
+    assert set(reference) <= set(names) and len(reference) == 19
+    assert sorted(names) == sorted(set(reference) | {"sigmoid:4", "atan:2", "rate"})
+    assert len(names) == len(set(names)) == 22
