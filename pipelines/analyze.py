@@ -318,6 +318,7 @@ def _kind_heatmap(ctx: _Context, opts: dict[str, Any], grid: list[float]) -> dic
     maps: list[Any] = []
     l0: list[float] = []
     l1: list[float] = []
+    frames: dict[str, Any] = {}
     for _, x, y in ctx.batches():
         if len(indices) >= count:
             continue  # keep iterating so the clean accuracy covers every analysed sample
@@ -333,6 +334,10 @@ def _kind_heatmap(ctx: _Context, opts: dict[str, Any], grid: list[float]) -> dic
             maps.append(grad[i].abs().reshape(-1, *grad.shape[-2:]).sum(0).tolist())
             l0.append(float((flat[i] > 0).sum()))
             l1.append(float(flat[i].sum()))
+            if xs.dim() == 5 and not frames:
+                # Event frames [T, 2, H, W]: the first sample is also kept per polarity and step (Fig. 5 for
+                # events); one sample only, so the JSON stays small for 128x128 sensors.
+                frames = {"input_frames": [xs[i].cpu().tolist()], "grad_frames": [grad[i].tolist()]}
     return {
         "target": opts["target"],
         "count": count,
@@ -342,6 +347,7 @@ def _kind_heatmap(ctx: _Context, opts: dict[str, Any], grid: list[float]) -> dic
         "l1": l1,
         "input_maps": inputs,
         "grad_maps": maps,
+        **frames,
     }
 
 
@@ -365,7 +371,10 @@ def _plots(kind: str, result: dict[str, Any], run: Path) -> list[str]:
     if kind == "distribution":
         return [str(plots.plot_distribution([result], path))]
     if kind == "heatmap":
-        return [str(plots.plot_heatmaps([result], path))]
+        drawn = [str(plots.plot_heatmaps([result], path))]
+        if "input_frames" in result:
+            drawn.append(str(plots.plot_frame_heatmaps([result], run / f"analysis-{kind}-frames.png")))
+        return drawn
     return []
 
 

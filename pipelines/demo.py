@@ -3,8 +3,12 @@
 For each embedded dataset (scikit-learn digits as images, and its emulated event version ``digits-dvs``) it
 trains a small VGG SNN with each defense, attacks every run white-box (the paper's surrogate ensemble) and
 black-box (examples crafted on an independently trained vanilla source model), measures the sparsity of each
-model's input gradient (``evrobust analyze sparsity``), and writes a summary table (``summary.md``) and a full
-report (``report.md``: every attack table with its masking checks, the sparsity numbers and plots).
+model's input gradient (``evrobust analyze sparsity``), draws its vulnerability curve over a per-dataset
+eps grid (``evrobust analyze vulnerability``: noise, FGSM and PGD-10) and its gradient histogram and
+heatmaps, and writes a summary table (``summary.md``) and a full report (``report.md``: the summary table,
+the accuracy-vs-eps and defense-comparison plots first, the other plots, then every attack table with its
+masking checks).
+:func:`findings` turns the measured numbers into the one or two sentences they support.
 Runs that already exist with the same config are reused (``evrobust train --resume`` semantics); attacks and
 analyses are rerun (a few seconds each).
 """
@@ -28,6 +32,20 @@ log = logging.getLogger(__name__)
 DEMO_DATA = ("digits", "digits-dvs")
 DEMO_DEFENSES = ("vanilla", "sr", "at", "sr_star")
 LAMBDA = 0.01
+EPS_GRIDS: dict[str, str] = {
+    # 8x8 digits have 17 grey levels (one level = 16/255): eps 8/255 is half a level and barely moves them,
+    # so their grid reaches 64/255 (four levels). The emulated events break at a few /255.
+    "digits": "0,8/255,16/255,32/255,48/255,64/255",
+    "digits-dvs": "0,2/255,4/255,8/255,16/255,32/255",
+}
+"""Vulnerability-curve eps grid per demo dataset (any other dataset uses the analysis default grid)."""
+CURVE_ATTACKS = ("noise", "fgsm", "pgd10", "apgd10")
+"""Attacks of the vulnerability curves. PGD-10's fixed 2.55/255 step cannot reach past 25.5/255, so the large
+eps of the digits grid also get APGD-CE-10, whose step scales with eps."""
+BREAK_SHARE = 0.5
+"""A model counts as broken at the first eps where PGD-10 leaves at most this share of its clean accuracy."""
+HOLD_MARGIN = 0.05
+"""A defense holds where it keeps at least this much more accuracy than vanilla (0.05 = 5 points)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,10 @@ class DemoConfig:
     # of clean accuracy on digits.
     lam: float = LAMBDA
     limit: int = 200
+    # Vulnerability curves, histograms and heatmaps: samples per eps point (each point is a noise, an FGSM, a
+    # PGD-10 and an APGD-CE-10 evaluation); never more than ``limit``.
+    curve_limit: int = 100
+    eps_grids: dict[str, str] = field(default_factory=lambda: dict(EPS_GRIDS))
     attack_batch: int = 100
     data_dir: str | None = None
     device: str = "auto"
@@ -99,8 +121,13 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
             }
             white = run_attack(run, mode="whitebox", **common)
             black = run_attack(run, mode="blackbox", source=source, **common)
-            sparsity = run_analysis(run, "sparsity", limit=cfg.limit, batch_size=cfg.attack_batch,
-                                    device=cfg.device, data_dir=cfg.data_dir)
+            analysis = {"batch_size": cfg.attack_batch, "device": cfg.device, "data_dir": cfg.data_dir}
+            sparsity = run_analysis(run, "sparsity", limit=cfg.limit, **analysis)
+            few = min(cfg.curve_limit, cfg.limit)
+            curve = run_analysis(run, "vulnerability", limit=few, eps_grid=cfg.eps_grids.get(data),
+                                 attacks=CURVE_ATTACKS, **analysis)
+            run_analysis(run, "distribution", limit=few, **analysis)
+            run_analysis(run, "heatmap", limit=few, count=4, **analysis)
             grad = sparsity["targets"]["two_class"]["mean"]
             metrics = read_metrics(run)
             rows.append(
@@ -118,11 +145,14 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
                         c["name"] for c in white["checks"] + black["checks"] if not c["passed"]
                     ],
                     "run": str(run),
+                    "curve_eps": curve["eps"],
+                    "curve_eps_text": curve["eps_text"],
+                    "curves": curve["curves"],
                 }
             )
     path = root / "summary.md"
     write_text_atomic(path, render_summary(cfg, rows))
-    report = write_report([r["run"] for r in rows], root)
+    report = write_report([r["run"] for r in rows], root, preface=findings(rows))
     log.info("report written to %s", report)
     return path, rows
 
@@ -159,4 +189,81 @@ def render_summary(cfg: DemoConfig, rows: list[dict[str, Any]]) -> str:
             f"{_pct(r['bb_pgd10'])} | {_num(r.get('grad_l1'))} | {_num(r.get('grad_density'))} | {checks} |"
         )
     lines.append("")
+    lines += [sentence + "\n" for sentence in findings(rows)]
     return "\n".join(lines)
+
+
+def _at(row: dict[str, Any], attack: str, index: int) -> float | None:
+    curve = row.get("curves", {}).get(attack)
+    return None if curve is None or index >= len(curve) else curve[index]
+
+
+_ATTACK_NAMES = {"pgd10": "PGD-10", "apgd10": "APGD-CE-10", "fgsm": "FGSM", "noise": "uniform noise"}
+_WORST = "worst"
+
+
+def _worst_curve(row: dict[str, Any]) -> list[float | None]:
+    """Per eps, the lowest accuracy over the row's gradient attacks (>= the per-sample worst case)."""
+    curves = [c for name, c in row.get("curves", {}).items() if name != "noise"]
+    worst: list[float | None] = []
+    for values in zip(*curves, strict=True):
+        present = [v for v in values if v is not None]
+        worst.append(min(present) if present else None)
+    return worst
+
+
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """One sentence per dataset, computed from the vulnerability curves: where vanilla breaks, who holds.
+
+    At each eps the strongest gradient attack of the curves is taken (the lowest accuracy over FGSM, PGD-10,
+    APGD-CE-10, whichever were run; uniform noise is not an attack on the gradient). Vanilla "breaks" at the
+    first eps > 0 where that leaves it at most :data:`BREAK_SHARE` of its accuracy at eps 0; there every
+    other defense that keeps at least :data:`HOLD_MARGIN` more than vanilla "holds", and the best one is named
+    with its accuracy. Datasets without a vanilla curve starting at eps 0 are left out. Rows carry
+    ``curve_eps`` (fractions), ``curve_eps_text`` and ``curves`` (name -> accuracy fractions per eps), as
+    :func:`run_demo` returns them.
+    """
+    gradient = [n for r in rows for n in r.get("curves", {}) if n != "noise"]
+    labels = list(dict.fromkeys(_ATTACK_NAMES.get(n, n) for n in gradient))
+    name = labels[0] if len(labels) == 1 else f"the strongest of {', '.join(labels[:-1])} and {labels[-1]}"
+    rows = [r | {"curves": {_WORST: _worst_curve(r)}} for r in rows if r.get("curves", {}).keys() - {"noise"}]
+    attack = _WORST
+    sentences = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        mine = [r for r in rows if r["data"] == data and r.get("curves", {}).get(attack)]
+        vanilla = next((r for r in mine if r["defense"] == "vanilla"), None)
+        if vanilla is None or not vanilla["curve_eps"] or vanilla["curve_eps"][0] != 0:
+            continue
+        eps_text = vanilla["curve_eps_text"]
+        start = _at(vanilla, attack, 0) or 0.0
+        broken = next((i for i, e in enumerate(vanilla["curve_eps"]) if e > 0 and start > 0
+                       and (_at(vanilla, attack, i) or 0.0) <= BREAK_SHARE * start), None)
+        if broken is None:
+            last = len(eps_text) - 1
+            sentences.append(
+                f"On {data}, {name} never halves vanilla's accuracy on this grid ({_pct(start)}% at eps 0, "
+                f"{_pct(_at(vanilla, attack, last))}% at {eps_text[last]}), so the grid cannot show a "
+                "defense holding where vanilla breaks."
+            )
+            continue
+        base = _at(vanilla, attack, broken) or 0.0
+        head = (f"On {data}, {name} at eps {eps_text[broken]} drops vanilla from {_pct(start)}% to "
+                f"{_pct(base)}%")
+        others = [(r["defense"], _at(r, attack, broken)) for r in mine if r is not vanilla]
+        others = [(d, v) for d, v in others if v is not None]
+        if not others:
+            sentences.append(head + ".")
+            continue
+        best, value = max(others, key=lambda item: item[1])
+        holding = [d for d, v in others if v - base >= HOLD_MARGIN]
+        if not holding:
+            sentences.append(head + f"; no defense keeps {100 * HOLD_MARGIN:.0f} points more there (best: "
+                             f"{best} {_pct(value)}%).")
+        elif len(holding) == 1:
+            sentences.append(head + f"; only {best} holds, with {_pct(value)}% ({100 * (value - base):+.1f} "
+                             "points).")
+        else:
+            sentences.append(head + f"; {', '.join(holding)} hold at least {100 * HOLD_MARGIN:.0f} points "
+                             f"above it, {best} best with {_pct(value)}% "
+                             f"({100 * (value - base):+.1f} points).")
+    return sentences

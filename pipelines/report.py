@@ -38,7 +38,11 @@ CHECK_MARK = "†"
 
 
 def _classify(path: Path) -> list[tuple[str, Path]]:
-    """``[("repro", dir) | ("run", dir)]`` for one input path; UserInputError if it holds neither."""
+    """``[("repro" | "run" | "found", dir)]`` for one input path; UserInputError if it holds none of them.
+
+    ``found`` marks a run discovered under a directory of runs (``runs/demo``): one without attack or analysis
+    results (a black-box source model, say) is left out quietly instead of stopping the report.
+    """
     if not path.exists():
         raise UserInputError(f"{path} does not exist; give run directories or `evrobust reproduce` outputs")
     if path.is_file() and path.name == RESULTS_FILE:
@@ -51,6 +55,10 @@ def _classify(path: Path) -> list[tuple[str, Path]]:
         found = sorted(p.parent for p in path.glob(f"*/{RESULTS_FILE}"))
         if found:
             return [("repro", p) for p in found]
+        runs = sorted(p.parent for p in path.rglob("config.json")
+                      if not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if runs:
+            return [("found", p) for p in runs]
     raise UserInputError(
         f"{path} holds neither a run (config.json) nor reproduction results ({RESULTS_FILE}); "
         "give a run directory from `evrobust train` or an output of `evrobust reproduce`"
@@ -58,9 +66,11 @@ def _classify(path: Path) -> list[tuple[str, Path]]:
 
 
 def _run_artifacts(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    attacks = [json.loads(p.read_text()) for p in sorted(run.glob("attack-*.json"))
-               if not p.name.endswith(".partial.json")]
-    analyses = [json.loads(p.read_text()) for p in sorted(run.glob("analysis-*.json"))]
+    from evrobust.pipelines.report_runs import read_json
+
+    paths = sorted(run.glob("attack-*.json"))
+    attacks = [read_json(p) for p in paths if not p.name.endswith(".partial.json")]
+    analyses = [read_json(p) for p in sorted(run.glob("analysis-*.json"))]
     if not attacks and not analyses:
         raise UserInputError(
             f"run {run} has no attack or analysis results to report; run `evrobust attack --run {run}` "
@@ -165,59 +175,6 @@ def _checks_summary(results: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------------------ plots
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_lambda_sweep(rows: list[dict[str, float | None]], path: Path) -> Path:
-    """Fig. 3 layout: (a) clean and PGD10 accuracy (%) against lambda, (b) gradient l1 / l2 norms."""
-    plt = _pyplot()
-    lam = [r["lambda"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key, style in (("Clean", "o-"), ("PGD10", "s-")):
-        a.plot(lam, [r.get(key) for r in rows], style, label=key)
-    a.set_xlabel("lambda")
-    a.set_ylabel("accuracy (%)")
-    a.legend()
-    for key, style in (("grad l1", "o-"), ("grad l2", "s-")):
-        b.plot(lam, [r.get(key) for r in rows], style, label=key)
-    b.set_xlabel("lambda")
-    b.set_ylabel("mean norm of grad_x f_y")
-    b.set_yscale("log")
-    b.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_tradeoff(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Clean vs PGD10 accuracy (%) per setting (colour = input-gradient l1 norm), and PGD10 vs grad l1."""
-    plt = _pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    l1 = [r.get("grad l1") or 0.0 for r in rows]
-    sc = a.scatter([r.get("Clean") for r in rows], [r.get("PGD10") for r in rows], c=l1, cmap="viridis")
-    for r in rows:
-        if r.get("Clean") is not None and r.get("PGD10") is not None:
-            a.annotate(r["label"], (r["Clean"], r["PGD10"]), fontsize=6)
-    fig.colorbar(sc, ax=a, label="grad l1")
-    a.set_xlabel("clean accuracy (%)")
-    a.set_ylabel("PGD10 accuracy (%)")
-    b.scatter(l1, [r.get("PGD10") for r in rows])
-    b.set_xscale("symlog", linthresh=1e-3)
-    b.set_xlabel("mean l1 norm of grad_x f_y")
-    b.set_ylabel("PGD10 accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def _table_rows(results: dict[str, Any], table: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for row in table["rows"]:
@@ -293,16 +250,19 @@ def repro_section(directory: Path, base: Path) -> list[str]:
         if table["name"] == "table7":
             lines += _cost_ratios(results, table)
     if name in ("fig3", "tradeoff") and tables:
+        from evrobust.pipelines import plots
+
         rows = _table_rows(results, tables[0])
         lam_rows = [r | {"lambda": float(r["label"].split()[-1])} for r in rows
                     if name == "fig3" or r["label"].startswith("SR lambda")]
         if lam_rows:
-            png = plot_lambda_sweep(sorted(lam_rows, key=lambda r: r["lambda"]), directory / "lambda.png")
+            lam_rows.sort(key=lambda r: r["lambda"])
+            png = plots.plot_lambda_sweep(lam_rows, directory / "lambda.png")
             lines += [f"![lambda sweep]({_link(png, base)})", ""]
         if name == "tradeoff":
             from evrobust.pipelines.tradeoff import summarize, tradeoff_points
 
-            png = plot_tradeoff(rows, directory / "tradeoff.png")
+            png = plots.plot_tradeoff(rows, directory / "tradeoff.png")
             lines += [f"![trade-off]({_link(png, base)})", ""]
             summary = summarize(tradeoff_points(results))
             lines += [
@@ -335,13 +295,14 @@ def _cost_ratios(results: dict[str, Any], table: dict[str, Any]) -> list[str]:
     return ["Cost relative to Vanilla: " + ", ".join(parts), ""]
 
 
-def run_section(run: Path, base: Path) -> list[str]:
+def run_section(run: Path, base: Path, nested: bool = False) -> list[str]:
     """Markdown section of one run directory: attack tables with checks, analyses with plots."""
     attacks, analyses = _run_artifacts(run)
     config = json.loads((run / "config.json").read_text())
     model = config.get("model", {})
     defense = config.get("defense") or {}
-    lines = [f"## Run `{run}`", "",
+    level = "###" if nested else "##"
+    lines = [f"{level} Run `{run}`", "",
              f"{model.get('name', '?')} on {config.get('data', {}).get('dataset', '?')}, "
              f"defense {defense.get('name', '?')}", ""]
     for result in attacks:
@@ -354,6 +315,12 @@ def run_section(run: Path, base: Path) -> list[str]:
             lines.append(f"| {entry['label']} | {_fmt(100 * entry['accuracy'])}{mark} | "
                          f"{', '.join(failed) or 'ok'} |")
         lines.append("")
+        over = result.get("overestimate")
+        if isinstance(over, dict) and {"paper", "reliable", "difference"} <= set(over):
+            lines += [f"Overestimate: the paper protocol's lowest accuracy {_fmt(100 * over['paper'])} %, "
+                      "the "
+                      f"reliable cascade {_fmt(100 * over['reliable'])} %: the paper protocol overestimates "
+                      f"robust accuracy by {100 * over['difference']:+.1f} points.", ""]
         failed_all = [c for c in result.get("checks", []) if not c["passed"]]
         lines += [f"- {CHECK_MARK} `{c['name']}` ({c.get('subject')}): {c.get('detail')}" for c in failed_all]
         lines.append("")
@@ -363,18 +330,65 @@ def run_section(run: Path, base: Path) -> list[str]:
     return lines
 
 
-def write_report(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None) -> Path:
-    """Write ``report.md`` (and plots) for run directories and/or reproduction outputs; returns its path.
+def runs_overview(runs: Sequence[Path], directory: Path) -> list[str]:
+    """The report's head for runs: the summary table, the two leading figures, the other figures, skip notes.
 
     Raises:
-        UserInputError: no inputs, a path that holds neither a run nor reproduction results, or a run
-            without any attack / analysis results.
+        UserInputError: none of ``runs`` holds an attack result.
+    """
+    from evrobust.pipelines.report_runs import draw_figures, load_runs, summary_rows, summary_table
+
+    data = load_runs(runs)
+    rows = summary_rows(data)
+    if not rows:
+        shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
+        raise UserInputError(f"no attack results in {shown}; run `evrobust attack --run RUN` first")
+    figures, notes = draw_figures(data, directory)
+    lines = ["## Summary", ""] + summary_table(rows)
+    lead = [f for f in figures if f.lead]
+    rest = [f for f in figures if not f.lead]
+    for figure in lead:
+        lines += [f"![{figure.caption}]({_link(figure.path, directory)})", "",
+                  f"*{figure.caption}.*" + (f" {figure.note}" if figure.note else ""), ""]
+    if rest or notes:
+        lines += ["## Plots", ""]
+    for figure in rest:
+        lines += [f"### {figure.caption}", "", f"![{figure.caption}]({_link(figure.path, directory)})", ""]
+        lines += [figure.note, ""] if figure.note else []
+    if notes:
+        lines += ["Plots not drawn:", ""] + [f"- {note}" for note in notes] + [""]
+    return lines
+
+
+def write_report(
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    preface: Sequence[str] = (),
+) -> Path:
+    """Write ``report.md`` (and plots) for run directories and/or reproduction outputs; returns its path.
+
+    Layout: for runs, a summary table and the two leading figures (accuracy vs eps, defense comparison), the
+    other figures, then one section per run with its long per-attack tables; then one section per
+    reproduction output. Figures are PNGs beside ``report.md``, linked relatively. ``preface``: paragraphs
+    printed under the title (the demo's findings).
+
+    Raises:
+        UserInputError: no inputs, a path that holds neither a run nor reproduction results, a run given by
+            name without any attack / analysis results, or runs none of which holds an attack result.
     """
     if not inputs:
         raise UserInputError("give at least one run directory or reproduction output to report on")
     items: list[tuple[str, Path]] = []
     for p in inputs:
         items += _classify(Path(p))
+    for kind, path in items:
+        if kind == "run":
+            _run_artifacts(path)  # a run given by name must hold results: raises the one-line error first
+    found = [p for k, p in items if k == "found" and _has_results(p)]
+    if any(k == "found" for k, _ in items) and not found and not any(k != "found" for k, _ in items):
+        raise UserInputError(f"no attack results in the runs under {', '.join(str(p) for p in inputs)}; "
+                             "run `evrobust attack --run RUN` first")
+    runs = list(dict.fromkeys([p for k, p in items if k == "run"] + found))
     if out is None:
         dirs = [Path(p).resolve() for p in inputs]
         directory = dirs[0] if len(dirs) == 1 else Path(os.path.commonpath(dirs))
@@ -384,9 +398,22 @@ def write_report(inputs: Sequence[str | os.PathLike[str]], out: str | os.PathLik
         directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     lines = ["# evrobust report", ""]
+    for paragraph in preface:
+        lines += [paragraph, ""]
+    if runs:
+        lines += runs_overview(runs, directory)
+        lines += ["## Per-run results", ""]
+        for run in runs:
+            lines += run_section(run, directory, nested=True)
     for kind, path in items:
-        lines += repro_section(path, directory) if kind == "repro" else run_section(path, directory)
+        if kind == "repro":
+            lines += repro_section(path, directory)
     target = directory / REPORT_FILE
     write_text_atomic(target, "\n".join(lines) + "\n")
     log.info("wrote %s", target)
     return target
+
+
+def _has_results(run: Path) -> bool:
+    return any(not p.name.endswith(".partial.json") for p in run.glob("attack-*.json")) or any(
+        run.glob("analysis-*.json"))

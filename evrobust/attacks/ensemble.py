@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from evrobust.attacks.base import Attack, check_batch, predict
 from evrobust.errors import UserInputError
-from evrobust.neurons import PAPER_ENSEMBLE, WIDE_ENSEMBLE, WIDTH_ENSEMBLE, GradSpec
+from evrobust.neurons import ASSG_ENSEMBLE, PAPER_ENSEMBLE, WIDE_ENSEMBLE, WIDTH_ENSEMBLE, GradSpec
 
 __all__ = [
     "ENSEMBLES",
@@ -41,11 +41,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ENSEMBLES: tuple[str, ...] = ("paper", "widths", "single", "wide")
+ENSEMBLES: tuple[str, ...] = ("paper", "widths", "single", "wide", "assg")
 """Named member sets: ``paper`` = triangle 1, sigmoid 4, atan 2, rate (Appendix E); ``widths`` = triangle with
 gamma 0.1..3.0 step 0.1 (Appendix G, Table 6); ``single`` = the crafting model's own (training) spec;
 ``wide`` = the paper's four, then the 19-member set of Özdenizci & Legenstein without its duplicate triangle 1
-(22 members, :data:`evrobust.neurons.WIDE_ENSEMBLE`)."""
+(22 members, :data:`evrobust.neurons.WIDE_ENSEMBLE`); ``assg`` = ASSG at each ``A`` of
+:data:`evrobust.neurons.ASSG_GRID` (0.4, 0.425, 0.45)."""
 
 MEMBER_SEED_STRIDE = 0x9E3779B97F4A7C15
 """Odd 64-bit constant (2^64 / golden ratio, the splitmix64 increment) separating the members' seeds."""
@@ -71,6 +72,7 @@ def ensemble_specs(name: str) -> tuple[Any, ...]:
         "widths": WIDTH_ENSEMBLE,
         "single": (None,),
         "wide": WIDE_ENSEMBLE,
+        "assg": ASSG_ENSEMBLE,
     }
     if name not in sets:
         raise UserInputError(f"unknown ensemble {name!r}; valid choices: {', '.join(ENSEMBLES)}")

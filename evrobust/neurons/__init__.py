@@ -18,6 +18,7 @@ from evrobust.neurons.module import IFNeuron
 from evrobust.neurons.rate import rate_grad
 from evrobust.neurons.spec import (
     ASSG_DEFAULT_A,
+    ASSG_ENSEMBLE,
     ASSG_GRID,
     CRAFTING_MODES,
     DEFAULT_SPEC,
@@ -31,6 +32,7 @@ from evrobust.neurons.surrogates import SURROGATES, get_surrogate, list_surrogat
 
 __all__ = [
     "ASSG_DEFAULT_A",
+    "ASSG_ENSEMBLE",
     "ASSG_GRID",
     "AssgState",
     "CRAFTING_MODES",

@@ -35,6 +35,7 @@ from evrobust.neurons.surrogates import SURROGATES, get_surrogate
 
 __all__ = [
     "ASSG_DEFAULT_A",
+    "ASSG_ENSEMBLE",
     "ASSG_GRID",
     "CRAFTING_MODES",
     "DEFAULT_SPEC",
@@ -223,3 +224,7 @@ their random starts are exactly the ``paper`` ensemble's), then the rest of the 
 Özdenizci & Legenstein (IGITUGraz/RobustSNNConversion, ``attack/ensemble.py``): triangle (their ``PCW``)
 1, 2, 3, 0.5, 0.25; ``expd`` 0.5, 1, 2; ``exp`` 0.5, 1, 2; ``rect`` 0.25, 0.5, 1, 2, 4; ``ste``; the BPTR
 forward; the ReLU-ANN forward."""
+
+ASSG_ENSEMBLE: tuple[GradSpec, ...] = tuple(GradSpec("assg", width=A) for A in ASSG_GRID)
+"""ASSG at every ``A`` of :data:`ASSG_GRID`: as an ensemble, the per-sample worst case over the grid (at least
+as strong as the best single ``A``, which the authors pick by a search over whole test sets)."""

@@ -12,6 +12,7 @@ from evrobust.pipelines.cli import analyze, preprocess
 from evrobust.pipelines.cli.attack import attack_command
 from evrobust.pipelines.cli.demo import demo_command
 from evrobust.pipelines.cli.errors import OneLineErrorGroup, guard, guard_typer
+from evrobust.pipelines.cli.export import export_command
 from evrobust.pipelines.cli.info import info_command
 from evrobust.pipelines.cli.report import report_command
 from evrobust.pipelines.cli.reproduce import reproduce_command
@@ -96,6 +97,11 @@ app.command(
 app.command(
     "demo", help="Train and attack SNNs on the embedded digits (images and events); print the summary."
 )(guard(demo_command))
+
+
+app.command("export", help="Export a trained run to NIR (neuromorphic hardware and simulators, e.g. norse).")(
+    guard(export_command)
+)
 
 
 def main() -> None:

@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+
+def _table(rows: list[dict[str, Any]]) -> Any:
+    """The summary as a rich table: accuracy (%) clean and under attack, gradient l1, failed checks."""
+    from rich.table import Table
+
+    from evrobust.pipelines.demo import _num, _pct
+
+    table = Table(title="evrobust demo: accuracy (%) at eps 8/255", title_justify="left")
+    for header in (
+        "data",
+        "defense",
+        "clean",
+        "FGSM",
+        "PGD-10",
+        "black-box PGD-10",
+        "grad l1",
+        "failed checks",
+    ):
+        table.add_column(
+            header, justify="left" if header in ("data", "defense", "failed checks") else "right"
+        )
+    for r in rows:
+        table.add_row(
+            r["data"],
+            r["defense"],
+            _pct(r["clean"]),
+            _pct(r["fgsm"]),
+            _pct(r["pgd10"]),
+            _pct(r["bb_pgd10"]),
+            _num(r.get("grad_l1")),
+            ", ".join(r["failed_checks"]) or "none",
+        )
+    return table
 
 
 def demo_command(
@@ -17,9 +51,8 @@ def demo_command(
 ) -> None:
     """Train vanilla / SR / AT / SR* on the embedded digits (images and events), attack, analyse, report."""
     from rich.console import Console
-    from rich.markdown import Markdown
 
-    from evrobust.pipelines.demo import DemoConfig, run_demo
+    from evrobust.pipelines.demo import DemoConfig, findings, run_demo
 
     cfg = DemoConfig(
         out=str(out),
@@ -28,7 +61,10 @@ def demo_command(
         data_dir=None if data_dir is None else str(data_dir),
         device=device,
     )
-    path, _ = run_demo(cfg)
-    Console().print(Markdown(path.read_text()))
+    path, rows = run_demo(cfg)
+    console = Console()
+    console.print(_table(rows))
+    for sentence in findings(rows):
+        console.print(sentence, markup=False, highlight=False, soft_wrap=True)
     typer.echo(f"summary written to {path}")
     typer.echo(f"report written to {path.parent / 'report.md'}")

@@ -74,10 +74,13 @@ def test_pgd_matches_torchattacks(
     x, y = digits[2][:250], digits[3][:250]
     eps, alpha, steps = 0.1, 0.025, 10
     ours = accuracy(model, PGD(eps, alpha=alpha, steps=steps)(model, x, y), y)
+    # torchattacks draws its random start from the global generator: seed it, so the outcome does not depend
+    # on which tests ran before this one.
+    torch.manual_seed(1)
     theirs = accuracy(model, torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps)(x, y), y)
     clean = accuracy(model, x, y)
     assert 0.2 < theirs < clean - 0.2, "pick an eps where the attack is neither useless nor total"
-    assert abs(ours - theirs) <= 0.02
+    assert abs(ours - theirs) <= 0.02 + 1e-6  # 5 of 250 samples; the slack absorbs float32 rounding
 
 
 def test_apgd_ce_matches_torchattacks(cnn: nn.Module, digits: tuple[Tensor, ...]) -> None:

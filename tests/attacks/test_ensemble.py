@@ -38,7 +38,8 @@ def test_member_sets() -> None:
     assert widths == WIDTH_ENSEMBLE and len(widths) == 30
     assert ensemble_specs("single") == (None,)
     assert ensemble_specs("wide") == WIDE_ENSEMBLE and len(WIDE_ENSEMBLE) >= 19
-    assert ENSEMBLES == ("paper", "widths", "single", "wide")
+    assert ENSEMBLES == ("paper", "widths", "single", "wide", "assg")
+    assert [str(s) for s in ensemble_specs("assg")] == ["assg:0.4", "assg:0.425", "assg:0.45"]
     with pytest.raises(UserInputError, match="paper, widths, single, wide"):
         ensemble_specs("all")
     with pytest.raises(UserInputError):

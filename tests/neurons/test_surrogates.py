@@ -208,3 +208,27 @@ def test_default_width_is_used_when_none_given() -> None:
 def test_unknown_surrogate_error_names_choices() -> None:
     with pytest.raises(UserInputError, match="triangle, sigmoid, atan, rect, exp, expd, ste"):
         get_surrogate("superspike")
+
+
+@pytest.mark.parametrize("width", [0.25, 1.0, 4.0])
+def test_new_shapes_against_spikingjelly(width: float) -> None:
+    # Independent implementations: spikingjelly's PiecewiseLeakyReLU(w, c=0) is a boxcar of height 1/(2w)
+    # on |x| <= w (closed; ours and the reference's are open, so the edges are skipped), and its
+    # PiecewiseExp(alpha) is (alpha/2) exp(-alpha |x|), i.e. our exp(gamma) times gamma/2.
+    from spikingjelly.activation_based import surrogate as sj
+
+    v = torch.linspace(-3.0, 3.0, 241, dtype=torch.float64)
+    v = v[((v.abs() - width / 2).abs() > 1e-6)]
+
+    def sj_slope(fn: torch.nn.Module) -> Tensor:
+        x = v.clone().requires_grad_()
+        (g,) = torch.autograd.grad(fn(x).sum(), x)
+        return g
+
+    boxcar = sj_slope(sj.PiecewiseLeakyReLU(w=width / 2, c=0.0))
+    assert boxcar.abs().max() > 0
+    torch.testing.assert_close(get_surrogate("rect").grad(v, width), boxcar, rtol=1e-12, atol=0)
+    pexp = sj_slope(sj.PiecewiseExp(alpha=width))
+    ours = {"exp": get_surrogate("exp").grad(v, width), "expd": get_surrogate("expd").grad(v, width)}
+    torch.testing.assert_close(ours["exp"], pexp * (2 / width), rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(ours["expd"], pexp * (0.6 / width), rtol=1e-12, atol=1e-15)
