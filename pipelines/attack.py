@@ -6,8 +6,15 @@ checks (:mod:`evrobust.analysis.masking`, DESIGN §6) run beside the suite on ex
 eps, PGD10 at eps/2 and at a large eps (64/255, step eps/4). Outputs, in the run directory::
 
     attack-<mode>.json   per attack: robust accuracy, per-member and cumulative accuracy, samples, eps,
-                         seconds, settings, the checks about it; all checks; per-sample flags
+                         seconds, settings, the checks about it; all checks; per-sample flags; with the
+                         ``reliable`` cascade also ``overestimate`` (paper vs reliable) and ``cascade``
+                         (per sample: which stage and member broke it)
     attack-<mode>.md     markdown table in the layout of the paper's Table 1, failed checks beside the numbers
+
+The ``reliable`` cascade (:func:`evrobust.attacks.cascade.reliable_cascade`) runs after the other attacks of
+the batch and attacks only the samples that survive every one of them, so its accuracy is the per-sample
+worst case over the paper protocol and the cascade together ("reliable"); ``overestimate`` records
+``paper`` (the lowest accuracy among the paper-protocol attacks that ran), ``reliable`` and their difference.
 
 Resumable per batch: ``attack-<mode>.partial.json`` is written atomically after every batch; a rerun with the
 same options continues from it and ends with the same flags and accuracies as an uninterrupted run (only the
@@ -35,7 +42,9 @@ from evrobust.analysis.masking import (
     check_adversarial_below_noise,
     check_large_eps,
     check_monotone_in_eps,
+    check_reliable_below_paper,
     check_whitebox_below_blackbox,
+    check_whitebox_below_square,
     check_zero_gradients,
     zero_gradient_stats,
 )
@@ -49,7 +58,9 @@ from evrobust.attacks import (
     member_name,
 )
 from evrobust.attacks.base import Attack
-from evrobust.attacks.registry import parse_attack_names, suite_attacks
+from evrobust.attacks.cascade import Cascade
+from evrobust.attacks.ensemble import NOT_ATTACKED
+from evrobust.attacks.registry import PAPER_PROTOCOL, parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
 from evrobust.pipelines.evaluation_inputs import (
     eps_text,
@@ -73,6 +84,8 @@ LARGE_EPS = 64 / 255
 RESULT_FORMAT = "evrobust-attack"
 RESULT_VERSION = 1
 CHECK_TOL = 0.01
+SQUARE_TOL = 0.002
+"""Slack of the Square-beats-white-box check: AutoAttack's ``checks.py`` warns above a 0.2-point drop."""
 
 _DATA_SHAPE_KEYS = ("kind", "num_classes", "in_channels", "input_size", "frames")
 
@@ -85,7 +98,7 @@ class _Job:
     name: str
     eps: float
     in_table: bool
-    attack: Attack | None
+    attack: Attack | Cascade | None
 
 
 def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Path]:
@@ -96,6 +109,8 @@ def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Pa
 
 def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool) -> list[_Job]:
     jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed)) for n in names]
+    # A cascade runs after every other attack of the table: it attacks only their survivors.
+    jobs.sort(key=lambda j: isinstance(j.attack, Cascade))
     if not checks:
         return jobs
     have = {j.key for j in jobs}
@@ -135,7 +150,9 @@ def _checks(
     jobs: list[_Job],
     zero: ZeroGradientStats | None,
     other_mode: dict[str, Any] | None,
+    flags: dict[str, AttackFlags] | None = None,
 ) -> list[CheckResult]:
+    flags = flags or {}
     out: list[CheckResult] = []
     table = [j for j in jobs if j.in_table and j.attack is not None]
     if "noise" in acc:
@@ -153,6 +170,9 @@ def _checks(
             out.append(check_large_eps(acc[large], LARGE_EPS, 0.05, "pgd10"))
     if zero is not None and zero.samples:
         out.append(check_zero_gradients(zero, 0.1, "pgd10" if "pgd10" in acc else ""))
+    for job in jobs:
+        if isinstance(job.attack, Cascade) and job.key in flags:
+            out += _cascade_checks(job, flags, jobs, acc)
     if other_mode is not None:
         other = {a["name"]: a["accuracy"] for a in other_mode.get("attacks", [])}
         for job in table:
@@ -212,7 +232,9 @@ def render_markdown(result: dict[str, Any]) -> str:
             cell += " (" + ", ".join(f"check failed: {c.name}" for c in flags) + ")"
         row.append(cell)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(row) + " |", ""]
-    multi = [a for a in attacks if len(a["members"]) > 1]
+    cascade = result.get("cascade")
+    cascade_name = cascade["attack"] if cascade else None
+    multi = [a for a in attacks if len(a["members"]) > 1 and a["name"] != cascade_name]
     if multi:
         lines += ["Per ensemble member (accuracy after the members up to this one; exact):", ""]
         names = list(multi[0]["members"])
@@ -221,6 +243,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             cells = [f"{100 * a['members'][m]['cumulative']:.2f}" for m in names]
             lines.append(f"| {a['label']} | " + " | ".join(cells) + " |")
         lines.append("")
+    if cascade:
+        lines += _render_reliable(result, cascade)
     if result["checks"]:
         lines += ["Masking checks:", ""]
         for c in result["checks"]:
@@ -347,9 +371,18 @@ def _run_attack(
             check_compatible(source_model, model, x)
             compatible_checked = True
         bseed = _batch_seed(seed, b)
+        survivors = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         for job in jobs:
             start = time.perf_counter()
-            result = evaluate_batch(model, job.attack, x, y, specs=specs, source=source_model, seed=bseed)
+            if isinstance(job.attack, Cascade):
+                # Only what every attack before it left standing: the verdict is the per-sample worst case
+                # over all of them either way, and the cascade's cost shrinks with the survivors.
+                crafter = model if source_model is None else source_model
+                result = job.attack(crafter, x, y, judge=model, seed=bseed, alive=survivors)
+            else:
+                result = evaluate_batch(model, job.attack, x, y, specs=specs, source=source_model, seed=bseed)
+                if job.in_table and job.eps == eps_value:
+                    survivors &= result.correct
             flags[job.key].append_result(result)
             seconds[job.key] += time.perf_counter() - start
         if checks and mode == "whitebox":
@@ -370,7 +403,9 @@ def _run_attack(
     other = _read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
     check_results: list[CheckResult] = []
     if checks:
-        check_results = _checks(mode, eps_value, acc, jobs, zero if mode == "whitebox" else None, other)
+        check_results = _checks(
+            mode, eps_value, acc, jobs, zero if mode == "whitebox" else None, other, flags
+        )
     result = {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
@@ -406,6 +441,7 @@ def _run_attack(
         "zero_gradients": zero.__dict__ if mode == "whitebox" and checks else None,
         "flags": {k: f.to_json() for k, f in flags.items()},
     }
+    result.update(_reliable_summary(jobs, flags, acc))
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
     partial_path.unlink(missing_ok=True)
@@ -446,3 +482,151 @@ def _load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         logger.warning("partial results %s were made with other options; starting over", path)
         return empty
     return state
+
+
+def _first_zero(rows: dict[str, torch.Tensor], i: int) -> str | None:
+    """The first label in ``rows`` whose flag at sample ``i`` is 0 (broken there), else ``None``."""
+    for label, row in rows.items():
+        if int(row[i]) == 0:
+            return label
+    return None
+
+
+def _reliable_summary(
+    jobs: list[_Job], flags: dict[str, AttackFlags], acc: dict[str, float]
+) -> dict[str, Any]:
+    """``overestimate`` and ``cascade`` entries of the result JSON (empty without a cascade job)."""
+    cascades = [j for j in jobs if isinstance(j.attack, Cascade)]
+    if not cascades:
+        return {}
+    job = cascades[0]
+    cascade = job.attack
+    assert isinstance(cascade, Cascade)
+    cflags = flags[job.key]
+    before = [j for j in jobs if j.in_table and j.eps == job.eps and j.attack is not None and j is not job]
+    clean = flags.get("clean")
+    broken_by: list[str | None] = []
+    for i in range(cflags.count):
+        if int(cflags.correct[i]) == 1:
+            broken_by.append(None)
+            continue
+        if clean is not None and int(clean.correct[i]) == 0:
+            broken_by.append("clean")
+            continue
+        label = None
+        for other in before:
+            if int(flags[other.key].correct[i]) == 0:
+                member = _first_zero(flags[other.key].members, i)
+                label = f"paper:{other.key}" + (f"/{member}" if member else "")
+                break
+        if label is None:
+            label = _first_zero(cflags.members, i)
+        if label is None:  # misclassified clean input (the cascade never attacks those)
+            label = "clean"
+        broken_by.append(label)
+    counts: dict[str, int] = {}
+    for label in broken_by:
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+    stages = []
+    entering = _entering(cflags)
+    alive = torch.ones(cflags.count, dtype=torch.bool)
+    for stage in cascade.stages:
+        for member in stage.members():
+            row = cflags.members.get(member)
+            if row is not None:
+                alive = alive & (row != 0)
+        stages.append(
+            {
+                "name": stage.name,
+                "attack": stage.attack.describe(),
+                "members": stage.members(),
+                "broken": sum(counts.get(m, 0) for m in stage.members()),
+                "accuracy_after": float((alive & entering).float().mean()) if cflags.count else 0.0,
+            }
+        )
+    out: dict[str, Any] = {
+        "cascade": {
+            "attack": job.key,
+            "entering": int(entering.sum()),
+            "entering_accuracy": float(entering.float().mean()) if cflags.count else 0.0,
+            "stages": stages,
+            "broken_by": broken_by,
+            "counts": counts,
+        }
+    }
+    paper = [acc[j.key] for j in before if j.key in PAPER_PROTOCOL]
+    if paper:
+        out["overestimate"] = {
+            "paper": min(paper),
+            "reliable": acc[job.key],
+            "difference": min(paper) - acc[job.key],
+        }
+    else:
+        logger.info("no paper-protocol attack ran beside %s: no overestimate recorded", job.key)
+    return out
+
+
+def _entering(cflags: AttackFlags) -> torch.Tensor:
+    """``[N]`` bool: the samples the cascade attacked (robust to everything before it)."""
+    if not cflags.members:
+        return cflags.correct == 1
+    first = next(iter(cflags.members.values()))
+    return first != NOT_ATTACKED
+
+
+def _cascade_checks(
+    job: _Job, flags: dict[str, AttackFlags], jobs: list[_Job], acc: dict[str, float]
+) -> list[CheckResult]:
+    """Square beats the white-box stages (masking); reliable <= paper protocol."""
+    cascade = job.attack
+    assert isinstance(cascade, Cascade)
+    cflags = flags[job.key]
+    out: list[CheckResult] = []
+    entering = _entering(cflags)
+    alive = entering.clone()
+    whitebox: float | None = None
+    for stage in cascade.stages:
+        if not stage.attack.uses_gradient and whitebox is None:
+            whitebox = float(alive.float().mean()) if cflags.count else 0.0
+        for member in stage.members():
+            row = cflags.members.get(member)
+            if row is not None:
+                alive &= row != 0
+    if whitebox is not None:
+        final = float(alive.float().mean()) if cflags.count else 0.0
+        out.append(check_whitebox_below_square(whitebox, final, SQUARE_TOL, job.key))
+    paper = [acc[j.key] for j in jobs if j.in_table and j.key in PAPER_PROTOCOL and j.eps == job.eps]
+    if paper:
+        out.append(check_reliable_below_paper(acc[job.key], min(paper), CHECK_TOL, job.key))
+    return out
+
+
+def _render_reliable(result: dict[str, Any], cascade: dict[str, Any]) -> list[str]:
+    """Markdown lines: paper vs reliable vs overestimate, and what each cascade stage broke."""
+    lines: list[str] = []
+    over = result.get("overestimate")
+    if over:
+        lines += [
+            "Paper protocol vs reliable evaluation (robust accuracy, %; overestimate = paper - reliable):",
+            "",
+            "| Defense | Paper | Reliable | Overestimate |",
+            "|---|---|---|---|",
+            f"| {result['defense']} | {100 * over['paper']:.2f} | {100 * over['reliable']:.2f} | "
+            f"{100 * over['difference']:.2f} |",
+            "",
+        ]
+    lines += [
+        f"Cascade `{cascade['attack']}`: {cascade['entering']} of {result['samples']} samples survived every "
+        "attack before it; each stage attacks only the survivors of the previous ones.",
+        "",
+        "| Stage | Members | Broken | Accuracy after (%) |",
+        "|---|---|---|---|",
+    ]
+    for stage in cascade["stages"]:
+        lines.append(
+            f"| {stage['name']} | {len(stage['members'])} | {stage['broken']} | "
+            f"{100 * stage['accuracy_after']:.2f} |"
+        )
+    lines.append("")
+    return lines

@@ -6,14 +6,24 @@ shared machine), their ratio (goal: ours >= 1.0x), and the cost of the
 ``paper`` ensemble (4 gradient specs, full members, no skipping) relative to one PGD-10. Usage::
 
     .venv/bin/python scripts/bench_attack.py --model vgg_small --input-size 16 --batch 64 --T 4
+
+With ``--run <run dir>`` it instead times ``evrobust attack --suite paper`` against ``--suite reliable`` on
+that trained (defended) run, on a copy of it, over the first ``--limit`` test samples, without the masking
+checks, and prints the seconds per sample of each and their ratio (goal: reliable <= 5x paper, thanks to the
+cascade attacking only the samples that survive the paper protocol)::
+
+    .venv/bin/python scripts/bench_attack.py --run runs/dvs/sr_star --limit 100
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchattacks
@@ -45,7 +55,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave as is)")
+    parser.add_argument("--run", default=None, help="time --suite paper vs reliable on this trained run")
+    parser.add_argument("--limit", type=int, default=100, help="test samples for --run")
+    parser.add_argument("--ensemble", default="paper", help="ensemble for --run")
     args = parser.parse_args()
+    if args.run is not None:
+        bench_suites(Path(args.run), args.limit, args.batch, args.ensemble, args.device)
+        return
 
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -91,6 +107,43 @@ def main() -> None:
         f"| evrobust paper ensemble (4 specs x PGD-10) | {me:.3f} | {medians[2]:.3f} | "
         f"{args.batch / me:.1f} | {me / mo:.2f}x the time of one PGD-10 |"
     )
+
+
+def bench_suites(run: Path, limit: int, batch: int, ensemble: str, device: str) -> None:
+    """Seconds per sample of ``--suite paper`` vs ``--suite reliable`` on a copy of ``run``."""
+    from evrobust.pipelines.attack import run_attack
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for suite in ("paper", "reliable"):
+            copy = Path(tmp) / suite
+            shutil.copytree(run, copy, ignore=shutil.ignore_patterns("attack-*"))
+            start = time.perf_counter()
+            result = run_attack(
+                copy, suite=suite, ensemble=ensemble, limit=limit, batch_size=batch, device=device,
+                checks=False,
+            )
+            wall = time.perf_counter() - start
+            rows.append((suite, wall, result))
+    paper_wall = rows[0][1]
+    print(f"## Attack suites on `{run}`: {rows[0][2]['samples']} test samples, ensemble {ensemble}\n")
+    print("| suite | wall s | s / sample | ratio | robust accuracy |")
+    print("|---|---|---|---|---|")
+    for suite, wall, result in rows:
+        n = result["samples"]
+        over = result.get("overestimate")
+        acc = (
+            f"paper {100 * over['paper']:.1f} %, reliable {100 * over['reliable']:.1f} %"
+            if over
+            else f"lowest {100 * min(a['accuracy'] for a in result['attacks'] if a['in_table']):.1f} %"
+        )
+        print(f"| {suite} | {wall:.1f} | {wall / n:.3f} | {wall / paper_wall:.2f}x | {acc} |")
+    cascade = rows[1][2].get("cascade")
+    if cascade:
+        parts = ", ".join(
+            f"{a['name']} {a['seconds']:.1f} s" for a in rows[1][2]["attacks"] if a["name"] == "reliable"
+        )
+        print(f"\ncascade: {cascade['entering']} samples entered it ({parts})")
 
 
 if __name__ == "__main__":

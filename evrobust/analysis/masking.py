@@ -10,7 +10,10 @@ noise (in the same units).
 - a large eps (e.g. 64/255 for PGD, or 1.0) drives it to about 0;
 - white-box <= black-box (an attacker with the gradients does at least as well as a transferred one);
 - adversarial <= random noise of the same size;
-- few samples have an all-zero input gradient (an attack cannot move from a point with no gradient).
+- few samples have an all-zero input gradient (an attack cannot move from a point with no gradient);
+- the gradient-free Square Attack must not beat the white-box attacks (AutoAttack's ``checks.py``): when it
+  breaks samples that every gradient attack left standing, the gradients are misleading;
+- the reliable evaluation must not report more than the paper protocol (reliable <= paper).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ __all__ = [
     "check_adversarial_below_noise",
     "check_large_eps",
     "check_monotone_in_eps",
+    "check_reliable_below_paper",
     "check_whitebox_below_blackbox",
+    "check_whitebox_below_square",
     "check_zero_gradients",
     "zero_gradient_stats",
 ]
@@ -41,7 +46,7 @@ class CheckResult:
 
     Attributes:
         name: check name (``monotone_eps``, ``large_eps``, ``whitebox_le_blackbox``, ``adv_le_noise``,
-            ``zero_gradients``).
+            ``zero_gradients``, ``whitebox_le_square``, ``reliable_le_paper``).
         passed: False when the numbers are ordered the way gradient masking would order them.
         detail: one line with the numbers compared.
         subject: the attack / number the check is about (where a report prints a failure).
@@ -107,6 +112,36 @@ def check_adversarial_below_noise(
     verdict = "<=" if passed else ">"
     detail = f"adversarial {_pct(adversarial)} {verdict} random noise {_pct(noise)} (tol {_pct(tol)})"
     return CheckResult("adv_le_noise", passed, detail, subject)
+
+
+def check_whitebox_below_square(
+    whitebox: float, square: float, tol: float = 0.002, subject: str = ""
+) -> CheckResult:
+    """The white-box attacks' accuracy must not exceed the gradient-free Square Attack's by more than ``tol``.
+
+    ``whitebox`` is the robust accuracy after the gradient attacks, ``square`` after Square as well (or
+    Square alone). A drop of more than ``tol`` (AutoAttack warns above 0.2 points) means Square found
+    adversarial examples that the gradients could not: the gradients are masked or obfuscated.
+    """
+    passed = whitebox <= square + tol
+    verdict = "<=" if passed else ">"
+    detail = f"white-box {_pct(whitebox)} {verdict} Square {_pct(square)} (tol {_pct(tol)})"
+    if not passed:
+        detail += "; Square broke samples the gradient attacks missed: suspect gradient masking"
+    return CheckResult("whitebox_le_square", passed, detail, subject)
+
+
+def check_reliable_below_paper(
+    reliable: float, paper: float, tol: float = 0.01, subject: str = ""
+) -> CheckResult:
+    """The reliable evaluation's accuracy must not exceed the paper protocol's lowest accuracy (+ ``tol``).
+
+    A stronger evaluation that reports more robustness than the weaker one is itself failing.
+    """
+    passed = reliable <= paper + tol
+    verdict = "<=" if passed else ">"
+    detail = f"reliable {_pct(reliable)} {verdict} paper protocol {_pct(paper)} (tol {_pct(tol)})"
+    return CheckResult("reliable_le_paper", passed, detail, subject)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ Usage::
     result = Ensemble(PGD(eps=8/255), "paper")(model, x, y)   # result.correct: robust flags [N]
 """
 
-from evrobust.attacks.apgd import APGD
+from evrobust.attacks.apgd import APGD, APGDT
 from evrobust.attacks.base import Attack, eval_mode, input_gradient, predict, project_linf
+from evrobust.attacks.cascade import Cascade, Stage, reliable_cascade
 from evrobust.attacks.ensemble import (
     ENSEMBLES,
     Ensemble,
@@ -30,19 +31,26 @@ from evrobust.attacks.registry import (
     parse_attack_names,
     suite_attacks,
 )
+from evrobust.attacks.sapgd import SAPGD
+from evrobust.attacks.square import Square
 from evrobust.attacks.transfer import check_compatible, transfer_attack
 
 __all__ = [
     "APGD",
+    "APGDT",
     "ATTACKS",
     "Attack",
+    "Cascade",
     "ENSEMBLES",
     "Ensemble",
     "EnsembleResult",
     "FGSM",
     "PGD",
     "RFGSM",
+    "SAPGD",
     "SUITES",
+    "Square",
+    "Stage",
     "UniformNoise",
     "check_compatible",
     "create_attack",
@@ -57,6 +65,7 @@ __all__ = [
     "parse_members",
     "predict",
     "project_linf",
+    "reliable_cascade",
     "suite_attacks",
     "transfer_attack",
 ]

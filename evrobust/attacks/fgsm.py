@@ -32,8 +32,10 @@ class RFGSM(Attack):
     defines it: ``x' = x + alpha * sign(N(0, I))``, ``x_adv = x' + (eps - alpha) * sign(grad_x' CE)``, which
     starts off the data point where the loss surface of a single-step adversarially trained model is locally
     flattened. ``steps > 1`` takes ``steps`` steps of ``step_size`` (default ``(eps - alpha) / steps``),
-    each projected onto the eps ball; ``alpha=2/255, steps=10, step_size=2/255`` is the iterated variant that
-    torchattacks' ``RFGSM`` implements (used by the paper authors' evaluation script).
+    each projected onto the eps ball. torchattacks 3.2.7's ``RFGSM(eps, alpha=8/255, steps=1)``, which the
+    paper's authors ran with ``eps = 8/255``, is ``alpha = eps, steps = 1, step_size = eps``: a random sign
+    step of eps, then a full sign-gradient step of eps projected back to the ball (registry name ``rfgsm``;
+    Tramèr's form is ``rfgsm-tramer``).
 
     Args:
         eps: L-inf radius.

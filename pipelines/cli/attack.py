@@ -19,6 +19,7 @@ class Suite(StrEnum):
     quick = "quick"
     paper = "paper"
     strong = "strong"
+    reliable = "reliable"
 
 
 class EnsembleName(StrEnum):
@@ -50,7 +51,12 @@ def attack_command(
         ),
     ] = None,
     suite: Annotated[
-        Suite, typer.Option("--suite", help="quick: clean, FGSM, PGD10; paper: Table 1; strong: + APGD-DLR.")
+        Suite,
+        typer.Option(
+            "--suite",
+            help="quick: clean, FGSM, PGD10; paper: Table 1; strong: + APGD-DLR; reliable: paper + the "
+            "cascade APGD-CE, SA-PGD, APGD-T, Square on the survivors, and the overestimate.",
+        ),
     ] = Suite.quick,
     attacks: Annotated[
         str | None, typer.Option("--attacks", help="Comma-separated attack names instead of a suite.")

@@ -139,3 +139,16 @@ def test_check_functions_on_hand_made_numbers() -> None:
     assert not flagged.passed and "50.00% of 100 samples" in flagged.detail
     expected = {"name": "zero_gradients", "passed": False, "detail": flagged.detail, "subject": ""}
     assert flagged.to_json() == expected
+
+
+def test_square_and_reliable_checks_by_hand() -> None:
+    """Square below white-box by more than 0.2 points flags masking; reliable above paper by > tol fails."""
+    from evrobust.analysis.masking import check_reliable_below_paper, check_whitebox_below_square
+
+    assert check_whitebox_below_square(0.50, 0.499).passed  # 0.1 points: within AutoAttack's 0.2
+    flagged = check_whitebox_below_square(0.50, 0.45, subject="reliable")
+    assert not flagged.passed and flagged.name == "whitebox_le_square" and "45.00%" in flagged.detail
+    assert check_reliable_below_paper(0.40, 0.40).passed
+    assert check_reliable_below_paper(0.405, 0.40, tol=0.01).passed
+    failed = check_reliable_below_paper(0.45, 0.40, tol=0.01)
+    assert not failed.passed and failed.name == "reliable_le_paper"

@@ -10,7 +10,7 @@ import torchattacks
 from torch import Tensor, nn
 
 from evrobust.attacks import APGD, FGSM, PGD, RFGSM, predict
-from evrobust.attacks.apgd import APGD_LOSSES
+from evrobust.attacks.apgd import APGD_LOSSES, apgd_schedule
 from evrobust.attacks.base import dlr_loss
 
 
@@ -52,7 +52,7 @@ def test_dlr_loss_hand_computed() -> None:
 
 def test_apgd_checkpoint_schedule() -> None:
     """Checkpoints at p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06) (of 100 steps)."""
-    first, minimum, decrement = APGD(steps=100)._schedule()
+    first, minimum, decrement = apgd_schedule(100)
     assert (first, minimum, decrement) == (22, 6, 3)
     intervals, interval = [], first
     while sum(intervals) + interval <= 100:
@@ -62,7 +62,7 @@ def test_apgd_checkpoint_schedule() -> None:
     while p[-1] + max(p[-1] - p[-2] - 0.03, 0.06) <= 1.0 + 1e-9:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
     assert [round(100 * (b - a)) for a, b in zip(p, p[1:], strict=False)] == intervals
-    assert APGD(steps=10)._schedule() == (2, 1, 1)
+    assert apgd_schedule(10) == (2, 1, 1)
 
 
 @pytest.mark.parametrize("fixture", ["cnn", "snn"])
@@ -124,7 +124,7 @@ def test_rfgsm_single_step_is_tramer_and_iterated_variant_matches_torchattacks(
     noisy = (x + single.alpha * noise.sign()).clamp(0, 1)
     expected = FGSM(eps / 2)(cnn, noisy, y)
     torch.testing.assert_close(x_adv, torch.minimum(torch.maximum(expected, x - eps), x + eps).clamp(0, 1))
-    # The iterated form used by the paper authors' script (torchattacks.RFGSM defaults, eps-ball projection).
+    # The iterated form of torchattacks >= 3.4 (alpha 2/255, 10 steps, eps-ball projection).
     ours = accuracy(cnn, RFGSM(eps, alpha=2 / 255, steps=10, step_size=2 / 255)(cnn, x, y), y)
     theirs = accuracy(cnn, torchattacks.RFGSM(cnn, eps=eps, alpha=2 / 255, steps=10)(x, y), y)
     assert abs(ours - theirs) <= 0.02

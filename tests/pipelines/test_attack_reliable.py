@@ -1,0 +1,150 @@
+"""`run_attack --suite reliable`: the cascade after the paper protocol, the overestimate, bookkeeping, resume.
+
+The registered ``reliable`` cascade (100 iterations, 9 targets, 5000 queries) is replaced here by the same
+four stages with small budgets, so the test checks the bookkeeping, not the attack strength.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import evrobust.pipelines.attack as attack_pipeline
+from evrobust.analysis.evaluate import flags_from_text
+from evrobust.attacks import APGD, APGDT, SAPGD, Cascade, Square, Stage
+from evrobust.attacks.registry import ATTACKS, PAPER_PROTOCOL
+from evrobust.pipelines.attack import result_paths, run_attack
+from evrobust.pipelines.cli.app import app as main_app
+from evrobust.pipelines.train import train
+from evrobust.pipelines.train_config import TrainConfig
+
+OPTIONS: dict[str, Any] = {
+    "suite": "reliable", "ensemble": "single", "limit": 40, "batch_size": 20, "device": "cpu",
+    "eps": "24/255",
+}
+
+
+def small_cascade(eps: float, seed: int) -> Cascade:
+    return Cascade(
+        [
+            Stage("apgd-ce", APGD(eps, steps=5, seed=seed), ("triangle:1", "sigmoid:4")),
+            Stage("sapgd", SAPGD(eps, steps=5, seed=seed), (None,)),
+            Stage("apgd-t", APGDT(eps, steps=3, n_targets=2, seed=seed), ("triangle:1",)),
+            Stage("square", Square(eps, n_queries=40, seed=seed), (None,)),
+        ]
+    )
+
+
+@pytest.fixture
+def small_reliable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ATTACKS, "reliable", dataclasses.replace(ATTACKS["reliable"], factory=small_cascade))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("reliable-run")
+    config = TrainConfig(
+        data="digits", data_dir=str(root / "data"), model="vgg_small", T=2, epochs=2, batch_size=32,
+        lr=0.1, limit_train=640, device="cpu", out=str(root / "run"), seed=0, progress=False,
+    )
+    return train(config)
+
+
+def strip_seconds(result: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(result))
+    for a in copy["attacks"]:
+        a.pop("seconds")
+    return copy
+
+
+def test_reliable_suite_records_the_overestimate_and_who_broke_each_sample(
+    run_dir: Path, tmp_path: Path, small_reliable: None
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    result = run_attack(run, **OPTIONS)
+    assert json.loads(result_paths(run, "whitebox")[0].read_text()) == result
+    by_name = {a["name"]: a for a in result["attacks"]}
+    table = [a["name"] for a in result["attacks"] if a["in_table"]]
+    assert table == ["clean", "fgsm", "pgd10", "pgd30", "pgd50", "apgd100", "reliable"]
+    assert by_name["apgd100"]["settings"]["steps"] == 100
+
+    # paper = lowest paper-protocol accuracy; reliable = the cascade's; difference = paper - reliable
+    over = result["overestimate"]
+    paper = min(by_name[n]["accuracy"] for n in table if n in PAPER_PROTOCOL)
+    assert over["paper"] == paper and over["reliable"] == by_name["reliable"]["accuracy"]
+    assert over["difference"] == pytest.approx(paper - over["reliable"])
+    assert over["reliable"] <= over["paper"]
+
+    # reliable = the per-sample AND of every table attack and the cascade.
+    flags = {k: flags_from_text(v["correct"]) for k, v in result["flags"].items()}
+    worst = torch.stack([flags[n] == 1 for n in table]).all(0)
+    assert torch.equal(flags["reliable"] == 1, worst)
+
+    cascade = result["cascade"]
+    broken_by = cascade["broken_by"]
+    assert len(broken_by) == 40
+    survivors_before = torch.stack([flags[n] == 1 for n in table if n != "reliable"]).all(0)
+    assert cascade["entering"] == int(survivors_before.sum())
+    for i, label in enumerate(broken_by):
+        if label is None:
+            assert bool(worst[i])
+        elif label == "clean":
+            assert int(flags["clean"][i]) == 0
+        elif label.startswith("paper:"):
+            name = label.split(":", 1)[1].split("/")[0]
+            assert int(flags[name][i]) == 0 and bool(flags["clean"][i] == 1)
+        else:
+            assert bool(survivors_before[i]) and not bool(worst[i])
+            member_flags = flags_from_text(result["flags"]["reliable"]["members"][label])
+            assert int(member_flags[i]) == 0
+    assert sum(s["broken"] for s in cascade["stages"]) == sum(
+        1 for b in broken_by if b is not None and b != "clean" and not b.startswith("paper:")
+    )
+    names = {c["name"] for c in result["checks"] if c["subject"] == "reliable"}
+    assert {"whitebox_le_square", "reliable_le_paper"} <= names
+    markdown = result_paths(run, "whitebox")[1].read_text()
+    assert "| Defense | Paper | Reliable | Overestimate |" in markdown
+    assert "| apgd-ce | 2 |" in markdown
+
+
+def test_reliable_suite_resumes_identically(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_reliable: None
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    options = {**OPTIONS, "checks": False}
+    reference = run_attack(run, **options)
+    result_paths(run, "whitebox")[0].unlink()
+    calls = {"n": 0}
+    real = Cascade.__call__
+
+    def dying(self: Cascade, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 1:  # one cascade call per batch: die in the second batch
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Cascade, "__call__", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_attack(run, **options)
+    assert json.loads(result_paths(run, "whitebox")[2].read_text())["batches_done"] == 1
+    monkeypatch.setattr(Cascade, "__call__", real)
+    assert strip_seconds(run_attack(run, **options)) == strip_seconds(reference)
+
+
+def test_cli_accepts_the_reliable_suite(run_dir: Path, tmp_path: Path, small_reliable: None) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    args = ["attack", "--run", str(run), "--suite", "reliable", "--ensemble", "single", "--limit", "8"]
+    result = CliRunner().invoke(main_app, [*args, "--device", "cpu", "--no-checks"])
+    assert result.exit_code == 0, result.output
+    assert "Overestimate" in result.output
+    assert attack_pipeline.result_paths(run, "whitebox")[0].is_file()
