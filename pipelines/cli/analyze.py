@@ -30,9 +30,13 @@ class Target(StrEnum):
 
 
 class EnsembleName(StrEnum):
+    """The CLI's copy of :data:`evrobust.attacks.ENSEMBLES` (a test keeps the two equal)."""
+
     single = "single"
     paper = "paper"
     widths = "widths"
+    wide = "wide"
+    assg = "assg"
 
 
 Run = Annotated[Path, typer.Option("--run", help="Run directory written by `evrobust train`.")]

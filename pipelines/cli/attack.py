@@ -23,9 +23,13 @@ class Suite(StrEnum):
 
 
 class EnsembleName(StrEnum):
+    """The CLI's copy of :data:`evrobust.attacks.ENSEMBLES` (a test keeps the two equal)."""
+
     paper = "paper"
     widths = "widths"
     single = "single"
+    wide = "wide"
+    assg = "assg"
 
 
 class Checkpoint(StrEnum):

@@ -77,3 +77,14 @@ def test_usage_errors_are_one_line_naming_the_choices() -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert "magic" in lines[0] and "sr_star" in lines[0]
 
+
+
+@pytest.mark.parametrize("module", ["attack", "analyze"])
+def test_cli_ensemble_choices_are_the_registry(module: str) -> None:
+    """Every registered ensemble (``wide`` and ``assg`` included) can be chosen on the command line."""
+    import importlib
+
+    from evrobust.attacks import ENSEMBLES
+
+    cli = importlib.import_module(f"evrobust.pipelines.cli.{module}")
+    assert {e.value for e in cli.EnsembleName} == set(ENSEMBLES)
