@@ -237,12 +237,17 @@ def render_markdown(result: dict[str, Any]) -> str:
     multi = [a for a in attacks if len(a["members"]) > 1 and a["name"] != cascade_name]
     if multi:
         lines += ["Per ensemble member (accuracy after the members up to this one; exact):", ""]
-        names = list(multi[0]["members"])
-        lines += ["| Attack | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+        # One table per member list: gradient attacks name their surrogate specs, gradient-free ones (noise)
+        # their independent draws (draw0, draw1, ...).
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for a in multi:
-            cells = [f"{100 * a['members'][m]['cumulative']:.2f}" for m in names]
-            lines.append(f"| {a['label']} | " + " | ".join(cells) + " |")
-        lines.append("")
+            groups.setdefault(tuple(a["members"]), []).append(a)
+        for names, group in groups.items():
+            lines += ["| Attack | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+            for a in group:
+                cells = [f"{100 * a['members'][m]['cumulative']:.2f}" for m in names]
+                lines.append(f"| {a['label']} | " + " | ".join(cells) + " |")
+            lines.append("")
     if cascade:
         lines += _render_reliable(result, cascade)
     if result["checks"]:

@@ -190,6 +190,27 @@ def test_failed_check_is_printed_beside_its_number() -> None:
     assert "- FAIL `large_eps` [pgd10]: accuracy 40.00% at eps 64/255 > 5.00%" in md
 
 
+def test_member_table_per_member_list_noise_draws_beside_surrogates() -> None:
+    """Noise is labelled by its draws, gradient attacks by their specs: one member table for each list."""
+    from evrobust.pipelines.attack import render_markdown
+
+    draws = {f"draw{k}": {"accuracy": 0.9, "cumulative": 0.9 - 0.1 * k} for k in range(2)}
+    specs = {"triangle:1": {"accuracy": 0.6, "cumulative": 0.6},
+             "sigmoid:4": {"accuracy": 0.5, "cumulative": 0.4}}
+    result = {
+        "run": "runs/x", "mode": "whitebox", "source": None, "dataset": "digits", "arch": "vgg_small",
+        "defense": "sr", "ensemble": "paper", "members": list(specs), "eps_text": "8/255", "samples": 10,
+        "seed": 0, "checks": [],
+        "attacks": [
+            {"name": "noise", "label": "Noise", "in_table": True, "accuracy": 0.8, "members": draws},
+            {"name": "pgd10", "label": "PGD10", "in_table": True, "accuracy": 0.4, "members": specs},
+        ],
+    }
+    md = render_markdown(result)
+    assert "| Attack | draw0 | draw1 |" in md and "| Noise | 90.00 | 80.00 |" in md
+    assert "| Attack | triangle:1 | sigmoid:4 |" in md and "| PGD10 | 60.00 | 40.00 |" in md
+
+
 @pytest.fixture(scope="module")
 def frames_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run on the embedded event-frame digits (digits-dvs: [T=4, 2, 20, 20] frames)."""
