@@ -66,10 +66,13 @@ def _classify(path: Path) -> list[tuple[str, Path]]:
 
 
 def _run_artifacts(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from evrobust.pipelines.report_runs import read_json
+    from evrobust.pipelines.report_runs import check_attack_layout, check_config_layout, read_json
 
-    paths = sorted(run.glob("attack-*.json"))
-    attacks = [read_json(p) for p in paths if not p.name.endswith(".partial.json")]
+    check_config_layout(read_json(run / "config.json"), run / "config.json")
+    paths = [p for p in sorted(run.glob("attack-*.json")) if not p.name.endswith(".partial.json")]
+    attacks = [read_json(p) for p in paths]
+    for p, document in zip(paths, attacks, strict=True):
+        check_attack_layout(document, p)
     analyses = [read_json(p) for p in sorted(run.glob("analysis-*.json"))]
     if not attacks and not analyses:
         raise UserInputError(

@@ -68,12 +68,64 @@ def read_json(path: Path) -> dict[str, Any]:
     return document
 
 
+def _need(ok: bool, path: Path, what: str) -> None:
+    if not ok:
+        raise UserInputError(f"{path} has an unexpected layout: {what}; rerun the command that wrote it")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_checks(checks: Any, path: Path, where: str) -> None:
+    _need(isinstance(checks, list), path, f"{where} 'checks' is not a list")
+    for c in checks:
+        _need(isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("passed"), bool),
+              path, f"a masking check in {where} lacks a string 'name' or a boolean 'passed'")
+
+
+def check_config_layout(config: dict[str, Any], path: Path) -> None:
+    """Fields of config.json the report reads: ``model``, ``data``, ``defense`` are objects or absent."""
+    for key in ("model", "data", "defense"):
+        _need(config.get(key) is None or isinstance(config[key], dict), path, f"'{key}' is not an object")
+
+
+def check_attack_layout(document: dict[str, Any], path: Path) -> None:
+    """The fields of an ``attack-<mode>.json`` the report reads, with their types (UserInputError otherwise).
+
+    A document of the wrong shape (hand-edited, or from another tool) is one error line naming the file, never
+    a traceback halfway through the report.
+    """
+    for key in ("mode", "ensemble", "eps_text"):
+        _need(isinstance(document.get(key), str), path, f"'{key}' is missing or not a string")
+    _need(isinstance(document.get("samples"), int) and not isinstance(document["samples"], bool), path,
+          "'samples' is missing or not an integer")
+    attacks = document.get("attacks")
+    _need(isinstance(attacks, list), path, "'attacks' is missing or not a list")
+    for entry in attacks:
+        _need(isinstance(entry, dict), path, "an entry of 'attacks' is not an object")
+        name = entry.get("name")
+        _need(isinstance(name, str) and isinstance(entry.get("label"), str), path,
+              "an attack lacks a string 'name' or 'label'")
+        _need(_is_number(entry.get("accuracy")), path, f"attack {name!r} has no numeric 'accuracy'")
+        members = entry.get("members", {})
+        _need(isinstance(members, dict) and all(isinstance(v, dict) for v in members.values()), path,
+              f"attack {name!r} has malformed 'members'")
+        _check_checks(entry.get("checks", []), path, f"attack {name!r}")
+    _check_checks(document.get("checks", []), path, "the document")
+    over = document.get("overestimate")
+    _need(over is None or isinstance(over, dict) and all(_is_number(v) for v in over.values()), path,
+          "'overestimate' is not an object of numbers")
+
+
 def load_run(run: Path) -> RunData:
     """Read one run directory (its finished attack and analysis results and its metrics)."""
     data = RunData(path=run, config=read_json(run / "config.json"))
+    check_config_layout(data.config, run / "config.json")
     for p in sorted(run.glob("attack-*.json")):
         if not p.name.endswith(".partial.json"):
             document = read_json(p)
+            check_attack_layout(document, p)
             data.attacks[str(document.get("mode") or p.stem.removeprefix("attack-"))] = document
     for p in sorted(run.glob("analysis-*.json")):
         document = read_json(p)

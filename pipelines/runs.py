@@ -149,9 +149,17 @@ def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
+def metrics_path(run_dir: str | os.PathLike[str]) -> Path:
+    """``<run>/metrics.jsonl``; UserInputError if something other than a regular file stands at that path."""
+    path = Path(run_dir) / METRICS_FILE
+    if path.exists() and not path.is_file():
+        raise UserInputError(f"{path} is not a regular file (a directory?); the run directory is damaged")
+    return path
+
+
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     """Append one epoch's record as a JSON line (flushed and fsynced)."""
-    with open(run_dir / METRICS_FILE, "a") as fh:
+    with open(metrics_path(run_dir), "a") as fh:
         fh.write(json.dumps(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -159,7 +167,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All epoch records of a run (empty list if none yet)."""
-    path = Path(run_dir) / METRICS_FILE
+    path = metrics_path(run_dir)
     if not path.is_file():
         return []
     records = []
@@ -187,7 +195,7 @@ def _is_epoch(value: Any) -> bool:
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     """Drop records of epochs after ``epochs_done`` (written before an interruption hit the checkpoint)."""
     records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epochs_done]
-    path = run_dir / METRICS_FILE
+    path = metrics_path(run_dir)
     if path.is_file():
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
 

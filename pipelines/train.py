@@ -44,12 +44,12 @@ from evrobust.pipelines.runs import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
     LAST_CHECKPOINT,
-    METRICS_FILE,
     MODEL_PREFIX,
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
     append_metrics,
     git_commit,
+    metrics_path,
     model_state_from,
     now_iso,
     prepare_run_dir,
@@ -259,7 +259,7 @@ class Trainer:
             if resume:
                 truncate_metrics(self.run_dir, self.epoch)
             else:
-                (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+                metrics_path(self.run_dir).unlink(missing_ok=True)
             write_json_atomic(self.run_dir / CONFIG_FILE, self.document)
         dd.barrier(ctx)
 

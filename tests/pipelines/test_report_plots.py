@@ -310,3 +310,29 @@ def test_cli_report_on_a_torn_attack_json_is_one_line_exit_2(tmp_path: Path) -> 
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and f"cannot read {run / 'attack-whitebox.json'}" in lines[0]
     assert not list((tmp_path / "runs").rglob("report.md"))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("attack-whitebox.json", '{"mode": 3, "attacks": "x"}', "'mode' is missing or not a string"),
+        ("attack-whitebox.json",
+         '{"mode": "whitebox", "ensemble": "paper", "eps_text": "8/255", "samples": 4, '
+         '"attacks": [{"name": 5}]}',
+         "an attack lacks a string 'name' or 'label'"),
+        ("attack-whitebox.json",
+         '{"mode": "whitebox", "ensemble": "paper", "eps_text": "8/255", "samples": 4, "attacks": '
+         '[{"name": "pgd10", "label": "PGD10", "accuracy": "high"}]}',
+         "attack 'pgd10' has no numeric 'accuracy'"),
+        ("config.json", '{"model": 5}', "'model' is not an object"),
+    ],
+)
+def test_wrong_typed_json_is_one_line(tmp_path: Path, name: str, text: str, expected: str) -> None:
+    """Valid JSON of the wrong shape: one line naming the file and the field, exit 2, nothing written."""
+    run = _make_run(tmp_path / "runs", "digits", "sr", full=False)
+    (run / name).write_text(text)
+    result = CliRunner().invoke(main_app, ["report", str(run)])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(run / name) in lines[0] and expected in lines[0], result.stderr
+    assert not (run / "report.md").exists()

@@ -16,6 +16,7 @@ from reliability_helpers import cli, one_error_line
 from typer.testing import CliRunner
 
 from evrobust.checkpoint import load_checkpoint, save_checkpoint
+from evrobust.errors import UserInputError
 from evrobust.pipelines.cli.app import app
 
 TRAIN = ["--model", "vgg_small", "--width", "0.25", "--T", "1", "--epochs", "2", "--batch-size", "32",
@@ -226,6 +227,22 @@ def test_file_where_a_directory_is_expected(store: Path, tmp_path: Path) -> None
     code, line = _invoke(args)
     assert code == 2 and "cannot be used" in line, line
     assert file.read_text() == "root:x:0:0\n"
+
+
+def test_directory_where_metrics_file_is_expected(half_run: Path, store: Path, tmp_path: Path) -> None:
+    """metrics.jsonl replaced by a directory: resume and report stop with one line; nothing is deleted."""
+    run = tmp_path / "run"
+    shutil.copytree(half_run, run)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    (run / "metrics.jsonl" / "keep").write_text("x")
+    code, line = _invoke(["train", "--data", str(store), "--out", str(run), *TRAIN, "--resume"])
+    assert code == 2 and "metrics.jsonl is not a regular file" in line, line
+    assert (run / "metrics.jsonl" / "keep").read_text() == "x"
+    from evrobust.pipelines.runs import read_metrics
+
+    with pytest.raises(UserInputError, match="not a regular file"):
+        read_metrics(run)
 
 
 def test_damaged_store_in_a_fresh_process_prints_exactly_one_line(store: Path, tmp_path: Path) -> None:
