@@ -7,8 +7,7 @@ torch, which the augmentation and Dataset modules import.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from evrobust.preprocess.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "augment": ("augment_frames", "augment_images"),
@@ -24,19 +23,5 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "store_info",
     ),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -12,8 +12,7 @@ are re-exported lazily (PEP 562), so ``import evrobust.preprocess.store`` does n
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from evrobust.preprocess.lazy_exports import lazy_exports
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "events": (
@@ -72,19 +71,5 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "splits": ("carve_validation", "holdout_split", "per_class_split"),
     "embedded": ("build_digits", "build_digits_dvs", "build_embedded"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
