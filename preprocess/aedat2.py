@@ -127,6 +127,44 @@ def read_aedat2_header(path: str | Path) -> Aedat2Header:
     return parse_aedat2_header(_read_bytes(path), path)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def address_at(payload: np.ndarray, j: int) -> np.uint32:
+    """The big-endian 32-bit address of the event record at byte ``j``."""
+    return (
+        (np.uint32(payload[j]) << 24)
+        | (np.uint32(payload[j + 1]) << 16)
+        | (np.uint32(payload[j + 2]) << 8)
+        | np.uint32(payload[j + 3])
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def timestamp_at(payload: np.ndarray, j: int) -> np.int64:
+    """The big-endian 32-bit timestamp (us) of the event record at byte ``j``."""
+    return (
+        (np.int64(payload[j + 4]) << 24)
+        | (np.int64(payload[j + 5]) << 16)
+        | (np.int64(payload[j + 6]) << 8)
+        | np.int64(payload[j + 7])
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def keep_address(a: np.uint32, layout: int) -> bool:
+    """Whether address ``a`` is a polarity event of ``layout`` (0 = DVS128, 1 = DAVIS)."""
+    if layout == 0:
+        return a <= 0x7FFF  # dvs128: sync / stereo special events have higher bits set
+    return (a >> 31) == 0 and ((a >> 10) & 1) == 0  # davis: APS / IMU samples, external events
+
+
+@njit(cache=True, nogil=True, inline="always")
+def raw_xyp(a: np.uint32, layout: int) -> tuple[np.int64, np.int64, np.int64]:
+    """(x, y, polarity) of a kept address in raw sensor coordinates."""
+    if layout == 0:
+        return np.int64((a >> 1) & 0x7F), np.int64((a >> 8) & 0x7F), np.int64(a & 1)
+    return np.int64((a >> 12) & 0x3FF), np.int64((a >> 22) & 0x1FF), np.int64((a >> 11) & 1)
+
+
 @njit(cache=True, nogil=True)
 def _decode_kernel(
     payload: np.ndarray,
@@ -148,30 +186,12 @@ def _decode_kernel(
     k = 0
     for i in range(n):
         j = 8 * i
-        a = (
-            (np.uint32(payload[j]) << 24)
-            | (np.uint32(payload[j + 1]) << 16)
-            | (np.uint32(payload[j + 2]) << 8)
-            | np.uint32(payload[j + 3])
-        )
-        ts = (
-            (np.int64(payload[j + 4]) << 24)
-            | (np.int64(payload[j + 5]) << 16)
-            | (np.int64(payload[j + 6]) << 8)
-            | np.int64(payload[j + 7])
-        )
-        if layout == 0:
-            if a > 0x7FFF:  # sync / stereo special event
-                continue
-            x = np.int32((a >> 1) & 0x7F)
-            y = np.int32((a >> 8) & 0x7F)
-            p = np.int32(a & 1)
-        else:
-            if (a >> 31) != 0 or ((a >> 10) & 1) != 0:  # APS / IMU sample or external event
-                continue
-            x = np.int32((a >> 12) & 0x3FF)
-            y = np.int32((a >> 22) & 0x1FF)
-            p = np.int32((a >> 11) & 1)
+        a = address_at(payload, j)
+        if not keep_address(a, layout):  # sync / stereo, APS / IMU samples, external events
+            continue
+        rx, ry, rp = raw_xyp(a, layout)
+        x, y, p = np.int32(rx), np.int32(ry), np.int32(rp)
+        ts = timestamp_at(payload, j)
         if x >= w or y >= h:
             return k, i
         if flip_x:

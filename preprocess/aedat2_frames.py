@@ -22,43 +22,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from evrobust.preprocess.aedat2 import address_at, keep_address, raw_xyp, timestamp_at
+
 __all__ = ["aedat2_frames", "sample_histogram"]
 
 _SPLIT_CODE = {"number": 0, "time": 1}
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _address(payload: np.ndarray, j: int) -> np.uint32:
-    return (
-        (np.uint32(payload[j]) << 24)
-        | (np.uint32(payload[j + 1]) << 16)
-        | (np.uint32(payload[j + 2]) << 8)
-        | np.uint32(payload[j + 3])
-    )
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _timestamp(payload: np.ndarray, j: int) -> np.int64:
-    return (
-        (np.int64(payload[j + 4]) << 24)
-        | (np.int64(payload[j + 5]) << 16)
-        | (np.int64(payload[j + 6]) << 8)
-        | np.int64(payload[j + 7])
-    )
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _keep(a: np.uint32, layout: int) -> bool:
-    if layout == 0:
-        return a <= 0x7FFF  # dvs128: sync / stereo special events have higher bits set
-    return (a >> 31) == 0 and ((a >> 10) & 1) == 0  # davis: APS / IMU samples, external events
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _raw_xyp(a: np.uint32, layout: int) -> tuple[np.int64, np.int64, np.int64]:
-    if layout == 0:
-        return np.int64((a >> 1) & 0x7F), np.int64((a >> 8) & 0x7F), np.int64(a & 1)
-    return np.int64((a >> 12) & 0x3FF), np.int64((a >> 22) & 0x1FF), np.int64((a >> 11) & 1)
 
 
 @njit(cache=True, nogil=True)
@@ -88,14 +56,14 @@ def _payload_frames(
     t1 = np.int64(0)
     for i in range(n):  # pass 1: count, check, time range
         j = 8 * i
-        a = _address(payload, j)
-        if not _keep(a, layout):
+        a = address_at(payload, j)
+        if not keep_address(a, layout):
             continue
-        x, y, _ = _raw_xyp(a, layout)
+        x, y, _ = raw_xyp(a, layout)
         if x >= w or y >= h:
             return kept, i
         if split_code == 1:
-            t = _timestamp(payload, j)
+            t = timestamp_at(payload, j)
             if kept == 0 or t < t0:
                 t0 = t
             if kept == 0 or t > t1:
@@ -115,10 +83,10 @@ def _payload_frames(
     k = 0
     for i in range(n):  # pass 2: bin
         j = 8 * i
-        a = _address(payload, j)
-        if not _keep(a, layout):
+        a = address_at(payload, j)
+        if not keep_address(a, layout):
             continue
-        x, y, p = _raw_xyp(a, layout)
+        x, y, p = raw_xyp(a, layout)
         if flip_x:
             x = w - 1 - x
         if flip_y:
@@ -132,7 +100,7 @@ def _payload_frames(
                 f += 1
                 next_start += per
         else:
-            f = last if dt == 0 else min((_timestamp(payload, j) - t0) // dt, last)
+            f = last if dt == 0 else min((timestamp_at(payload, j) - t0) // dt, last)
         idx = (f * 2 + p) * plane + y * ow + x
         if not saturate or out[idx] < limit:
             out[idx] += 1
