@@ -52,6 +52,7 @@ from evrobust.attacks import (
     ATTACKS,
     ENSEMBLES,
     PGD,
+    check_budget,
     check_compatible,
     create_attack,
     ensemble_specs,
@@ -107,8 +108,10 @@ def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Pa
     return run / f"attack-{mode}.json", run / f"attack-{mode}.md", run / f"attack-{mode}.partial.json"
 
 
-def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool) -> list[_Job]:
-    jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed)) for n in names]
+def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool,
+          budget: dict[str, int | None] | None = None) -> list[_Job]:
+    """The table's attacks (with the ``--steps``/``--queries`` budget) and the masking checks' extras."""
+    jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed, **(budget or {}))) for n in names]
     # A cascade runs after every other attack of the table: it attacks only their survivors.
     jobs.sort(key=lambda j: isinstance(j.attack, Cascade))
     if not checks:
@@ -290,6 +293,8 @@ def _run_attack(
     checks: bool = True,
     which: str = "best",
     data_dir: str | None = None,
+    steps: int | None = None,
+    queries: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run under an attack suite; write ``attack-<mode>.json`` and ``.md``; return JSON.
 
@@ -308,12 +313,16 @@ def _run_attack(
         checks: run the masking checks (extra noise and PGD10 attacks).
         which: ``best`` or ``last`` checkpoint.
         data_dir: data directory for re-resolving the test store if its recorded path moved.
+        steps: iterations of the attacks that take a budget (APGD-DLR, APGD-T, SA-PGD, and every gradient
+            stage of a cascade); None = their defaults (100).
+        queries: Square's queries (also inside a cascade); None = 5000.
     """
     if mode not in MODES:
         raise UserInputError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
     if ensemble not in ENSEMBLES:
         raise UserInputError(f"unknown ensemble {ensemble!r}; valid choices: {', '.join(ENSEMBLES)}")
     names = parse_attack_names(attacks) if attacks else suite_attacks(suite)
+    check_budget(names, steps=steps, queries=queries)
     eps_value = parse_eps(eps)
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise UserInputError(f"--limit must be an integer >= 1, got {limit!r}")
@@ -337,7 +346,7 @@ def _run_attack(
         _check_same_data(config, source_config)
     specs = ensemble_specs(ensemble)
     member_labels = [member_name(s) for s in specs]
-    jobs = _jobs(names, eps_value, seed, mode, checks)
+    jobs = _jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries})
     store = run_test_store(config, data_dir)
     dataset, n = open_test_split(store, limit)
     if n == 0:

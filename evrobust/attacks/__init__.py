@@ -9,7 +9,7 @@ Usage::
 
 from evrobust.attacks.apgd import APGD, APGDT
 from evrobust.attacks.base import Attack, eval_mode, input_gradient, predict, project_linf
-from evrobust.attacks.cascade import Cascade, Stage, reliable_cascade
+from evrobust.attacks.cascade import Cascade, Stage, exhaustive_cascade, reliable_cascade
 from evrobust.attacks.ensemble import (
     ENSEMBLES,
     Ensemble,
@@ -25,6 +25,7 @@ from evrobust.attacks.pgd import PGD
 from evrobust.attacks.registry import (
     ATTACKS,
     SUITES,
+    check_budget,
     create_attack,
     list_attacks,
     list_suites,
@@ -52,10 +53,12 @@ __all__ = [
     "Square",
     "Stage",
     "UniformNoise",
+    "check_budget",
     "check_compatible",
     "create_attack",
     "ensemble_specs",
     "eval_mode",
+    "exhaustive_cascade",
     "input_gradient",
     "list_attacks",
     "list_suites",

@@ -20,6 +20,7 @@ class Suite(StrEnum):
     paper = "paper"
     strong = "strong"
     reliable = "reliable"
+    exhaustive = "exhaustive"
 
 
 class EnsembleName(StrEnum):
@@ -59,7 +60,8 @@ def attack_command(
         typer.Option(
             "--suite",
             help="quick: clean, FGSM, PGD10; paper: Table 1; strong: + APGD-DLR; reliable: paper + the "
-            "cascade APGD-CE, SA-PGD, APGD-T, Square on the survivors, and the overestimate.",
+            "cascade SA-PGD, APGD-CE (wide ensemble), APGD-T, Square on the survivors, and the overestimate; "
+            "exhaustive: reliable with APGD-T over the wide ensemble too.",
         ),
     ] = Suite.quick,
     attacks: Annotated[
@@ -84,6 +86,14 @@ def attack_command(
     ),
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Data directory if the run's store has moved.")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Iterations of APGD-DLR, APGD-T, SA-PGD and of every gradient "
+                     "stage of a cascade [100]."),
+    ] = None,
+    queries: Annotated[
+        int | None, typer.Option("--queries", min=1, help="Queries of Square, also inside a cascade [5000].")
     ] = None,
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
@@ -117,6 +127,8 @@ def attack_command(
         checks=checks,
         which=checkpoint.value,
         data_dir=None if data_dir is None else str(data_dir),
+        steps=steps,
+        queries=queries,
     )
     # Printed once the inputs were accepted: a bad option stays one error line with nothing before it.
     typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))

@@ -9,7 +9,18 @@ import torch
 from torch import Tensor, nn
 
 from evrobust.analysis.masking import check_whitebox_below_square, zero_gradient_stats
-from evrobust.attacks import APGD, APGDT, PGD, SAPGD, Cascade, Square, Stage, predict, reliable_cascade
+from evrobust.attacks import (
+    APGD,
+    APGDT,
+    PGD,
+    SAPGD,
+    Cascade,
+    Square,
+    Stage,
+    exhaustive_cascade,
+    predict,
+    reliable_cascade,
+)
 from evrobust.attacks.cascade import cascade_member_seed
 from evrobust.attacks.ensemble import NOT_ATTACKED, ensemble_specs
 from evrobust.errors import UserInputError
@@ -65,6 +76,9 @@ def test_cascade_equals_the_and_of_its_stages(snn: nn.Module, digits: tuple[Tens
     # The returned examples are judged as the flags say.
     ok = predict(snn, result.x_adv) == y
     assert torch.equal(ok[result.clean_correct], result.correct[result.clean_correct])
+    # The stage order sets the cost, never the verdict (reliable_cascade puts SA-PGD first on that basis).
+    reordered = Cascade([stages[1], stages[3], stages[0], stages[2]])(snn, x, y, seed=7)
+    assert torch.equal(reordered.correct, result.correct)
 
 
 def test_alive_mask_skips_samples_and_counts_them_broken(snn: nn.Module, digits: tuple[Tensor, ...]) -> None:
@@ -81,20 +95,29 @@ def test_alive_mask_skips_samples_and_counts_them_broken(snn: nn.Module, digits:
 
 def test_reliable_cascade_layout() -> None:
     cascade = reliable_cascade(8 / 255, seed=1, ensemble="paper", sapgd_spec="sigmoid:4")
-    assert [s.name for s in cascade.stages] == ["apgd-ce", "sapgd", "apgd-t", "square"]
+    assert [s.name for s in cascade.stages] == ["sapgd", "apgd-ce", "apgd-t", "square"]
     members = cascade.members
-    assert len(members) == 4 + 1 + 4 + 1
-    assert members[:2] == ["apgd-ce/triangle:1", "apgd-ce/sigmoid:4"] and members[-1] == "square/own"
-    assert "sapgd/sigmoid:4" in members
+    assert len(members) == 1 + 4 + 1 + 1
+    assert members[:3] == ["sapgd/sigmoid:4", "apgd-ce/triangle:1", "apgd-ce/sigmoid:4"]
+    assert members[-2:] == ["apgd-t/assg:0.425", "square/own"]
     settings = cascade.describe()["stages"]
-    assert settings[0]["attack"]["steps"] == 100 and settings[2]["attack"]["n_targets"] == 9
+    assert settings[1]["attack"]["steps"] == 100 and settings[2]["attack"]["n_targets"] == 9
     assert settings[3]["attack"]["n_queries"] == 5000 and settings[3]["attack"]["loss"] == "margin"
     json.dumps(cascade.describe())
-    # The defaults: the wide ensemble for both APGD stages, ASSG for SA-PGD.
+    # The defaults: ASSG for SA-PGD and APGD-T, the wide ensemble for APGD-CE.
     default = reliable_cascade()
-    assert default.stages[0].specs == ensemble_specs("wide") == default.stages[2].specs
-    assert len(default.stages[0].specs) >= 19
-    assert [str(s) for s in default.stages[1].specs] == ["assg:0.425"]
+    assert default.stages[1].specs == ensemble_specs("wide")
+    assert len(default.stages[1].specs) >= 19
+    assg = ["assg:0.425"]
+    assert [str(s) for s in default.stages[0].specs] == assg == [str(s) for s in default.stages[2].specs]
+    # exhaustive: APGD-T over the whole ensemble as well; the budget reaches every stage.
+    full = exhaustive_cascade(steps=7, n_queries=11)
+    assert full.stages[2].specs == ensemble_specs("wide") == full.stages[1].specs
+    assert [s.attack.steps for s in full.stages[:3]] == [7, 7, 7] and full.stages[3].attack.n_queries == 11
+    assert len(full.members) == len(default.members) + len(ensemble_specs("wide")) - 1
+    for bad in ({"steps": 0}, {"n_queries": 0}, {"n_targets": 0}):
+        with pytest.raises(UserInputError):
+            reliable_cascade(**bad)
     # Members draw their own starts: distinct seeds, independent of the member's position.
     assert len({cascade_member_seed(1, m) for m in members}) == len(members)
     with pytest.raises(UserInputError):

@@ -148,3 +148,26 @@ def test_cli_accepts_the_reliable_suite(run_dir: Path, tmp_path: Path, small_rel
     assert result.exit_code == 0, result.output
     assert "Overestimate" in result.output
     assert attack_pipeline.result_paths(run, "whitebox")[0].is_file()
+
+
+def test_steps_and_queries_reach_the_attacks_that_take_them(run_dir: Path, tmp_path: Path) -> None:
+    """``--steps``/``--queries`` set SA-PGD's iterations and Square's queries (recorded in the settings);
+    a budget that no selected attack takes, or one below 1, is one line and exit code 2."""
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    result = run_attack(run, attacks="clean,sapgd,square,pgd10", limit=8, batch_size=8, device="cpu",
+                        checks=False, steps=3, queries=7)
+    settings = {a["name"]: a["settings"] for a in result["attacks"]}
+    assert settings["sapgd"]["steps"] == 3 and settings["square"]["n_queries"] == 7
+    assert settings["pgd10"]["steps"] == 10  # the budget is in its name
+    runner = CliRunner()
+    base = ["attack", "--run", str(run), "--limit", "8", "--device", "cpu", "--no-checks"]
+    for extra, needle in (
+        (["--suite", "paper", "--queries", "10"], "--queries applies to"),
+        (["--attacks", "clean,pgd10", "--steps", "5"], "--steps applies to"),
+        (["--suite", "reliable", "--steps", "0"], "--steps"),
+        (["--suite", "reliable", "--queries", "0"], "--queries"),
+    ):
+        out = runner.invoke(main_app, [*base, *extra])
+        assert out.exit_code == 2, (extra, out.output)
+        assert needle in out.output and "Traceback" not in out.output, out.output
