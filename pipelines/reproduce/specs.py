@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,8 @@ class Scale:
         limit_train, limit_val: samples used from the train / val split (None = all).
         attack_limit: attacked test samples (None = the whole test set).
         attack_batch: samples per attack batch.
-        max_pgd_steps: PGD attacks with more steps are replaced by ``pgd<max_pgd_steps>`` (CPU budget).
+        max_pgd_steps: PGD and APGD attacks with more steps are replaced by ``pgd<max_pgd_steps>`` /
+            ``apgd<max_pgd_steps>`` (CPU budget); None = the paper's PGD10/30/50 and APGD-CE 100.
         lam: defense -> SR weight at this scale (None = the paper's per-dataset default of TrainConfig).
         lam_sweep: the lambda grid of the Fig. 3 sweep.
         extra: further TrainConfig fields for every run (e.g. ``batch_size``).
@@ -293,6 +295,7 @@ ATTACK_LABELS = {
     "rfgsm": "RFGSM",
     "noise": "Noise",
     "apgd10": "APGD10",
+    "apgd100": "APGD100",
     "pgd10": "PGD10",
     "pgd30": "PGD30",
     "pgd50": "PGD50",
@@ -361,12 +364,13 @@ class _Builder:
         return f"{self.model(paper_model)} (~{name})"
 
     def attack_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The paper's attack names at this scale (long PGDs shortened), order kept, duplicates dropped."""
+        """The paper's attack names at this scale (long PGD/APGD shortened), order kept, duplicates dropped."""
         out: list[str] = []
         for name in names:
             steps = self.scale.max_pgd_steps
-            if steps is not None and name.startswith("pgd") and int(name[3:]) > steps:
-                name = f"pgd{steps}"
+            capped = re.fullmatch(r"(a?pgd)(\d+)", name)
+            if steps is not None and capped and int(capped[2]) > steps:
+                name = f"{capped[1]}{steps}"
             if name not in out:
                 out.append(name)
         return tuple(out)
@@ -450,8 +454,8 @@ class _Builder:
             f"{s.name} scale: {', '.join(sorted({r.train['model'] for r in self.runs.values()}))} "
             f"(width {s.width}) for {', '.join(sorted({r.train['data'] for r in self.runs.values()}))}, "
             f"{s.epochs} epochs, first {s.attack_limit} test samples attacked"
-            + (f"; PGD with more than {s.max_pgd_steps} steps replaced by PGD{s.max_pgd_steps}"
-               if s.max_pgd_steps else ""),
+            + (f"; PGD with more than {s.max_pgd_steps} steps replaced by PGD{s.max_pgd_steps}, APGD-CE 100 "
+               f"by APGD-CE {s.max_pgd_steps} (no published number beside it)" if s.max_pgd_steps else ""),
         )
         return PipelineSpec(
             name=name,
@@ -512,7 +516,7 @@ def _headers(b: _Builder, names: tuple[str, ...], prefixes: tuple[str, ...]) -> 
 
 
 def _table1(b: _Builder) -> PipelineSpec:
-    names = ("clean", "pgd10", "pgd30", "pgd50", "apgd10")
+    names = ("clean", "pgd10", "pgd30", "pgd50", "apgd100")
     rows = []
     for d, m in _groups(b, [("cifar10", "vgg11"), ("cifar10", "wrn16"), ("cifar100", "wrn16")]):
         # Runs execute in the order they are added: the undefended baseline (not a row of the paper's table,
@@ -553,7 +557,7 @@ def _table2(b: _Builder) -> PipelineSpec:
 
 
 def _table3(b: _Builder) -> PipelineSpec:
-    names = ("clean", "fgsm", "rfgsm", "pgd30", "pgd50", "apgd10")
+    names = ("clean", "fgsm", "rfgsm", "pgd30", "pgd50", "apgd100")
     rows = []
     for d, m in _groups(b, [("cifar10", "wrn16"), ("cifar100", "wrn16")]):
         ablation = (("vanilla", "×", "×"), ("at", "×", "✓"), ("sr", "✓", "×"), ("sr_star", "✓", "✓"))

@@ -64,8 +64,14 @@ def test_paper_scale_uses_the_papers_settings() -> None:
     assert all(r.train["epochs"] == 200 and r.train["width"] == 1.0 for r in t1.runs)
     assert all("limit_train" not in r.train for r in t1.runs) and t1.attack_limit is None
     wb = [a for a in t1.attacks if a.mode == "whitebox"]
-    assert all(a.attacks == ("clean", "pgd10", "pgd30", "pgd50", "apgd10") for a in wb)
+    # The paper's APGD column is APGD-CE 100 (torchattacks 3.2.7's default, which the authors ran).
+    assert all(a.attacks == ("clean", "pgd10", "pgd30", "pgd50", "apgd100") for a in wb)
     assert all(a.ensemble == "paper" for a in t1.attacks)
+    # Every published column has a cell of ours beside it at paper scale (the APGD one included).
+    for name in ("table1", "table3"):
+        headers = set(build_spec(name, "paper").tables[0].headers)
+        published = {h for cells in PUBLISHED[name].values() for h in cells}
+        assert published <= headers, (name, published - headers)
     # SR* lambda: None = TrainConfig's per-dataset paper default (0.002 CIFAR-10, 0.001 CIFAR-100).
     assert all("lam" not in r.train for r in t1.runs)
     t2 = build_spec("table2", "paper")
