@@ -28,7 +28,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +109,22 @@ def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Pa
 
 
 def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool,
-          budget: dict[str, int | None] | None = None) -> list[_Job]:
-    """The table's attacks (with the ``--steps``/``--queries`` budget) and the masking checks' extras."""
+          budget: dict[str, int | None] | None = None, specs: tuple[Any, ...] = ()) -> list[_Job]:
+    """The table's attacks (with the ``--steps``/``--queries`` budget) and the masking checks' extras.
+
+    ``specs`` is the ensemble of the table's attacks: a cascade drops the members that would rerun one of
+    those attacks under one of those specs (:meth:`Cascade.without`).
+    """
     jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed, **(budget or {}))) for n in names]
     # A cascade runs after every other attack of the table: it attacks only their survivors.
     jobs.sort(key=lambda j: isinstance(j.attack, Cascade))
+    for k, job in enumerate(jobs):
+        if isinstance(job.attack, Cascade):
+            cascade = job.attack
+            for other in jobs[:k]:
+                if isinstance(other.attack, Attack):
+                    cascade = cascade.without(other.attack, specs)
+            jobs[k] = replace(job, attack=cascade)
     if not checks:
         return jobs
     have = {j.key for j in jobs}
@@ -346,7 +357,7 @@ def _run_attack(
         _check_same_data(config, source_config)
     specs = ensemble_specs(ensemble)
     member_labels = [member_name(s) for s in specs]
-    jobs = _jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries})
+    jobs = _jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries}, specs)
     store = run_test_store(config, data_dir)
     dataset, n = open_test_split(store, limit)
     if n == 0:

@@ -135,6 +135,25 @@ class Cascade:
     def __repr__(self) -> str:
         return f"Cascade({[s.name for s in self.stages]}, members={len(self.members)})"
 
+    def without(self, attack: Attack, specs: Sequence[Any]) -> Cascade:
+        """This cascade less the members that would rerun ``attack`` (same settings) under one of ``specs``.
+
+        An evaluation that already ran ``attack`` over ``specs`` on every sample (the paper suite's APGD-CE
+        100 over the paper ensemble) need not run it again in the cascade: a member that is the same attack
+        under the same spec only adds a random restart. A stage left with no member is dropped.
+        """
+        done = {member_name(s) for s in specs}
+        settings = attack.describe()
+        stages = []
+        for stage in self.stages:
+            if stage.attack.uses_gradient and stage.attack.describe() == settings:
+                kept = tuple(s for s in stage.specs if member_name(s) not in done)
+                if not kept:
+                    continue
+                stage = Stage(stage.name, stage.attack, kept)
+            stages.append(stage)
+        return Cascade(stages) if stages else self
+
     def __call__(
         self,
         model: nn.Module,

@@ -81,12 +81,12 @@ _SMALL_MODELS = {"vgg11": "vgg_small", "wrn16": "wrn_small"}
 
 CPU_WIDTH = 0.125
 """cpu scale: channel multiplier of VGG-11 / WRN-16-4 (VGG-11 8..64 channels and a 512-512 classifier,
-WRN-16-4 2/8/16/32 channels): about 1/64 of the paper's convolution cost. Measured on a shared 2-core CPU,
-a vanilla VGG-11 epoch over the 4,653 training images takes about 4 minutes at this width (width 0.25:
-about 9 minutes), and SR* (PGD5-AT + SR) about 8 times that."""
+WRN-16-4 2/8/16/32 channels): about 1/64 of the paper's convolution cost. Measured on an otherwise idle 2-core
+CPU, a VGG-11 epoch over the 4,653 training images takes about 11 s vanilla and 66 s SR* (PGD5-AT + SR);
+under a load of about 20 the same vanilla epoch took 14-33 minutes (docs/results.md)."""
 CPU_EPOCHS = 20
-"""cpu scale: epochs of every run (cosine schedule over them). Chosen so that the vanilla VGG-11 runs
-finish in about an hour and a half on a shared 2-core CPU; docs/results.md shows the validation curve."""
+"""cpu scale: epochs of every run (cosine schedule over them). The vanilla VGG-11's validation accuracy
+levels off at about 50 % by epoch 18 (docs/results.md shows the curve)."""
 CPU_ATTACK_LIMIT = 500
 """cpu scale: attacked (and analysed) test images, the first 500 of the 1,017 in the subset: a binomial
 standard error of at most 2.2 points per accuracy."""
@@ -364,7 +364,7 @@ class _Builder:
         return f"{self.model(paper_model)} (~{name})"
 
     def attack_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The paper's attack names at this scale (long PGD/APGD shortened), order kept, duplicates dropped."""
+        """The paper's attack names at this scale (long PGD/APGD shortened), order kept, no duplicates."""
         out: list[str] = []
         for name in names:
             steps = self.scale.max_pgd_steps

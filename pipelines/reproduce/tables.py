@@ -7,7 +7,7 @@ prefixed ``W``, black-box ``B``). The report prints these beside our numbers whe
 
 from __future__ import annotations
 
-# The paper's "APGD" column: APGD-CE with torchattacks 3.2.7's default of 100 iterations, as the authors ran it.
+# The paper's "APGD" column: APGD-CE with torchattacks 3.2.7's default of 100 iterations (as the authors ran).
 _T1_HEADERS = ("Clean", "W PGD10", "W PGD30", "W PGD50", "W APGD100", "B PGD10", "B PGD30", "B PGD50",
                "B APGD100")
 _T1 = {

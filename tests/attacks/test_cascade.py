@@ -158,3 +158,20 @@ def test_a_gradient_masked_snn_is_caught_by_square(snn: nn.Module, digits: tuple
     honest_result = honest_cascade(snn, x, y, seed=0)
     wb = float((honest_result.member_correct[0] == 1).float().mean())
     assert wb < whitebox - 0.2
+
+
+def test_without_drops_only_members_that_rerun_an_attack_already_run() -> None:
+    """The paper suite's APGD-CE 100 over the paper ensemble already ran: the cascade's APGD-CE stage skips
+    exactly those four members; another setting (steps, seed, eps) or attack drops nothing."""
+    cascade = reliable_cascade(8 / 255, seed=0)
+    paper = ensemble_specs("paper")
+    done = cascade.without(APGD(8 / 255, steps=100, seed=0), paper)
+    dropped = set(cascade.members) - set(done.members)
+    assert dropped == {"apgd-ce/triangle:1", "apgd-ce/sigmoid:4", "apgd-ce/atan:2", "apgd-ce/rate"}
+    assert "apgd-ce/triangle:2" in done.members and "sapgd/assg:0.425" in done.members
+    for other in (APGD(8 / 255, steps=10, seed=0), APGD(8 / 255, steps=100, seed=1), APGD(4 / 255, steps=100),
+                  PGD(8 / 255, steps=100)):
+        assert cascade.without(other, paper).members == cascade.members
+    emptied = Cascade([Stage("a", APGD(0.1, steps=5), ("triangle:1",)),
+                       Stage("square", Square(0.1, n_queries=5))])
+    assert [s.name for s in emptied.without(APGD(0.1, steps=5), ("triangle:1",)).stages] == ["square"]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import evrobust.pipelines.attack as attack_pipeline
 from evrobust.analysis.evaluate import flags_from_text
-from evrobust.attacks import APGD, APGDT, SAPGD, Cascade, Square, Stage
+from evrobust.attacks import APGD, APGDT, SAPGD, Cascade, Square, Stage, ensemble_specs, member_name
 from evrobust.attacks.registry import ATTACKS, PAPER_PROTOCOL
 from evrobust.pipelines.attack import result_paths, run_attack
 from evrobust.pipelines.cli.app import app as main_app
@@ -171,3 +171,19 @@ def test_steps_and_queries_reach_the_attacks_that_take_them(run_dir: Path, tmp_p
         out = runner.invoke(main_app, [*base, *extra])
         assert out.exit_code == 2, (extra, out.output)
         assert needle in out.output and "Traceback" not in out.output, out.output
+
+
+def test_the_reliable_suite_skips_the_members_its_apgd100_already_ran() -> None:
+    specs = ensemble_specs("paper")
+    jobs = attack_pipeline._jobs(("clean", "apgd100", "reliable"), 8 / 255, 0, "whitebox", False, None, specs)
+    cascade = jobs[-1].attack
+    assert isinstance(cascade, Cascade)
+    apgd_ce = [m for m in cascade.members if m.startswith("apgd-ce/")]
+    assert len(apgd_ce) == len(ensemble_specs("wide")) - 4
+    assert not {f"apgd-ce/{member_name(s)}" for s in specs} & set(apgd_ce)
+    # With --steps the cascade's APGD-CE is another attack than APGD-CE 100: every member stays.
+    budget = {"steps": 50, "queries": None}
+    names = ("clean", "apgd100", "reliable")
+    jobs = attack_pipeline._jobs(names, 8 / 255, 0, "whitebox", False, budget, specs)
+    kept = [m for m in jobs[-1].attack.members if m.startswith("apgd-ce/")]
+    assert len(kept) == len(ensemble_specs("wide"))
