@@ -235,7 +235,11 @@ def _kind_vulnerability(ctx: _Context, opts: dict[str, Any], grid: list[float]) 
     curves = {k: [c / ctx.n for c in v] for k, v in totals.items()}
     checks = []
     for name, curve in curves.items():
-        checks.append(check_monotone_in_eps(dict(zip(grid, curve, strict=True)), CHECK_TOL, name).to_json())
+        # Uniform noise is a random draw per point: allow the binomial spread of n samples there.
+        samples = None if _uses_gradient(name) else ctx.n
+        checks.append(
+            check_monotone_in_eps(dict(zip(grid, curve, strict=True)), CHECK_TOL, name, samples).to_json()
+        )
     if "noise" in curves:
         for name, curve in curves.items():
             if name == "noise" or not _uses_gradient(name):

@@ -18,6 +18,7 @@ noise (in the same units).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -66,22 +67,37 @@ def _pct(value: float) -> str:
 
 
 def check_monotone_in_eps(
-    acc_by_eps: Mapping[float, float], tol: float = 0.01, subject: str = ""
+    acc_by_eps: Mapping[float, float], tol: float = 0.01, subject: str = "", samples: int | None = None
 ) -> CheckResult:
-    """Robust accuracy must not rise with eps by more than ``tol`` (a rise means the attack got weaker)."""
+    """Robust accuracy must not rise with eps by more than ``tol`` (a rise means the attack got weaker).
+
+    ``samples``: give it for a curve of random draws (uniform noise) on that many samples. Each point is then
+    a binomial estimate, and a rise from ``a0`` to ``a1`` passes while it stays within two standard errors of
+    their difference, ``2 sqrt((a0 (1 - a0) + a1 (1 - a1)) / samples)`` (about 95 %), or ``tol`` if larger.
+    Adversarial curves keep ``tol``: an attack that gets weaker with more budget is the masking sign.
+    """
     points = sorted((float(e), float(a)) for e, a in acc_by_eps.items())
+
+    def allowed(a0: float, a1: float) -> float:
+        if not samples:
+            return tol
+        return max(tol, 2.0 * math.sqrt((a0 * (1 - a0) + a1 * (1 - a1)) / samples))
+
     rises = [
-        (e0, a0, e1, a1) for (e0, a0), (e1, a1) in zip(points, points[1:], strict=False) if a1 > a0 + tol
+        (e0, a0, e1, a1)
+        for (e0, a0), (e1, a1) in zip(points, points[1:], strict=False)
+        if a1 > a0 + allowed(a0, a1)
     ]
     curve = ", ".join(f"{e * 255:.3g}/255: {_pct(a)}" for e, a in points)
+    about = f"; random draws on {samples} samples: binomial tolerance" if samples else ""
     if rises:
         e0, a0, e1, a1 = rises[0]
         detail = (
             f"accuracy rises from {_pct(a0)} at eps {e0 * 255:.3g}/255 to {_pct(a1)} at {e1 * 255:.3g}/255 "
-            f"({curve})"
+            f"by more than {_pct(allowed(a0, a1))} ({curve}{about})"
         )
         return CheckResult("monotone_eps", False, detail, subject)
-    return CheckResult("monotone_eps", True, f"non-increasing in eps ({curve})", subject)
+    return CheckResult("monotone_eps", True, f"non-increasing in eps ({curve}{about})", subject)
 
 
 def check_large_eps(

@@ -130,6 +130,15 @@ def test_check_functions_on_hand_made_numbers() -> None:
     bad = check_monotone_in_eps({0.0: 0.9, 4 / 255: 0.3, 8 / 255: 0.5})
     assert not bad.passed and "rises from 30.00%" in bad.detail
     assert check_monotone_in_eps({0.0: 0.9, 4 / 255: 0.3, 8 / 255: 0.305}).passed  # within tol 0.01
+    # A noise curve on 100 samples that rises 2 points: 2 sqrt((0.88*0.12 + 0.90*0.10) / 100) = 8.85 points of
+    # binomial spread, so it passes; on 10,000 samples the spread is 0.88 points and the 1-point tol rules.
+    noisy = {0.0: 0.90, 8 / 255: 0.88, 16 / 255: 0.90}
+    assert not check_monotone_in_eps(noisy).passed
+    lenient = check_monotone_in_eps(noisy, samples=100)
+    assert lenient.passed and "binomial" in lenient.detail
+    strict = check_monotone_in_eps(noisy, samples=10_000)
+    assert not strict.passed and "by more than 1.00%" in strict.detail
+    assert not check_monotone_in_eps({0.0: 0.90, 8 / 255: 0.70, 16 / 255: 0.90}, samples=100).passed
     assert check_large_eps(0.04, 64 / 255).passed and not check_large_eps(0.2, 64 / 255).passed
     assert check_whitebox_below_blackbox(0.2, 0.4).passed
     assert not check_whitebox_below_blackbox(0.5, 0.4).passed
