@@ -223,7 +223,7 @@ def create_attack(
     if name not in ATTACKS:
         raise UserInputError(f"unknown attack {name!r}; valid choices: {', '.join(ATTACKS)}")
     entry = ATTACKS[name]
-    given = {"steps": steps, "queries": queries}
+    given = dict(zip(BUDGETS, (steps, queries), strict=True))
     for key, value in given.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UserInputError(f"--{key} must be an integer >= 1, got {value!r}")
@@ -233,7 +233,7 @@ def create_attack(
 
 def check_budget(names: tuple[str, ...], *, steps: int | None = None, queries: int | None = None) -> None:
     """Refuse ``--steps``/``--queries`` when none of the attacks ``names`` takes them (one-line error)."""
-    for key, value in (("steps", steps), ("queries", queries)):
+    for key, value in zip(BUDGETS, (steps, queries), strict=True):
         if value is None:
             continue
         takers = [n for n in names if key in ATTACKS[n].budget]
