@@ -20,10 +20,19 @@ from evrobust.attacks.base import (
 from evrobust.errors import UserInputError
 
 __all__ = [
-    "APGD", "APGDT", "APGD_LOSSES", "apgd_schedule", "dlr_targeted_loss", "per_sample", "random_start",
+    "APGD", "APGDT", "APGD_LOSSES", "apgd_schedule", "check_loss", "dlr_targeted_loss", "per_sample",
+    "random_start",
 ]
 
 APGD_LOSSES: dict[str, LossFn] = {"ce": ce_loss, "dlr": dlr_loss}
+
+
+def check_loss(attack: str, loss: str) -> str:
+    """``loss`` if it names one of :data:`APGD_LOSSES`; else a one-line :class:`UserInputError` naming
+    ``attack``."""
+    if loss not in APGD_LOSSES:
+        raise UserInputError(f"unknown {attack} loss {loss!r}; valid choices: {', '.join(APGD_LOSSES)}")
+    return loss
 
 
 def per_sample(values: Tensor, like: Tensor) -> Tensor:
@@ -101,9 +110,7 @@ class APGD(Attack):
     ) -> None:
         super().__init__(eps, seed=seed, spec=spec)
         self.steps = _check_positive("APGD steps", steps, integer=True)
-        if loss not in APGD_LOSSES:
-            raise UserInputError(f"unknown APGD loss {loss!r}; valid choices: {', '.join(APGD_LOSSES)}")
-        self.loss = loss
+        self.loss = check_loss("APGD", loss)
         self.n_restarts = _check_positive("APGD n_restarts", n_restarts, integer=True)
         self.rho = float(rho)
         if not 0.0 < self.rho <= 1.0:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from evrobust.attacks.apgd import APGD_LOSSES, apgd_schedule, per_sample, random_start
+from evrobust.attacks.apgd import APGD_LOSSES, apgd_schedule, check_loss, per_sample, random_start
 from evrobust.attacks.base import Attack, RandomSource, _check_positive, input_gradient, project_linf
 from evrobust.errors import UserInputError
 
@@ -70,9 +70,7 @@ class SAPGD(Attack):
     ) -> None:
         super().__init__(eps, seed=seed, spec=spec)
         self.steps = _check_positive("SA-PGD steps", steps, integer=True)
-        if loss not in APGD_LOSSES:
-            raise UserInputError(f"unknown SA-PGD loss {loss!r}; valid choices: {', '.join(APGD_LOSSES)}")
-        self.loss = loss
+        self.loss = check_loss("SA-PGD", loss)
         self.n_restarts = _check_positive("SA-PGD n_restarts", n_restarts, integer=True)
         self.beta1, self.beta2 = float(beta1), float(beta2)
         for label, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
