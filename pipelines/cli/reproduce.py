@@ -49,6 +49,12 @@ def reproduce_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue partly trained runs (after --stop-after or a kill).")
     ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(help="Only the runs whose key contains this text (e.g. wrn16, cifar100_subset), their "
+                     "attacks and analyses, and the table rows made of them alone; results go to "
+                     "<out>/<name>-<text>/."),
+    ] = None,
     estimate: Annotated[
         bool | None,
         typer.Option("--estimate/--no-estimate", help="Print the estimated training cost from a short timed "
@@ -56,10 +62,12 @@ def reproduce_command(
     ] = None,
 ) -> None:
     """Train, attack and analyse what one table or figure of the paper needs; write results and report."""
-    from evrobust.pipelines.reproduce import build_spec, estimate_cost, execute
+    from evrobust.pipelines.reproduce import build_spec, estimate_cost, execute, select_runs
 
     data_dir_text = None if data_dir is None else str(data_dir)
     spec = build_spec(name, scale.value, data, data_dir=data_dir_text)
+    if only is not None:
+        spec = select_runs(spec, only)
     if estimate if estimate is not None else scale is ScaleName.paper:
         for line in estimate_cost(spec, out, data_dir=data_dir_text, device=device).lines():
             typer.echo(line)

@@ -2,7 +2,8 @@
 
 :mod:`.specs` declares each experiment (runs, attacks, analyses, table layout) per scale, :mod:`.tables`
 holds the published numbers, :mod:`.runner` executes a spec and writes ``results.json``, :mod:`.cost`
-estimates its training time from a short warm-up.
+estimates its training time from a short warm-up, :mod:`.select` narrows a spec to some of its runs
+(``--only``).
 """
 
 from evrobust.pipelines.reproduce.cost import CostEstimate, estimate_cost
@@ -13,8 +14,9 @@ from evrobust.pipelines.reproduce.runner import (
     load_results,
     run_reproduction,
 )
+from evrobust.pipelines.reproduce.select import select_runs
 from evrobust.pipelines.reproduce.specs import SCALES, PipelineSpec, build_spec, list_pipelines
 
 __all__ = ["SCALES", "CostEstimate", "MixedProvenanceError", "PipelineSpec", "build_spec",
            "check_row_provenance", "estimate_cost", "execute", "list_pipelines", "load_results",
-           "run_reproduction"]
+           "run_reproduction", "select_runs"]

@@ -401,14 +401,22 @@ def run_reproduction(
     report: bool = True,
     stop_after: int | None = None,
     resume: bool = False,
+    only: str | None = None,
 ) -> Path:
     """Build the spec ``name`` at ``scale`` and execute it; returns ``<out>/<name>/results.json``.
 
+    ``only`` narrows it to the runs whose key contains that text (:func:`.select.select_runs`); the results
+    then go to ``<out>/<name>-<only>/``.
+
     Raises:
-        UserInputError: unknown name or scale, cpu scale without real-image stores, a partly trained run
-            without ``resume`` (before anything runs).
+        UserInputError: unknown name or scale, cpu scale without real-image stores, an ``only`` matching
+            no run, a partly trained run without ``resume`` (before anything runs).
     """
     spec = build_spec(name, scale, data, data_dir=data_dir)
+    if only is not None:
+        from evrobust.pipelines.reproduce.select import select_runs
+
+        spec = select_runs(spec, only)
     if scale == "paper":
         log.info("paper scale: %d runs of up to %d epochs each; meant for a GPU or a cluster",
                  len(spec.runs), max(r.train["epochs"] for r in spec.runs))
