@@ -1,12 +1,14 @@
 """Reproduction pipelines of the paper's tables and figures (``evrobust reproduce NAME``).
 
-:mod:`.specs` declares each experiment (runs, attacks, analyses, table layout) per scale, :mod:`.tables`
+:mod:`.specs` holds the data model of a spec (runs, attacks, analyses, table layout) and its builder,
+:mod:`.scales` what each scale substitutes, :mod:`.experiments` one spec per table or figure, :mod:`.tables`
 holds the published numbers, :mod:`.runner` executes a spec and writes ``results.json``, :mod:`.cost`
 estimates its training time from a short warm-up, :mod:`.select` narrows a spec to some of its runs
 (``--only``).
 """
 
 from evrobust.pipelines.reproduce.cost import CostEstimate, estimate_cost
+from evrobust.pipelines.reproduce.experiments import build_spec, list_pipelines
 from evrobust.pipelines.reproduce.runner import (
     MixedProvenanceError,
     check_row_provenance,
@@ -14,8 +16,9 @@ from evrobust.pipelines.reproduce.runner import (
     load_results,
     run_reproduction,
 )
+from evrobust.pipelines.reproduce.scales import SCALES
 from evrobust.pipelines.reproduce.select import select_runs
-from evrobust.pipelines.reproduce.specs import SCALES, PipelineSpec, build_spec, list_pipelines
+from evrobust.pipelines.reproduce.specs import PipelineSpec
 
 __all__ = ["SCALES", "CostEstimate", "MixedProvenanceError", "PipelineSpec", "build_spec",
            "check_row_provenance", "estimate_cost", "execute", "list_pipelines", "load_results",

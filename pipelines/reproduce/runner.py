@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
-from evrobust.pipelines.reproduce.specs import AnalysisSpec, AttackSpec, PipelineSpec, RunSpec, build_spec
+from evrobust.pipelines.reproduce.experiments import build_spec
+from evrobust.pipelines.reproduce.specs import AnalysisSpec, AttackSpec, PipelineSpec, RunSpec
 from evrobust.pipelines.runs import BEST_CHECKPOINT, read_metrics, write_json_atomic
 
 log = logging.getLogger(__name__)

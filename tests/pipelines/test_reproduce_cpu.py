@@ -28,7 +28,7 @@ from evrobust.pipelines.reproduce import (
     load_results,
     run_reproduction,
 )
-from evrobust.pipelines.reproduce import specs as specs_module
+from evrobust.pipelines.reproduce import scales as scales_module
 from evrobust.pipelines.runs import load_run, read_metrics
 from evrobust.pipelines.train_config import TrainConfig
 
@@ -89,10 +89,10 @@ def test_cpu_scale_trains_the_papers_architectures_on_the_real_stores(stores: di
     spec = build_spec("table1", "cpu", _both(stores))
     assert {(r.train["data"], r.train["model"]) for r in spec.runs} == {
         (stores["cifar10"], "vgg11"), (stores["cifar10"], "wrn16"), (stores["cifar100"], "wrn16")}
-    assert all(r.train["width"] == specs_module.CPU_WIDTH and r.train["T"] == 4 for r in spec.runs)
-    assert all(r.train["epochs"] == specs_module.CPU_EPOCHS for r in spec.runs)
+    assert all(r.train["width"] == scales_module.CPU_WIDTH and r.train["T"] == 4 for r in spec.runs)
+    assert all(r.train["epochs"] == scales_module.CPU_EPOCHS for r in spec.runs)
     assert all("lam" not in r.train for r in spec.runs)  # the paper's per-dataset lambdas
-    assert spec.attack_limit == specs_module.CPU_ATTACK_LIMIT
+    assert spec.attack_limit == scales_module.CPU_ATTACK_LIMIT
     labels = [row.labels for row in spec.tables[0].rows]
     assert labels[:4] == [("CIFAR-10 subset", "VGG-11 x0.125", d) for d in ("Vanilla", "RAT", "AT", "SR*")]
     # Run order: the baseline, the black-box source, then SR* before AT and RAT.
@@ -161,8 +161,8 @@ def tiny_fig3(stores: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
     """
     out = tmp_path_factory.mktemp("cpu") / "out"
     with pytest.MonkeyPatch.context() as mp:
-        tiny = dataclasses.replace(specs_module.SCALE_SETTINGS["cpu"], **TINY_CPU)
-        mp.setitem(specs_module.SCALE_SETTINGS, "cpu", tiny)
+        tiny = dataclasses.replace(scales_module.SCALE_SETTINGS["cpu"], **TINY_CPU)
+        mp.setitem(scales_module.SCALE_SETTINGS, "cpu", tiny)
         common = {"scale": "cpu", "data": stores["cifar10"], "out": out, "device": "cpu", "report": False}
         partial = load_results(run_reproduction("fig3", stop_after=1, **common))
         try:

@@ -10,7 +10,7 @@ import pytest
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.reproduce import SCALES, build_spec, list_pipelines
-from evrobust.pipelines.reproduce.specs import TRADEOFF_SETTINGS
+from evrobust.pipelines.reproduce.experiments import TRADEOFF_SETTINGS
 from evrobust.pipelines.reproduce.tables import CLAIMS, PUBLISHED
 from evrobust.pipelines.train_config import TrainConfig
 
