@@ -110,7 +110,9 @@ def cell_value(results: dict[str, Any], cell: dict[str, str]) -> tuple[float | N
         if entry is None:
             return None, []
         failed = [c for c in entry.get("checks", []) if not c.get("passed", True)]
-        return 100.0 * float(entry["accuracy"]), failed
+        # Accuracies are float32 means (0.01 is stored as 0.0099999998): rounded to 6 decimals of a percent,
+        # 1 % stays 1.0 and is not rendered as a sub-unit number ("1" instead of "1.0").
+        return round(100.0 * float(entry["accuracy"]), 6), failed
     if source == "metric":
         value = results["runs"].get(ref, {}).get(item)
         return (None if value is None else float(value)), []

@@ -56,6 +56,17 @@ def test_table4_cells_hold_ours_then_the_paper_and_mark_failed_checks() -> None:
     ]
 
 
+def test_a_float32_accuracy_of_one_percent_renders_like_every_other_accuracy() -> None:
+    """float32(0.01) = 0.0099999998: the cell must read 1.0 (one decimal, like 0.8 and 12.2), not "1"."""
+    spec = build_spec("table4", "smoke")
+    attacks = {a.key: _attack(["clean", "noise", "pgd10"],
+                              {"clean": 0.5, "noise": 0.009999999776482582, "pgd10": 0.008})
+               for a in spec.attacks}
+    results = _results("table4", attacks)
+    lines, _ = render_table(results, results["spec"]["tables"][0])
+    assert lines[-1] == "| digits (~CIFAR-10) | 1.0 (67.5) | 1.0 (86.3) | 1.0 (81.9) | 0.8 | 0.8 | 0.8 |"
+
+
 def test_cost_table_reports_ratios_to_vanilla(tmp_path: Path) -> None:
     spec = build_spec("table7", "smoke")
     seconds = {"vanilla": 2.0, "at": 10.0, "rat": 4.0, "sr": 6.0, "sr_star": 16.0}
