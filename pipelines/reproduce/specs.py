@@ -24,7 +24,6 @@ from evrobust.pipelines.reproduce.scales import Scale
 ANALYSIS_KINDS: tuple[str, ...] = ("sparsity", "vulnerability", "theorem", "distribution", "heatmap")
 
 
-
 @dataclass(frozen=True)
 class RunSpec:
     """One training run: ``train`` holds :class:`~evrobust.pipelines.train_config.TrainConfig` fields
