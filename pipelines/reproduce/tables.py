@@ -1,7 +1,7 @@
 """The paper's published numbers (ICML 2024 version, ``paper/001``), keyed like the reproduction tables.
 
 ``PUBLISHED[table][row labels][column header]`` -> the number printed in the paper (accuracy in %, or
-seconds per epoch for Table 7). Row labels and headers are those of :mod:`.specs` (white-box columns are
+seconds per epoch for Table 7). Row labels and headers are those of :mod:`.experiments` (white-box columns are
 prefixed ``W``, black-box ``B``). The report prints these beside our numbers where a cell matches.
 """
 
