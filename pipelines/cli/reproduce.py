@@ -62,12 +62,10 @@ def reproduce_command(
     ] = None,
 ) -> None:
     """Train, attack and analyse what one table or figure of the paper needs; write results and report."""
-    from evrobust.pipelines.reproduce import build_spec, estimate_cost, execute, select_runs
+    from evrobust.pipelines.reproduce import build_spec, estimate_cost, execute
 
     data_dir_text = None if data_dir is None else str(data_dir)
-    spec = build_spec(name, scale.value, data, data_dir=data_dir_text)
-    if only is not None:
-        spec = select_runs(spec, only)
+    spec = build_spec(name, scale.value, data, data_dir=data_dir_text, only=only)
     if estimate if estimate is not None else scale is ScaleName.paper:
         for line in estimate_cost(spec, out, data_dir=data_dir_text, device=device).lines():
             typer.echo(line)

@@ -13,6 +13,7 @@ from typing import Any
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.reproduce.scales import SCALE_SETTINGS, SCALES
+from evrobust.pipelines.reproduce.select import select_runs
 from evrobust.pipelines.reproduce.specs import (
     ARCH_NAMES,
     ATTACK_LABELS,
@@ -374,7 +375,7 @@ NO_CPU_SCALE = {"table2": "CIFAR10-DVS has no real recording available offline; 
 
 
 def build_spec(name: str, scale: str = "smoke", data: str | None = None,
-               data_dir: str | None = None) -> PipelineSpec:
+               data_dir: str | None = None, only: str | None = None) -> PipelineSpec:
     """The spec of pipeline ``name`` at ``scale``; ``data`` replaces every dataset (a store path or name).
 
     At ``cpu`` scale ``data`` is one store per dataset, comma-separated (see :func:`resolve_image_stores`);
@@ -397,4 +398,6 @@ def build_spec(name: str, scale: str = "smoke", data: str | None = None,
     elif scale == "paper" and data and "," in data:
         stores = resolve_image_stores(data, data_dir)
         data = None
-    return PIPELINES[name](SpecBuilder(SCALE_SETTINGS[scale], data, stores))
+    spec = PIPELINES[name](SpecBuilder(SCALE_SETTINGS[scale], data, stores))
+    # --only: the runs whose key contains the text (results under <name>-<text>/), see select.py.
+    return spec if only is None else select_runs(spec, only)

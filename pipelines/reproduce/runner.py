@@ -413,11 +413,7 @@ def run_reproduction(
         UserInputError: unknown name or scale, cpu scale without real-image stores, an ``only`` matching
             no run, a partly trained run without ``resume`` (before anything runs).
     """
-    spec = build_spec(name, scale, data, data_dir=data_dir)
-    if only is not None:
-        from evrobust.pipelines.reproduce.select import select_runs
-
-        spec = select_runs(spec, only)
+    spec = build_spec(name, scale, data, data_dir=data_dir, only=only)
     if scale == "paper":
         log.info("paper scale: %d runs of up to %d epochs each; meant for a GPU or a cluster",
                  len(spec.runs), max(r.train["epochs"] for r in spec.runs))
