@@ -23,7 +23,7 @@ from evrobust.preprocess.parallel import DEFAULT_MODE, check_workers
 from evrobust.preprocess.randperm import reference_random_split
 from evrobust.preprocess.sources import read_cifar10, read_cifar100, scan_event_dir
 from evrobust.preprocess.splits import per_class_split, scheme, tebn_split
-from evrobust.preprocess.store import check_is_store, sha256_file, verify_store
+from evrobust.preprocess.store_verify import check_is_store, sha256_file, verify_store
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def preprocess_embedded(
 
 
 def verify(store_path: str | Path, raw: str | Path | None = None, deep: bool = True) -> list[str]:
-    """Check a store (see :func:`evrobust.preprocess.store.verify_store`); ``raw`` re-hashes the sources."""
+    """Check a store (:func:`evrobust.preprocess.store_verify.verify_store`); ``raw``: re-hash sources."""
     path = Path(store_path)
     if not path.exists():
         raise UserInputError(f"store {path} does not exist")

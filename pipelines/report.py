@@ -341,7 +341,8 @@ def runs_overview(runs: Sequence[Path], directory: Path) -> list[str]:
     Raises:
         UserInputError: none of ``runs`` holds an attack result.
     """
-    from evrobust.pipelines.report_runs import draw_figures, load_runs, summary_rows, summary_table
+    from evrobust.pipelines.report_figures import draw_figures
+    from evrobust.pipelines.report_runs import load_runs, summary_rows, summary_table
 
     data = load_runs(runs)
     rows = summary_rows(data)

@@ -19,17 +19,15 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
 
-from evrobust.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
-from evrobust.datasets import DataInfo, augment_frames, augment_images, open_split, resolve_data, store_info
+from evrobust.checkpoint import flatten_state, load_checkpoint, unflatten_state
+from evrobust.datasets import augment_frames, augment_images, open_split, resolve_data, store_info
 from evrobust.defenses import (
     DefenseObjective,
     after_optimizer_step,
@@ -57,7 +55,15 @@ from evrobust.pipelines.runs import (
     versions,
     write_json_atomic,
 )
+from evrobust.pipelines.train_checkpoints import (
+    check_checkpoint_meta,
+    check_optimizer_state,
+    non_finite_tensors,
+    remove_stale_temporaries,
+    save_or_explain,
+)
 from evrobust.pipelines.train_config import TrainConfig, resolve_config
+from evrobust.pipelines.train_data import Batches, build_model_kwargs, check_model_fits_data
 from evrobust.preprocess.locks import ExclusiveLock
 from evrobust.preprocess.locks import acquire as acquire_lock
 
@@ -78,84 +84,6 @@ def default_run_dir(config: TrainConfig, dataset: str) -> Path:
 def _rank_seed(seed: int, rank: int, stream: int) -> int:
     """Independent seeds per (rank, stream) derived from the run seed."""
     return (seed * 1_000_003 + rank * 7919 + stream * 104_729) % (2**63)
-
-
-def _model_kwargs(config: TrainConfig, info: DataInfo) -> dict[str, Any]:
-    """``create_model`` arguments: the store decides classes, channels and size unless overridden."""
-    kwargs: dict[str, Any] = {
-        "name": config.model,
-        "num_classes": info.num_classes,
-        "in_channels": info.in_channels,
-        "T": config.T,
-        "width": config.width,
-        "neuron_backend": config.neuron_backend,
-        "input_size": info.input_size,
-        "mean": list(info.mean),
-        "std": list(info.std),
-    }
-    kwargs.update(config.model_options)
-    return kwargs
-
-
-def check_model_fits_data(model_config: dict[str, Any], info: DataInfo) -> None:
-    """UserInputError when a model cannot read the store's samples (channels, size, classes, frames)."""
-    what = (
-        f"{info.frames} event frames [2, {info.input_size}, {info.input_size}]"
-        if info.kind == "frames"
-        else (f"{info.in_channels}-channel {info.input_size}x{info.input_size} images")
-    )
-    problems = []
-    if model_config["in_channels"] != info.in_channels:
-        problems.append(f"in_channels={model_config['in_channels']} but the data has {info.in_channels}")
-    if model_config["input_size"] != info.input_size:
-        problems.append(f"input_size={model_config['input_size']} but the data is {info.input_size} px")
-    if model_config["num_classes"] != info.num_classes:
-        problems.append(f"num_classes={model_config['num_classes']} but the data has {info.num_classes}")
-    if info.kind == "frames" and model_config.get("T") != info.frames:
-        problems.append(f"T={model_config.get('T')} but the data has {info.frames} frames")
-    if problems:
-        raise UserInputError(
-            f"model {model_config['name']!r} does not fit {info.path} ({what}): {'; '.join(problems)}; "
-            "drop the conflicting --model-opt"
-        )
-
-
-class _Batches:
-    """Mini-batches of one rank's shard of a split, on the training device.
-
-    In-memory splits are indexed directly (no per-sample Python work); on-disk splits go through a
-    DataLoader with ``workers`` processes.
-    """
-
-    def __init__(self, dataset: Dataset, limit: int | None, workers: int) -> None:
-        self.dataset = dataset
-        self.n = len(dataset) if limit is None else min(limit, len(dataset))
-        self.workers = workers
-        self.tensors = dataset.tensors() if hasattr(dataset, "tensors") else None
-
-    def iterate(
-        self, order: Tensor, batch_size: int, device: torch.device
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches ``(x [B, ...] float32, y [B] int64)`` following ``order`` (indices into the split)."""
-        chunks = [order[i : i + batch_size] for i in range(0, order.numel(), batch_size)]
-        if self.tensors is not None:
-            x_all, y_all = self.tensors
-            for idx in chunks:
-                yield x_all[idx].to(device, non_blocking=True), y_all[idx].to(device, non_blocking=True)
-            return
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=[c.tolist() for c in chunks],
-            num_workers=self.workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-        )
-        for x, y in loader:
-            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-    def fixed(self, count: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """The first ``count`` samples (the fixed batch for gradient norms)."""
-        return next(self.iterate(torch.arange(min(count, self.n)), count, device))
 
 
 class Trainer:
@@ -206,7 +134,7 @@ class Trainer:
             )
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank
-        model_kwargs = _model_kwargs(config, self.info)
+        model_kwargs = build_model_kwargs(config, self.info)
         check_model_fits_data(model_kwargs, self.info)
         self.model = create_model(**model_kwargs)
         self.model.to(self.device)
@@ -229,8 +157,8 @@ class Trainer:
         self.aug_generator = torch.Generator().manual_seed(_rank_seed(config.seed, ctx.rank, 2))
         self.rat_generator = torch.Generator().manual_seed(_rank_seed(config.seed, 0, 3))
 
-        self.train_data = _Batches(open_split(store, "train"), config.limit_train, config.workers)
-        self.val_data = _Batches(open_split(store, "val"), config.limit_val, config.workers)
+        self.train_data = Batches(open_split(store, "train"), config.limit_train, config.workers)
+        self.val_data = Batches(open_split(store, "val"), config.limit_val, config.workers)
         if self.train_data.n == 0 or self.val_data.n == 0:
             raise UserInputError(f"store {store} has an empty train or val split; rebuild it")
 
@@ -336,8 +264,8 @@ class Trainer:
             "model_config": self.model.config,
         }
         if improved:
-            _save_or_explain(self.run_dir / BEST_CHECKPOINT, tensors, metadata)
-        _save_or_explain(self.run_dir / LAST_CHECKPOINT, tensors, metadata)
+            save_or_explain(self.run_dir / BEST_CHECKPOINT, tensors, metadata)
+        save_or_explain(self.run_dir / LAST_CHECKPOINT, tensors, metadata)
 
     def _restore(self, path: Path) -> None:
         """Continue from a checkpoint; a damaged or foreign one is one UserInputError line."""
@@ -355,60 +283,13 @@ class Trainer:
                 "or belongs to another run: restore a good copy, or move it away to start the run afresh"
             ) from None
 
-    def _check_checkpoint_meta(self, path: Path, meta: dict[str, Any]) -> None:
-        """Type- and range-check what :meth:`_restore_state` reads from the metadata, before any use."""
-
-        def bad(what: str) -> UserInputError:
-            return UserInputError(
-                f"checkpoint {path}: {what}; it is damaged or belongs to another run (restore a good copy, "
-                "or move it away to start the run afresh)"
-            )
-
-        epoch = meta.get("epoch")
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= self.config.epochs:
-            raise bad(f"epoch {repr(epoch)[:40]} is not an integer in [0, {self.config.epochs}] (--epochs)")
-        for key in ("global_step", "best_epoch", "world_size"):
-            v = meta.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise bad(f"{key} {repr(v)[:40]} is not a non-negative integer")
-        acc = meta.get("best_val_acc")
-        if isinstance(acc, bool) or not isinstance(acc, int | float) or not math.isfinite(acc):
-            raise bad(f"best_val_acc {repr(acc)[:40]} is not a number")
-        scheduler = meta.get("scheduler")
-        if not isinstance(scheduler, dict):
-            raise bad("the scheduler state is missing")
-        t_max = scheduler.get("T_max")
-        if isinstance(t_max, bool) or not isinstance(t_max, int) or t_max != self.config.epochs:
-            raise bad(f"scheduler T_max {repr(t_max)[:40]} is not --epochs {self.config.epochs}")
-        lrs = scheduler.get("base_lrs")
-        if not isinstance(lrs, list) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in lrs
-        ):
-            raise bad("the scheduler's base learning rates are not positive numbers")
-
-    def _check_optimizer_state(self, path: Path) -> None:
-        for param in self.parameters:
-            for key, value in self.optimizer.state.get(param, {}).items():
-                if isinstance(value, Tensor) and value.dim() and value.shape != param.shape:
-                    raise UserInputError(
-                        f"checkpoint {path}: optimizer state {key} has shape {tuple(value.shape)} for a "
-                        f"parameter of shape {tuple(param.shape)}; it is damaged or belongs to another run"
-                    )
-        for group in self.optimizer.param_groups:
-            lr = group.get("lr")
-            if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
-                raise UserInputError(
-                    f"checkpoint {path}: the optimizer's learning rate {repr(lr)[:40]} is not a number "
-                    ">= 0; it is damaged (restore a good copy, or move it away to start the run afresh)"
-                )
-
     def _restore_state(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
-        self._check_checkpoint_meta(path, meta)
+        check_checkpoint_meta(path, meta, self.config.epochs)
         self.model.load_state_dict(model_state_from(tensors))
         optimizer_state = unflatten_state(meta["optimizer"], tensors)
         self.optimizer.load_state_dict(optimizer_state)
-        self._check_optimizer_state(path)
+        check_optimizer_state(path, self.optimizer, self.parameters)
         self.scheduler.load_state_dict(meta["scheduler"])
         rng = unflatten_state(meta["rng"], tensors)
         self.rat_generator.set_state(rng["rat"])
@@ -643,41 +524,6 @@ class Trainer:
         }
 
 
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete temporary files of killed atomic writes in ``run_dir`` (``.<name>.<pid>.<hex>.tmp``).
-
-    Called while holding the run's writer lock, so no live writer owns them. Returns what was removed.
-    """
-    removed = []
-    if run_dir.is_dir():
-        for tmp in run_dir.glob(".*.tmp"):
-            if tmp.is_file() and not tmp.is_symlink():
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
-    if removed:
-        log.info("removed %d temporary files of an interrupted write in %s", len(removed), run_dir)
-    return removed
-
-
-def non_finite_tensors(tensors: dict[str, Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity (empty when all are finite)."""
-    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-
-
-def _save_or_explain(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> None:
-    """:func:`save_checkpoint`, with a full disk or a permission error as one UserInputError line.
-
-    The write is atomic, so the previous checkpoint of that name is intact and ``--resume`` continues from it.
-    """
-    try:
-        save_checkpoint(path, tensors, metadata)
-    except OSError as exc:
-        raise UserInputError(
-            f"cannot write checkpoint {path} ({exc.strerror or exc}); the previous checkpoint is intact; "
-            "free some space or fix the permissions, then rerun with --resume"
-        ) from None
-
-
 def train(config: TrainConfig) -> Path:
     """Train as configured; returns the run directory (see :mod:`evrobust.pipelines.runs` for its layout)."""
     return Trainer(config).fit()
@@ -686,8 +532,6 @@ def train(config: TrainConfig) -> Path:
 __all__ = [
     "NonFiniteLossError",
     "Trainer",
-    "check_model_fits_data",
     "default_run_dir",
-    "non_finite_tensors",
     "train",
 ]

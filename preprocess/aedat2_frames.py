@@ -13,8 +13,8 @@ directly (``saturate=True``) and the int32 frame, the clip and the cast are skip
 Files the kernel cannot take as they are (an address outside the sensor) are reported, not raised: the
 caller falls back to the two-step path, which raises the exact :class:`EventFileError` for them.
 
-:func:`sample_histogram` is the one-pass version of :func:`evrobust.preprocess.store.sample_histogram` for
-event samples (same sparse ``[3, nnz]`` result).
+:func:`sample_histogram` is the one-pass version of :func:`evrobust.preprocess.store_stats.sample_histogram`
+for event samples (same sparse ``[3, nnz]`` result).
 """
 
 from __future__ import annotations
@@ -179,8 +179,8 @@ def _channel_max(sample: np.ndarray, channel: int) -> int:
 def sample_histogram(sample: np.ndarray) -> np.ndarray:
     """Sparse per-channel value histogram ``[3, nnz]`` int64 (channel, value, count) of a uint16 event sample.
 
-    Equal to ``store.sample_histogram(sample, "events")`` for ``[T, 2, H, W]`` samples, without the int64
-    copies that ``np.bincount`` needs.
+    Equal to ``store_stats.sample_histogram(sample, "events")`` for ``[T, 2, H, W]`` samples, without the
+    int64 copies that ``np.bincount`` needs.
     """
     parts = []
     for c in range(sample.shape[1]):

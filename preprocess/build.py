@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from evrobust.errors import UserInputError
-from evrobust.preprocess import store
+from evrobust.preprocess import store, store_stats
 from evrobust.preprocess.convert import (
     ON_ERROR,
     FrameParams,
@@ -240,7 +240,7 @@ def write_event_store(
         report,
         histograms,
     )
-    store.finalize_store(path, report.skipped, histograms)
+    store_stats.finalize_store(path, report.skipped, histograms)
     return report
 
 
@@ -290,7 +290,7 @@ def write_image_store(
     ]
     labels = [str(i) for i in range(n)]
     _run(path, convert_image_block, tasks, labels, "fail", workers, mode, None, on_result, report)
-    store.finalize_store(path)
+    store_stats.finalize_store(path)
     return report
 
 
@@ -343,5 +343,5 @@ def write_emulated_store(
         if any(i in pending for i in range(s, min(s + EMULATED_BLOCK, n)))
     ]
     _run(path, convert_emulated_block, tasks, sources, "fail", workers, mode, None, on_result, report)
-    store.finalize_store(path)
+    store_stats.finalize_store(path)
     return report

@@ -92,7 +92,7 @@ class SampleResult:
 
     ``index`` is the (first) sample index, ``n_samples`` how many samples the task covered, ``n_events`` how
     many events it decoded (0 for images), ``histogram`` the written sample's per-channel value histogram
-    (:func:`~evrobust.preprocess.store.sample_histogram`; single-sample tasks only).
+    (:func:`~evrobust.preprocess.store_stats.sample_histogram`; single-sample tasks only).
     """
 
     index: int

@@ -14,7 +14,7 @@ from evrobust.preprocess.emulator import emulate_events
 from evrobust.preprocess.frames import events_to_frames
 from evrobust.preprocess.sources import read_digits
 from evrobust.preprocess.splits import holdout_split
-from evrobust.preprocess.store import verify_store
+from evrobust.preprocess.store_verify import verify_store
 
 
 def test_digits_dvs_samples_are_emulated_frames(tmp_path: Path) -> None:

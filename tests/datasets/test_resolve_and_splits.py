@@ -83,7 +83,7 @@ def test_concurrent_first_use_builds_once(tmp_path: Path, monkeypatch: pytest.Mo
     import time
 
     import evrobust.preprocess.embedded as embedded
-    from evrobust.preprocess import store
+    from evrobust.preprocess import store, store_stats
 
     calls = []
 
@@ -103,7 +103,7 @@ def test_concurrent_first_use_builds_once(tmp_path: Path, monkeypatch: pytest.Mo
             sources=[],
         )
         store.write_block(path, 0, np.full((2, 1, 2, 2), 7, np.uint8))
-        store.finalize_store(path)
+        store_stats.finalize_store(path)
 
     monkeypatch.setattr(embedded, "build_embedded", fake_build)
     results: list[Path] = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evrobust.preprocess import store
+from evrobust.preprocess import store_stats
 from evrobust.preprocess.aedat2 import decode_aedat2_payload, parse_aedat2_header, write_aedat2
 from evrobust.preprocess.aedat2_frames import aedat2_frames, sample_histogram
 from evrobust.preprocess.convert import FrameParams, events_to_sample, sample_from_bytes
@@ -130,7 +130,7 @@ def test_sample_from_bytes_equals_decode_then_events_to_sample(tmp_path: Path, s
     expected = events_to_sample(events, params, unit)
     assert kept == n and sample.dtype == expected.dtype == np.uint16
     np.testing.assert_array_equal(sample, expected)
-    np.testing.assert_array_equal(sample_histogram(sample), store.sample_histogram(sample, "events"))
+    np.testing.assert_array_equal(sample_histogram(sample), store_stats.sample_histogram(sample, "events"))
 
 
 def test_sample_histogram_by_hand() -> None:

@@ -11,7 +11,7 @@ import pytest
 import zarr
 
 from evrobust.errors import UserInputError
-from evrobust.preprocess import store
+from evrobust.preprocess import store, store_stats, store_verify
 from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 from evrobust.preprocess.build import write_event_store
 from evrobust.preprocess.convert import FrameParams, events_to_sample
@@ -85,7 +85,7 @@ def test_store_holds_the_frames_of_each_file(raw_dir: Path, built: Path) -> None
         assert int(frames[i].astype(np.int64).sum()) == ev.shape[0]
     labels = zarr.open_array(store=str(built), path="labels", mode="r")[:]
     np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2])
-    assert store.verify_store(built, raw_dir=raw_dir) == []
+    assert store_verify.verify_store(built, raw_dir=raw_dir) == []
 
 
 def test_attrs_describe_the_store(raw_dir: Path, built: Path) -> None:
@@ -96,7 +96,7 @@ def test_attrs_describe_the_store(raw_dir: Path, built: Path) -> None:
     assert attrs["classes"] == list(CLASSES) and attrs["complete"] is True and attrs["skipped"] == []
     assert attrs["splits"]["per-class"]["test"] == [1, 3, 5]
     for rel, digest in attrs["source_sha256"].items():
-        assert digest == store.sha256_file(raw_dir / rel)
+        assert digest == store_verify.sha256_file(raw_dir / rel)
 
 
 def test_scale_and_mean_std_match_a_direct_numpy_computation(built: Path) -> None:
@@ -120,16 +120,16 @@ def test_auto_scale_by_hand() -> None:
     hist[1, 5] = 1
     hist[1, 9] = 1
     # 100 non-zero values: 98 ones, one 5, one 9 -> the 99th is 5.
-    assert store.auto_scale(hist) == 5.0
-    assert store.auto_scale(hist, 100.0) == 9.0
-    assert store.auto_scale(np.zeros((2, 4), dtype=np.int64)) == 1.0
+    assert store_stats.auto_scale(hist) == 5.0
+    assert store_stats.auto_scale(hist, 100.0) == 9.0
+    assert store_stats.auto_scale(np.zeros((2, 4), dtype=np.int64)) == 1.0
 
 
 def test_stats_from_histogram_by_hand() -> None:
     hist = np.array([[2, 0, 2]])  # values 0, 0, 2, 2 with scale 4 -> 0, 0, .5, .5
-    mean, std = store.stats_from_histogram(hist, 4.0)
+    mean, std = store_stats.stats_from_histogram(hist, 4.0)
     assert mean == [0.25] and std == [0.25]
-    mean, std = store.stats_from_histogram(hist, 1.0)  # clipped: 0, 0, 1, 1
+    mean, std = store_stats.stats_from_histogram(hist, 1.0)  # clipped: 0, 0, 1, 1
     assert mean == [0.5] and std == [0.5]
 
 
@@ -187,13 +187,13 @@ def test_verify_finds_problems(raw_dir: Path, built: Path, tmp_path: Path) -> No
     shutil.copytree(raw_dir, raw_copy)
     with open(raw_copy / "airplane" / "cifar10_airplane_1.aedat", "ab") as fh:
         fh.write(b"\0" * 8)
-    problems = store.verify_store(bad, raw_dir=raw_copy)
+    problems = store_verify.verify_store(bad, raw_dir=raw_copy)
     text = "\n".join(problems)
     assert "sample 2: chunk unreadable" in text
     assert "1 labels outside [0, 3), first at index 4" in text
     assert "1 samples not written (first index 5)" in text
     assert "airplane/cifar10_airplane_1.aedat: sha256 differs" in text
-    assert store.verify_store(tmp_path / "nothing") != []
+    assert store_verify.verify_store(tmp_path / "nothing") != []
 
 
 def test_half_written_sample_is_never_marked_done(
@@ -219,10 +219,10 @@ def test_half_written_sample_is_never_marked_done(
     np.testing.assert_array_equal(flags, [1, 1, 0, 0, 0, 0])
     (out / "frames" / ".c.3.0.0.0.0.999.1.tmp").write_bytes(b"half")  # as if a writer was killed mid-write
     assert (out / "frames" / "c.2.0.0.0.0").exists()  # written, but not flagged
-    assert any("not written" in p for p in store.verify_store(out))
+    assert any("not written" in p for p in store_verify.verify_store(out))
     assert json.loads((out / "zarr.json").read_text())["attributes"]["complete"] is False
     build(raw_dir, out, mode="sync")  # the rerun completes it and drops the stale temporary file
-    assert store.verify_store(out, raw_dir=raw_dir) == []
+    assert store_verify.verify_store(out, raw_dir=raw_dir) == []
     assert not list((out / "frames").glob(".*"))
 
 
@@ -272,11 +272,11 @@ def test_finalize_refuses_pending_samples(raw_dir: Path, tmp_path: Path) -> None
         sources=[],
     )
     with pytest.raises(UserInputError, match="2 samples are not written"):
-        store.finalize_store(out)
+        store_stats.finalize_store(out)
     store.write_block(out, 0, np.array([[[[0, 255], [255, 0]]], [[[1, 2], [3, 4]]]], dtype=np.uint8))
-    final = store.finalize_store(out)
+    final = store_stats.finalize_store(out)
     assert final["scale"] == 255.0 and final["mean"] == [0.5] and final["std"] == [0.5]
-    assert store.verify_store(out) == []
+    assert store_verify.verify_store(out) == []
     assert math.isclose(final["mean"][0], 0.5)
 
 
@@ -286,7 +286,7 @@ def test_package_reexports_every_public_name() -> None:
     for name in pre.__all__:
         assert getattr(pre, name) is not None
     assert pre.EVENT_DTYPE.names == ("t", "x", "y", "p")
-    assert pre.verify_store is store.verify_store
+    assert pre.verify_store is store_verify.verify_store
     with pytest.raises(AttributeError):
         pre.no_such_name  # noqa: B018
 
@@ -331,8 +331,8 @@ def test_aedat4_files_convert(real_data: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         sample, events_to_frames(events, 3, sensor_size=(320, 240), split_by="time")
     )
-    store.finalize_store(out)
-    assert store.verify_store(out, raw_dir=src.parent) == []
+    store_stats.finalize_store(out)
+    assert store_verify.verify_store(out, raw_dir=src.parent) == []
     # On a 128x128 sensor the same file is reported as unreadable, not raised.
     bad = convert_event_file(str(out), 0, str(src), FrameParams(3, "time", None, (128, 128), "raw"))
     assert bad.status == "error" and "outside" in bad.message
@@ -369,10 +369,10 @@ def test_a_crash_inside_create_store_is_recovered(tmp_path: Path) -> None:
 def test_worker_histograms_give_the_same_stats_as_reading_back(built: Path) -> None:
     frames = zarr.open_array(store=str(built), path="frames", mode="r")
     idx = np.arange(frames.shape[0])
-    known = {int(i): store.sample_histogram(frames[int(i)], "events") for i in idx[::2]}
+    known = {int(i): store_stats.sample_histogram(frames[int(i)], "events") for i in idx[::2]}
     h = known[0]
     assert h.shape[0] == 3 and (h[2] > 0).all()
     assert int(h[2].sum()) == frames[0].size  # every pixel value counted once
     np.testing.assert_array_equal(
-        store._histograms(built, idx, "events", known), store._histograms(built, idx, "events")
+        store_stats._histograms(built, idx, "events", known), store_stats._histograms(built, idx, "events")
     )

@@ -10,7 +10,7 @@ import pytest
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.preprocess import preprocess_cifar10dvs
-from evrobust.preprocess import store
+from evrobust.preprocess import store, store_verify
 from evrobust.preprocess.aedat2 import read_aedat2, write_aedat2
 from evrobust.preprocess.convert import SampleResult
 from evrobust.preprocess.sources import scan_event_dir
@@ -96,7 +96,7 @@ def test_reference_store_content(raw_dir: Path, reference: Path) -> None:
     per_class = attrs["splits"]["per-class"]
     assert per_class["test"] == list(range(1, 20, 2))  # the second (last 10%) file of every class
     assert sorted(per_class["train"] + per_class["val"]) == list(range(0, 20, 2))
-    assert store.verify_store(reference, raw_dir=raw_dir) == []
+    assert store_verify.verify_store(reference, raw_dir=raw_dir) == []
 
 
 def test_corrupt_file_fails_or_is_skipped(raw_dir: Path, tmp_path: Path) -> None:
@@ -119,5 +119,5 @@ def test_corrupt_file_fails_or_is_skipped(raw_dir: Path, tmp_path: Path) -> None
     assert "multiple of 8" in attrs["skipped"][0]["reason"]
     for parts in attrs["splits"].values():
         assert all(index not in idx for idx in parts.values())
-    assert store.verify_store(out) == []
+    assert store_verify.verify_store(out) == []
     np.testing.assert_array_equal(store.done_flags(out)[index], store.SKIPPED)

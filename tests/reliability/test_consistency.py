@@ -54,7 +54,7 @@ def test_verify_exits_2_for_every_not_a_store_input(tmp_path: Path) -> None:
 
 
 def test_verify_groups_repeated_findings(store: Path, tmp_path: Path) -> None:
-    from evrobust.preprocess.store import verify_store
+    from evrobust.preprocess.store_verify import verify_store
 
     bad = tmp_path / "bad.zarr"
     shutil.copytree(store, bad)
@@ -105,7 +105,7 @@ DISAGREEMENTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
 
 @pytest.mark.parametrize("case", list(DISAGREEMENTS))
 def test_verify_and_readers_agree(store: Path, tmp_path: Path, case: str) -> None:
-    from evrobust.preprocess.store import verify_store
+    from evrobust.preprocess.store_verify import verify_store
 
     damaged = tmp_path / "d.zarr"
     shutil.copytree(store, damaged)

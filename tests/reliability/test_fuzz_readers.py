@@ -184,7 +184,8 @@ def _shallow_copy(store: Path, dest: Path, copy: tuple[str, ...] = ()) -> Path:
 
 def _store_readers(path: Path) -> None:
     from evrobust.datasets import open_split, store_info
-    from evrobust.preprocess.store import read_attrs, verify_store
+    from evrobust.preprocess.store import read_attrs
+    from evrobust.preprocess.store_verify import verify_store
 
     _expect_user_error_or_ok(read_attrs, path)
     problems = _expect_user_error_or_ok(verify_store, path, deep=False)
@@ -234,7 +235,7 @@ def test_store_with_wrong_typed_attrs(
 
 
 def test_store_array_metadata_claiming_1e12_samples(digits_store: Path, tmp_path: Path) -> None:
-    from evrobust.preprocess.store import verify_store
+    from evrobust.preprocess.store_verify import verify_store
 
     path = _shallow_copy(digits_store, tmp_path / "s.zarr", copy=("labels", "done"))
     for name in ("labels", "done"):

@@ -25,7 +25,8 @@ from evrobust.preprocess.sources import (
     scan_event_dir,
     zip_event_members,
 )
-from evrobust.preprocess.store import read_attrs, verify_store
+from evrobust.preprocess.store import read_attrs
+from evrobust.preprocess.store_verify import verify_store
 
 
 class _Call:

@@ -14,7 +14,7 @@ from reliability_helpers import cli, cli_kill_when, make_raw_dir, tree_digest
 
 from evrobust.checkpoint import load_checkpoint
 from evrobust.preprocess.locks import lock_path
-from evrobust.preprocess.store import verify_store
+from evrobust.preprocess.store_verify import verify_store
 
 RNG = random.Random(20240722)  # one seeded stream: the kill points are reproducible run to run
 

@@ -103,11 +103,11 @@ CHECKPOINT_UNDER_FSIZE = """
 import resource, signal, sys, torch
 from pathlib import Path
 from evrobust.errors import UserInputError
-from evrobust.pipelines.train import _save_or_explain
+from evrobust.pipelines.train_checkpoints import save_or_explain
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
 try:
-    _save_or_explain(Path(sys.argv[1]), {"w": torch.ones(100_000)}, {"epoch": 2})
+    save_or_explain(Path(sys.argv[1]), {"w": torch.ones(100_000)}, {"epoch": 2})
 except UserInputError as exc:
     print(exc)
     sys.exit(2)

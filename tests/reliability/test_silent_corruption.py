@@ -68,7 +68,7 @@ def test_non_finite_weights_are_never_saved(
 
 
 def test_non_finite_tensors_lists_only_the_bad_ones() -> None:
-    from evrobust.pipelines.train import non_finite_tensors
+    from evrobust.pipelines.train_checkpoints import non_finite_tensors
 
     tensors = {
         "a": torch.zeros(3),
@@ -83,7 +83,7 @@ def test_non_finite_tensors_lists_only_the_bad_ones() -> None:
 def test_a_deleted_chunk_of_a_done_sample_is_found(tmp_path: Path) -> None:
     from evrobust.datasets import open_split, split_indices
     from evrobust.preprocess.embedded import build_digits
-    from evrobust.preprocess.store import verify_store
+    from evrobust.preprocess.store_verify import verify_store
 
     store = tmp_path / "digits.zarr"
     build_digits(store)
