@@ -27,6 +27,7 @@ from evrobust.pipelines.report_runs import (
     reliable_accuracy,
     summary_rows,
 )
+from evrobust.pipelines.reproduce.specs import DEFENSE_NAMES, PAPER_NAMES, TABLE3_ABLATION
 from evrobust.pipelines.reproduce.tables import published
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,6 @@ class SkipPlot(Exception):  # noqa: N818 - a control-flow signal, not an error
 # ------------------------------------------------------------------------------------------ paper points
 
 
-_PAPER_DEFENSE = {"vanilla": "Vanilla", "at": "AT", "sr": "SR", "sr_star": "SR*"}
-_TABLE3_ROW = {"vanilla": ("×", "×"), "at": ("×", "✓"), "sr": ("✓", "×"), "sr_star": ("✓", "✓")}
-_CIFAR = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 PAPER_EPS = 8 / 255
 
 
@@ -58,22 +56,22 @@ def paper_point(dataset: str, defense: str, attack: str) -> tuple[float, str] | 
     Table 3 (FGSM, PGD-30; WRN-16). The PGD points come from longer PGD runs than our PGD-10 curve, so they
     sit at or below it when the numbers agree.
     """
-    if dataset == "cifar10dvs" and defense in _PAPER_DEFENSE:
+    # The paper's tables 2-4 have rows for these four defenses only (Table 3's ablation).
+    if defense not in TABLE3_ABLATION:
+        return None
+    name = DEFENSE_NAMES[defense]
+    if dataset == "cifar10dvs":
         header = {"fgsm": "W FGSM", "pgd10": "W PGD50"}.get(attack)
-        value = None if header is None else published("table2", (_PAPER_DEFENSE[defense],), header)
-        return (
-            None
-            if value is None
-            else (value, f"paper {header.removeprefix('W ')}, {_PAPER_DEFENSE[defense]}")
-        )
-    if dataset in _CIFAR and defense in _PAPER_DEFENSE:
+        value = None if header is None else published("table2", (name,), header)
+        return None if value is None else (value, f"paper {header.removeprefix('W ')}, {name}")
+    if dataset in ("cifar10", "cifar100"):
         if attack == "noise":
-            value = published("table4", (_CIFAR[dataset],), _PAPER_DEFENSE[defense])
-            return None if value is None else (value, f"paper noise, {_PAPER_DEFENSE[defense]}")
+            value = published("table4", (PAPER_NAMES[dataset],), name)
+            return None if value is None else (value, f"paper noise, {name}")
         header = {"fgsm": "FGSM", "pgd10": "PGD30"}.get(attack)
         if header is not None:
-            value = published("table3", (_CIFAR[dataset], *_TABLE3_ROW[defense]), header)
-            return None if value is None else (value, f"paper {header}, {_PAPER_DEFENSE[defense]}")
+            value = published("table3", (PAPER_NAMES[dataset], *TABLE3_ABLATION[defense]), header)
+            return None if value is None else (value, f"paper {header}, {name}")
     return None
 
 

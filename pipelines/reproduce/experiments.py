@@ -19,6 +19,7 @@ from evrobust.pipelines.reproduce.specs import (
     ATTACK_LABELS,
     DEFENSE_NAMES,
     PAPER_NAMES,
+    TABLE3_ABLATION,
     Cell,
     PipelineSpec,
     Row,
@@ -110,8 +111,7 @@ def _table3(b: SpecBuilder) -> PipelineSpec:
     names = ("clean", "fgsm", "rfgsm", "pgd30", "pgd50", "apgd100")
     rows = []
     for d, m in _groups(b, [("cifar10", "wrn16"), ("cifar100", "wrn16")]):
-        ablation = (("vanilla", "×", "×"), ("at", "×", "✓"), ("sr", "✓", "×"), ("sr_star", "✓", "✓"))
-        for defense, sr, at in ablation:
+        for defense, (sr, at) in TABLE3_ABLATION.items():
             run = b.run(d, m, defense)
             wb = b.attack(run, names)
             rows.append(Row((b.data_label(d), sr, at), _attack_cells(b, wb, None, names),

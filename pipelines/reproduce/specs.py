@@ -144,6 +144,8 @@ class PipelineSpec:
 PAPER_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10dvs": "CIFAR10-DVS"}
 ARCH_NAMES = {"vgg11": "VGG-11", "wrn16": "WRN-16"}
 DEFENSE_NAMES = {"vanilla": "Vanilla", "sr": "SR", "at": "AT", "sr_star": "SR*", "rat": "RAT"}
+TABLE3_ABLATION = {"vanilla": ("×", "×"), "at": ("×", "✓"), "sr": ("✓", "×"), "sr_star": ("✓", "✓")}
+"""Table 3's (SR, AT) marks per defense, in the paper's row order."""
 ATTACK_LABELS = {
     "clean": "Clean",
     "fgsm": "FGSM",
