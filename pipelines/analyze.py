@@ -1,9 +1,9 @@
 """``evrobust analyze``: gradient sparsity, vulnerability curves, Theorem 1 check, gradient plots of a run.
 
-:func:`run_analysis` loads a trained run (:func:`evrobust.pipelines.runs.load_run`), reads the first
+:func:`run_analysis` loads a trained run (:func:`evrobust.pipelines.train.run_dir.load_run`), reads the first
 ``limit`` samples of its test split, computes one *kind* of analysis with :mod:`evrobust.analysis`, writes
-``<run>/analysis-<kind>.json`` atomically (plus PNGs from :mod:`evrobust.pipelines.plots`) and returns the
-JSON document. The JSON layouts are documented in ``docs/_drafts/analysis.md``.
+``<run>/analysis-<kind>.json`` atomically (plus PNGs from :mod:`evrobust.pipelines.report.plots`) and
+returns the JSON document. The JSON layouts are documented in ``docs/_drafts/analysis.md``.
 
 Kinds: ``sparsity`` (l0/l1/l2 of grad_x f_y), ``vulnerability`` (accuracy vs eps under noise/FGSM/PGD,
 Fig. 1), ``theorem`` (measured rho_adv/rho_rand vs 3 l1^2/l2^2 and [3, 3 l0]), ``distribution`` (histogram
@@ -44,7 +44,7 @@ from evrobust.analysis.theorem import DEFAULT_MC_SAMPLES, DEFAULT_PGD_STEPS
 from evrobust.attacks import ATTACKS, ENSEMBLES, create_attack, ensemble_specs, member_name, predict
 from evrobust.errors import UserInputError
 from evrobust.neurons import GradSpec
-from evrobust.pipelines.evaluation_inputs import (
+from evrobust.pipelines.attack.inputs import (
     eps_text,
     iter_test_batches,
     load_evaluated_run,
@@ -52,8 +52,8 @@ from evrobust.pipelines.evaluation_inputs import (
     resolve_device,
     run_test_store,
 )
-from evrobust.pipelines.options import parse_eps
-from evrobust.pipelines.runs import write_text_atomic
+from evrobust.pipelines.common.options import parse_eps
+from evrobust.pipelines.train.run_dir import write_text_atomic
 
 __all__ = ["DEFAULT_LIMIT", "KINDS", "THEOREM_EPS_GRID", "compare_plot", "result_path", "run_analysis"]
 
@@ -372,7 +372,7 @@ _KINDS: dict[str, Callable[[_Context, dict[str, Any], list[float]], dict[str, An
 
 
 def _plots(kind: str, result: dict[str, Any], run: Path) -> list[str]:
-    from evrobust.pipelines import plots
+    from evrobust.pipelines.report import plots
 
     path = _png_path(run, kind)
     if kind == "vulnerability":
@@ -487,7 +487,7 @@ def _json_safe(value: Any) -> Any:
 
 def compare_plot(results: Sequence[dict[str, Any]], kind: str, path: str | os.PathLike[str]) -> Path:
     """One PNG comparing several runs' ``distribution`` (overlaid) or ``heatmap`` (one row each) results."""
-    from evrobust.pipelines import plots
+    from evrobust.pipelines.report import plots
 
     if kind == "distribution":
         return plots.plot_distribution(results, path)

@@ -207,7 +207,7 @@ def train_defaults(config: Any) -> tuple[dict[str, Any], str]:
     """What ``evrobust train`` will use for the options left to the data: the resolved values and the dataset.
 
     Args:
-        config: the :class:`~evrobust.pipelines.train_config.TrainConfig` built from the command line.
+        config: the :class:`~evrobust.pipelines.train.config.TrainConfig` built from the command line.
 
     Returns:
         ``({option name: value}, dataset name)`` with ``T``, ``batch_size``, ``augment``, ``at_method``,
@@ -216,12 +216,12 @@ def train_defaults(config: Any) -> tuple[dict[str, Any], str]:
     import logging
 
     from evrobust.datasets import resolve_data, store_info
-    from evrobust.pipelines.train import default_run_dir
-    from evrobust.pipelines.train_config import resolve_config
+    from evrobust.pipelines.train.config import resolve_config
+    from evrobust.pipelines.train.pipeline import default_run_dir
 
     info = store_info(resolve_data(config.data, config.data_dir))
     # The training resolves the same options again and logs its warnings then; not twice.
-    quiet = logging.getLogger("evrobust.pipelines.train_config")
+    quiet = logging.getLogger("evrobust.pipelines.train.config")
     was_disabled, quiet.disabled = quiet.disabled, True
     try:
         resolved = resolve_config(config, info.name, info.kind, info.frames)

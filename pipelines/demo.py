@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.pipelines.analyze import run_analysis
-from evrobust.pipelines.attack import run_attack
-from evrobust.pipelines.report import write_report
-from evrobust.pipelines.runs import read_metrics, write_text_atomic
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.attack.pipeline import run_attack
+from evrobust.pipelines.report.pipeline import write_report
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
+from evrobust.pipelines.train.run_dir import read_metrics, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ def export_run(
             NIR cannot represent. Nothing is written in any of these cases.
     """
     from evrobust.export import to_nir_graph, write_nir
-    from evrobust.pipelines.runs import load_run
+    from evrobust.pipelines.train.run_dir import load_run
 
     if format not in FORMATS:
         raise UserInputError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")

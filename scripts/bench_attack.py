@@ -111,7 +111,7 @@ def main() -> None:
 
 def bench_suites(run: Path, limit: int, batch: int, ensemble: str, device: str) -> None:
     """Seconds per sample of ``--suite paper`` vs ``--suite reliable`` on a copy of ``run``."""
-    from evrobust.pipelines.attack import run_attack
+    from evrobust.pipelines.attack.pipeline import run_attack
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-"""``evrobust attack``: a thin typer wrapper over :func:`evrobust.pipelines.attack.run_attack`."""
+"""``evrobust attack``: a thin typer wrapper over :func:`evrobust.pipelines.attack.pipeline.run_attack`."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def attack_command(
     ] = None,
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
-    from evrobust.pipelines.attack import render_markdown, result_paths, run_attack
+    from evrobust.pipelines.attack.pipeline import render_markdown, result_paths, run_attack
     from evrobust.pipelines.cli.defaults import defaults_line
     from evrobust.pipelines.defaults import RUNS_DIR, newest_run, transfer_source
 

@@ -1,4 +1,4 @@
-"""``evrobust report PATH...``: thin wrapper over :func:`evrobust.pipelines.report.write_report`."""
+"""``evrobust report PATH...``: thin wrapper over :func:`evrobust.pipelines.report.pipeline.write_report`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Write report.md: tables in the paper's layout beside the published numbers, masking checks, plots."""
-    from evrobust.pipelines.report import write_report
+    from evrobust.pipelines.report.pipeline import write_report
 
     path = write_report(paths, out)
     typer.echo(f"report written to {path}")

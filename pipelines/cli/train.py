@@ -1,4 +1,4 @@
-"""``evrobust train``: a thin typer wrapper over :func:`evrobust.pipelines.train.train`.
+"""``evrobust train``: a thin typer wrapper over :func:`evrobust.pipelines.train.pipeline.train`.
 
 Heavy imports (torch, models, data) happen inside the command so that ``evrobust --help`` stays fast.
 """
@@ -161,10 +161,10 @@ def train_command(
 ) -> None:
     """Train a spiking network with a defense; writes config, metrics and checkpoints to the run directory."""
     from evrobust.pipelines.cli.defaults import defaults_line
+    from evrobust.pipelines.common.options import parse_eps, parse_fraction
     from evrobust.pipelines.defaults import newest_store, train_defaults
-    from evrobust.pipelines.options import parse_eps, parse_fraction
-    from evrobust.pipelines.train import NonFiniteLossError, train
-    from evrobust.pipelines.train_config import TrainConfig
+    from evrobust.pipelines.train.config import TrainConfig
+    from evrobust.pipelines.train.pipeline import NonFiniteLossError, train
 
     notes: dict[str, str] = {}
     if data is None:

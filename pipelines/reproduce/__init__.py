@@ -1,8 +1,9 @@
 """Reproduction pipelines of the paper's tables and figures (``evrobust reproduce NAME``).
 
 :mod:`.specs` holds the data model of a spec (runs, attacks, analyses, table layout) and its builder,
-:mod:`.scales` what each scale substitutes, :mod:`.experiments` one spec per table or figure, :mod:`.tables`
-holds the published numbers, :mod:`.runner` executes a spec and writes ``results.json``, :mod:`.cost`
+:mod:`.scales` what each scale substitutes, :mod:`.experiments` one spec per table or figure (the published
+numbers they are compared with are :mod:`evrobust.pipelines.common.paper`), :mod:`.runner` executes a spec and
+writes ``results.json``, :mod:`.cost`
 estimates its training time from a short warm-up, :mod:`.select` narrows a spec to some of its runs
 (``--only``).
 """

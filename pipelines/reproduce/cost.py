@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.pipelines.reproduce.specs import PipelineSpec
-from evrobust.pipelines.runs import read_metrics
+from evrobust.pipelines.train.run_dir import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,8 @@ def _epochs_done(root: Path, dirname: str) -> int:
 def _warmup(train: dict[str, Any], batches: int, data_dir: str | None, device: str) -> float:
     """Seconds per epoch of a run with these options, from ``batches`` timed training batches."""
     from evrobust.datasets import resolve_data, store_info
-    from evrobust.pipelines.train import train as run_training
-    from evrobust.pipelines.train_config import DEFAULT_BATCH, PAPER_BATCH, TrainConfig
+    from evrobust.pipelines.train.config import DEFAULT_BATCH, PAPER_BATCH, TrainConfig
+    from evrobust.pipelines.train.pipeline import train as run_training
 
     info = store_info(resolve_data(train["data"], data_dir))
     batch = train.get("batch_size") or PAPER_BATCH.get(info.name, DEFAULT_BATCH)

@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
+from evrobust.pipelines.common.paper import DEFENSE_NAMES, PAPER_NAMES, TABLE3_ABLATION
 from evrobust.pipelines.reproduce.scales import SCALE_SETTINGS, SCALES
 from evrobust.pipelines.reproduce.select import select_runs
 from evrobust.pipelines.reproduce.specs import (
     ARCH_NAMES,
     ATTACK_LABELS,
-    DEFENSE_NAMES,
-    PAPER_NAMES,
-    TABLE3_ABLATION,
     Cell,
     PipelineSpec,
     Row,
@@ -194,7 +192,7 @@ def _norm_cells(b: SpecBuilder, run: str) -> dict[str, Cell]:
 
 def _lambda_runs(b: SpecBuilder, model: str = "wrn16", paper_data: str = "cifar10"
                  ) -> list[tuple[float, str, str]]:
-    from evrobust.pipelines.train_config import PAPER_LAMBDA
+    from evrobust.pipelines.train.config import PAPER_LAMBDA
 
     out = []
     # The lambda the tables' plain SR run uses: the scale's, else the paper's for this dataset (cpu and

@@ -8,7 +8,7 @@ Output layout under ``out`` (default ``runs/reproduce``)::
                                     eps, ensemble, samples): a rerun skips what is already there
     cache/analysis-<hash>.json      the same for analyses
     <name>/results.json             the spec and every number its tables and figures need
-    <name>/report.md (+ PNGs)       written by :func:`evrobust.pipelines.report.write_report`
+    <name>/report.md (+ PNGs)       written by :func:`evrobust.pipelines.report.pipeline.write_report`
 
 Order and resumption: the runs execute in the spec's order, and each attack or analysis runs as soon as
 the runs it needs are trained, so the first rows of a table are complete while later runs still train.
@@ -37,15 +37,17 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
+from evrobust.pipelines.common.results import RESULTS_FILE, RESULTS_FORMAT, load_results
 from evrobust.pipelines.reproduce.experiments import build_spec
 from evrobust.pipelines.reproduce.specs import AnalysisSpec, AttackSpec, PipelineSpec, RunSpec
-from evrobust.pipelines.runs import BEST_CHECKPOINT, read_metrics, write_json_atomic
+from evrobust.pipelines.train.run_dir import BEST_CHECKPOINT, read_metrics, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.json"
-RESULTS_FORMAT = "evrobust-reproduction"
 DEFAULT_OUT = "runs/reproduce"
+
+__all__ = ["DEFAULT_OUT", "RESULTS_FILE", "RESULTS_FORMAT", "execute", "load_results",
+           "run_reproduction", "run_tradeoff"]
 
 
 def _hash(document: Any) -> str:
@@ -72,8 +74,8 @@ def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, r
     Returns:
         ``(run directory, epochs trained in this call)``.
     """
-    from evrobust.pipelines.train import train
-    from evrobust.pipelines.train_config import TrainConfig
+    from evrobust.pipelines.train.config import TrainConfig
+    from evrobust.pipelines.train.pipeline import train
 
     out = root / "runs" / spec.dirname
     started = (out / "config.json").is_file()
@@ -125,7 +127,7 @@ def attack_run(
 ) -> Any:
     """Run (or reuse) one attack; returns the compact result (accuracies, checks, settings), and with
     ``with_fresh`` also whether it was computed now (False: from the cache)."""
-    from evrobust.pipelines.attack import run_attack
+    from evrobust.pipelines.attack.pipeline import run_attack
 
     run = run_dirs[spec.run]
     source = run_dirs[spec.source] if spec.source else None
@@ -385,7 +387,7 @@ def execute(
     write(complete)
     log.info("wrote %s%s", target, "" if complete else " (partial: rerun with --resume to continue)")
     if report:
-        from evrobust.pipelines.report import write_report
+        from evrobust.pipelines.report.pipeline import write_report
 
         write_report([target.parent])
     return target
@@ -421,14 +423,6 @@ def run_reproduction(
                    resume=resume)
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` (or the directory holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / RESULTS_FILE
-    if not path.is_file():
-        raise UserInputError(f"{path} does not exist; run `evrobust reproduce NAME --out ...` first")
-    document = json.loads(path.read_text())
-    if document.get("format") != RESULTS_FORMAT:
-        raise UserInputError(f"{path} is not a reproduction result (format {document.get('format')!r})")
-    return document
+def run_tradeoff(scale: str = "smoke", out: str | Path = DEFAULT_OUT, **kwargs: Any) -> Path:
+    """Run (or reuse) the ``tradeoff`` reproduction; returns its ``results.json``."""
+    return run_reproduction("tradeoff", scale=scale, out=out, **kwargs)

@@ -3,7 +3,7 @@ them, and which table or figure they fill.
 
 A spec is plain data (frozen dataclasses, here); :mod:`.experiments` builds one per table or figure at a
 *scale* (:mod:`.scales`) through :class:`SpecBuilder`, :mod:`evrobust.pipelines.reproduce.runner` executes it
-and :mod:`evrobust.pipelines.report` renders it.
+and :mod:`evrobust.pipelines.report.pipeline` renders it.
 
 Runs are identified by their training options, so a run needed by several tables (the vanilla WRN-16 of
 Tables 3 and 4, say) is trained once per output directory and reused.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evrobust.pipelines.common.paper import PAPER_NAMES
 from evrobust.pipelines.reproduce.scales import Scale
 
 ANALYSIS_KINDS: tuple[str, ...] = ("sparsity", "vulnerability", "theorem", "distribution", "heatmap")
@@ -26,7 +27,7 @@ ANALYSIS_KINDS: tuple[str, ...] = ("sparsity", "vulnerability", "theorem", "dist
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: ``train`` holds :class:`~evrobust.pipelines.train_config.TrainConfig` fields
+    """One training run: ``train`` holds :class:`~evrobust.pipelines.train.config.TrainConfig` fields
     (everything except the runtime ones: out, data_dir, device, resume, progress)."""
 
     key: str
@@ -141,11 +142,7 @@ class PipelineSpec:
 
 # ---------------------------------------------------------------------------------------------- builders
 
-PAPER_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10dvs": "CIFAR10-DVS"}
 ARCH_NAMES = {"vgg11": "VGG-11", "wrn16": "WRN-16"}
-DEFENSE_NAMES = {"vanilla": "Vanilla", "sr": "SR", "at": "AT", "sr_star": "SR*", "rat": "RAT"}
-TABLE3_ABLATION = {"vanilla": ("×", "×"), "at": ("×", "✓"), "sr": ("✓", "×"), "sr_star": ("✓", "✓")}
-"""Table 3's (SR, AT) marks per defense, in the paper's row order."""
 ATTACK_LABELS = {
     "clean": "Clean",
     "fgsm": "FGSM",

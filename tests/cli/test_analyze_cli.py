@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
 
 runner = CliRunner()
 

@@ -21,7 +21,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 WATCH = (
     "torch",
     "evrobust.datasets.augment",
-    "evrobust.pipelines.train",
+    "evrobust.pipelines.train.pipeline",
     *(s.module for s in COMMANDS.values()),
 )
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from evrobust.pipelines.attack import run_attack
+from evrobust.pipelines.attack.pipeline import run_attack
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
 
 runner = CliRunner()
 

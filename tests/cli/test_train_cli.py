@@ -11,7 +11,7 @@ from evrobust.datasets import resolve_data
 from evrobust.defenses import AT_METHODS, DEFENSES, PENALTIES
 from evrobust.pipelines.cli.app import app
 from evrobust.pipelines.cli.train import AtMethod, Defense, Penalty
-from evrobust.pipelines.runs import read_config, read_metrics
+from evrobust.pipelines.train.run_dir import read_config, read_metrics
 
 runner = CliRunner()
 

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from evrobust.models import create_model
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
 
 MNIST_DVS = "dvs/aedat2_dvs128/mnist_0_scale04_0001.aedat"  # under the real_data fixture's folder
 TRAIN_SAMPLES = 1400  # of the 1797 digits; the remaining 397 are the held-out test inputs

@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 from evrobust.export import load_nir
-from evrobust.pipelines.attack import run_attack
+from evrobust.pipelines.attack.pipeline import run_attack
 from evrobust.pipelines.cli.app import app
 from evrobust.pipelines.export import export_run
-from evrobust.pipelines.runs import load_run
+from evrobust.pipelines.train.run_dir import load_run
 
 runner = CliRunner()
 

@@ -15,9 +15,9 @@ from evrobust.attacks import FGSM, predict
 from evrobust.datasets import open_split
 from evrobust.errors import UserInputError
 from evrobust.pipelines.analyze import KINDS, result_path, run_analysis
-from evrobust.pipelines.runs import load_run
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
+from evrobust.pipelines.train.run_dir import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

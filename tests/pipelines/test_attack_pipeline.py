@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import evrobust.pipelines.attack as attack_pipeline
+import evrobust.pipelines.attack.pipeline as attack_pipeline
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack import result_paths, run_attack
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.attack.pipeline import result_paths, run_attack
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
 
 COMMON: dict[str, Any] = {"limit": 40, "batch_size": 20, "device": "cpu"}
 
@@ -171,7 +171,7 @@ def test_bad_runs_raise_user_input_error(runs: tuple[Path, Path], tmp_path: Path
 
 
 def test_failed_check_is_printed_beside_its_number() -> None:
-    from evrobust.pipelines.attack import render_markdown
+    from evrobust.pipelines.attack.pipeline import render_markdown
 
     failed = {"name": "large_eps", "passed": False, "detail": "accuracy 40.00% at eps 64/255 > 5.00%",
               "subject": "pgd10"}
@@ -192,7 +192,7 @@ def test_failed_check_is_printed_beside_its_number() -> None:
 
 def test_member_table_per_member_list_noise_draws_beside_surrogates() -> None:
     """Noise is labelled by its draws, gradient attacks by their specs: one member table for each list."""
-    from evrobust.pipelines.attack import render_markdown
+    from evrobust.pipelines.attack.pipeline import render_markdown
 
     draws = {f"draw{k}": {"accuracy": 0.9, "cumulative": 0.9 - 0.1 * k} for k in range(2)}
     specs = {"triangle:1": {"accuracy": 0.6, "cumulative": 0.6},

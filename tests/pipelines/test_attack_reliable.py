@@ -16,14 +16,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import evrobust.pipelines.attack as attack_pipeline
+import evrobust.pipelines.attack.pipeline as attack_pipeline
 from evrobust.analysis.evaluate import flags_from_text
 from evrobust.attacks import APGD, APGDT, SAPGD, Cascade, Square, Stage, ensemble_specs, member_name
 from evrobust.attacks.registry import ATTACKS, PAPER_PROTOCOL
-from evrobust.pipelines.attack import result_paths, run_attack
+from evrobust.pipelines.attack.pipeline import result_paths, run_attack
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.train import train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
 
 OPTIONS: dict[str, Any] = {
     "suite": "reliable", "ensemble": "single", "limit": 40, "batch_size": 20, "device": "cpu",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from evrobust.errors import UserInputError
-from evrobust.pipelines.report import CHECK_MARK, render_table, write_report
+from evrobust.pipelines.report.pipeline import CHECK_MARK, render_table, write_report
 from evrobust.pipelines.reproduce import build_spec
 from evrobust.pipelines.reproduce.runner import RESULTS_FILE, RESULTS_FORMAT
 

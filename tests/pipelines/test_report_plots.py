@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.report import write_report
-from evrobust.pipelines.report_figures import paper_point
+from evrobust.pipelines.report.figures import paper_point
+from evrobust.pipelines.report.pipeline import write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MEMBERS = ("triangle:1", "sigmoid:4", "atan:2", "rate")

@@ -56,7 +56,7 @@ def test_one_warmup_per_kind_scaled_to_the_epochs_left(tmp_path: Path,
 def test_warmup_scales_the_probe_epoch_to_the_training_split(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """seconds per epoch = seconds of the probe epoch x (training samples / probe samples)."""
-    import evrobust.pipelines.train as train_pipeline
+    import evrobust.pipelines.train.pipeline as train_pipeline
 
     seen: dict = {}
     real = train_pipeline.train

@@ -19,7 +19,7 @@ from evrobust.datasets import open_split
 from evrobust.errors import UserInputError
 from evrobust.pipelines.cli.app import app as main_app
 from evrobust.pipelines.preprocess import preprocess_cifar
-from evrobust.pipelines.report import cell_value
+from evrobust.pipelines.report.pipeline import cell_value
 from evrobust.pipelines.reproduce import (
     MixedProvenanceError,
     build_spec,
@@ -29,8 +29,8 @@ from evrobust.pipelines.reproduce import (
     run_reproduction,
 )
 from evrobust.pipelines.reproduce import scales as scales_module
-from evrobust.pipelines.runs import load_run, read_metrics
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.run_dir import load_run, read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 

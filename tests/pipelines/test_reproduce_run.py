@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import evrobust.pipelines.attack as attack_pipeline
-import evrobust.pipelines.train as train_pipeline
+import evrobust.pipelines.attack.pipeline as attack_pipeline
+import evrobust.pipelines.train.pipeline as train_pipeline
 from evrobust.datasets import open_split
-from evrobust.pipelines.report import cell_value
+from evrobust.pipelines.report.pipeline import cell_value
 from evrobust.pipelines.reproduce import build_spec, list_pipelines, load_results, run_reproduction
-from evrobust.pipelines.runs import load_run, read_metrics
+from evrobust.pipelines.train.run_dir import load_run, read_metrics
 
 # Ordered so that later pipelines reuse the runs of earlier ones (the wrn_small vanilla / sr / sr_star runs
 # are shared by table3, table4, fig1, fig3, fig4 and fig5).

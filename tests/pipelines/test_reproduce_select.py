@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import evrobust.pipelines.train as train_pipeline
+import evrobust.pipelines.train.pipeline as train_pipeline
 from evrobust.errors import UserInputError
 from evrobust.pipelines.cli.app import app as main_app
 from evrobust.pipelines.reproduce import build_spec, load_results, run_reproduction, select_runs

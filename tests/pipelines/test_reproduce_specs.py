@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from evrobust.errors import UserInputError
+from evrobust.pipelines.common.paper import CLAIMS, PUBLISHED
 from evrobust.pipelines.reproduce import SCALES, build_spec, list_pipelines
 from evrobust.pipelines.reproduce.experiments import TRADEOFF_SETTINGS
-from evrobust.pipelines.reproduce.tables import CLAIMS, PUBLISHED
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
 
 EXPECTED = {"table1", "table2", "table3", "table4", "table6", "table7", "fig1", "fig3", "fig4", "fig5",
             "fig6", "tradeoff"}

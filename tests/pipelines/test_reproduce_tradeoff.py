@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from evrobust.pipelines.common.results import RESULTS_FORMAT
+from evrobust.pipelines.report.tradeoff import TradeoffPoint, spearman, summarize, tradeoff_points
 from evrobust.pipelines.reproduce import build_spec
-from evrobust.pipelines.reproduce.runner import RESULTS_FORMAT
-from evrobust.pipelines.tradeoff import TradeoffPoint, spearman, summarize, tradeoff_points
 
 
 def test_spearman_hand_computed_cases() -> None:

@@ -13,9 +13,9 @@ from evrobust.checkpoint import load_checkpoint
 from evrobust.datasets import load_split, resolve_data
 from evrobust.defenses import DefenseObjective
 from evrobust.errors import UserInputError
-from evrobust.pipelines.runs import load_run, read_config, read_metrics
-from evrobust.pipelines.train import NonFiniteLossError, train
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import NonFiniteLossError, train
+from evrobust.pipelines.train.run_dir import load_run, read_config, read_metrics
 
 EPOCH_KEYS = {
     "epoch",

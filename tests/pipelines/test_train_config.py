@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from evrobust.errors import UserInputError
-from evrobust.pipelines.distributed import epoch_permutation, shard
-from evrobust.pipelines.options import parse_eps, parse_fraction
-from evrobust.pipelines.train_config import TrainConfig, resolve_config
+from evrobust.pipelines.common.options import parse_eps, parse_fraction
+from evrobust.pipelines.train.config import TrainConfig, resolve_config
+from evrobust.pipelines.train.distributed import epoch_permutation, shard
 
 
 @pytest.mark.parametrize(

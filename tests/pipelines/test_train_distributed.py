@@ -13,14 +13,14 @@ import torch
 
 from evrobust.checkpoint import load_checkpoint
 from evrobust.datasets import resolve_data
-from evrobust.pipelines.runs import read_config, read_metrics
+from evrobust.pipelines.train.run_dir import read_config, read_metrics
 
 WORKER = textwrap.dedent(
     """
     import os, sys
     from evrobust.checkpoint import save_checkpoint
-    from evrobust.pipelines.train import Trainer
-    from evrobust.pipelines.train_config import TrainConfig
+    from evrobust.pipelines.train.pipeline import Trainer
+    from evrobust.pipelines.train.config import TrainConfig
 
     data_dir, out, defense = sys.argv[1:4]
     trainer = Trainer(TrainConfig(

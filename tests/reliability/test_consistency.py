@@ -134,7 +134,7 @@ def test_deeply_nested_json_anywhere_is_one_line() -> None:
 
 
 def test_nested_json_in_a_run_config_and_store_attrs(tmp_path: Path) -> None:
-    from evrobust.pipelines.runs import read_config, read_metrics
+    from evrobust.pipelines.train.run_dir import read_config, read_metrics
     from evrobust.preprocess.store import read_attrs
 
     deep = "[" * 100_000 + "]" * 100_000

@@ -207,7 +207,7 @@ def test_resume_removes_stale_temporaries_and_skips_a_nested_metrics_line(
     result = CliRunner().invoke(app, ["train", "--data", str(store), "--out", str(run), *TRAIN, "--resume"])
     assert result.exit_code == 0, result.output
     assert not stale.exists()
-    from evrobust.pipelines.runs import read_metrics
+    from evrobust.pipelines.train.run_dir import read_metrics
 
     assert [m["epoch"] for m in read_metrics(run)] == [1, 2]
 
@@ -239,7 +239,7 @@ def test_directory_where_metrics_file_is_expected(half_run: Path, store: Path, t
     code, line = _invoke(["train", "--data", str(store), "--out", str(run), *TRAIN, "--resume"])
     assert code == 2 and "metrics.jsonl is not a regular file" in line, line
     assert (run / "metrics.jsonl" / "keep").read_text() == "x"
-    from evrobust.pipelines.runs import read_metrics
+    from evrobust.pipelines.train.run_dir import read_metrics
 
     with pytest.raises(UserInputError, match="not a regular file"):
         read_metrics(run)

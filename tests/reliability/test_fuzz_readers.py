@@ -255,8 +255,8 @@ def test_store_array_metadata_claiming_1e12_samples(digits_store: Path, tmp_path
 # ----------------------------------------------------------------------------- runs
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from evrobust.pipelines.train import train
-    from evrobust.pipelines.train_config import TrainConfig
+    from evrobust.pipelines.train.config import TrainConfig
+    from evrobust.pipelines.train.pipeline import train
 
     root = tmp_path_factory.mktemp("fuzz-run")
     config = TrainConfig(data="digits", data_dir=str(root / "data"), model="vgg_small", width=0.25, T=2,
@@ -266,7 +266,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run_readers(run: Path) -> None:
-    from evrobust.pipelines.runs import load_run, read_config, read_metrics
+    from evrobust.pipelines.train.run_dir import load_run, read_config, read_metrics
 
     _expect_user_error_or_ok(read_config, run)
     _expect_user_error_or_ok(load_run, run)
@@ -312,7 +312,7 @@ def test_run_config_with_wrong_types(
 def test_run_config_asking_for_an_absurd_model_does_not_allocate(
     tiny_run: Path, tmp_path: Path, key: str, value: float, needle: str
 ) -> None:
-    from evrobust.pipelines.runs import load_run
+    from evrobust.pipelines.train.run_dir import load_run
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -14,7 +14,7 @@ from reliability_helpers import CLASSES, MNIST_DVS, run_bounded
 from typer.testing import CliRunner
 
 from evrobust.errors import UserInputError
-from evrobust.pipelines.train_config import MAX_SEED, MAX_T, TrainConfig, check_model_config_limits
+from evrobust.pipelines.train.config import MAX_SEED, MAX_T, TrainConfig, check_model_config_limits
 from evrobust.preprocess.store import (
     MAX_FRAMES,
     MAX_SAMPLE_ELEMENTS,
@@ -84,7 +84,7 @@ def test_train_cli_refuses_inf_lr_before_touching_anything(tmp_path: Path) -> No
 
 
 def test_config_json_T_and_width_are_checked_before_building(tmp_path: Path) -> None:
-    from evrobust.pipelines.runs import load_run
+    from evrobust.pipelines.train.run_dir import load_run
 
     check_model_config_limits({"T": 8, "width": 1.0}, "c")  # the paper's model passes
     for bad, needle in (({"T": 10**9}, "T must be at most 1024"), ({"width": 1e9}, "width must be > 0")):

@@ -44,8 +44,8 @@ def test_a_not_yet_existing_target_under_a_symlinked_parent(tmp_path: Path) -> N
 
 
 def test_train_through_a_symlinked_out_is_refused_while_the_real_one_is_written(tmp_path: Path) -> None:
-    from evrobust.pipelines.train import Trainer
-    from evrobust.pipelines.train_config import TrainConfig
+    from evrobust.pipelines.train.config import TrainConfig
+    from evrobust.pipelines.train.pipeline import Trainer
 
     real = tmp_path / "runs" / "cc5"
     real.mkdir(parents=True)

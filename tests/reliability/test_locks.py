@@ -142,7 +142,7 @@ def test_unwritable_lock_location_is_a_user_error(tmp_path: Path) -> None:
 
 
 def test_attack_of_a_run_is_exclusive_per_mode(tmp_path: Path) -> None:
-    from evrobust.pipelines.attack import run_attack
+    from evrobust.pipelines.attack.pipeline import run_attack
 
     run = tmp_path / "run"
     run.mkdir()

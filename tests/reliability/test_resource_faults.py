@@ -103,7 +103,7 @@ CHECKPOINT_UNDER_FSIZE = """
 import resource, signal, sys, torch
 from pathlib import Path
 from evrobust.errors import UserInputError
-from evrobust.pipelines.train_checkpoints import save_or_explain
+from evrobust.pipelines.train.checkpoints import save_or_explain
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
 try:

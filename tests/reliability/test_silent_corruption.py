@@ -13,8 +13,8 @@ from reliability_helpers import CLASSES, MNIST_DVS
 
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
-from evrobust.pipelines.runs import read_metrics
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.run_dir import read_metrics
 
 DAVIS240 = "dvs/aedat2_davis/IMU_rotDisk.aedat"  # under the real_data fixture's folder
 
@@ -41,7 +41,7 @@ def test_non_finite_weights_are_never_saved(
 ) -> None:
     # A NaN in a BatchNorm running variance leaves the training loss finite (training mode uses batch
     # statistics), so the loss guard cannot see it; before the fix the epoch was saved as "last" and "best".
-    import evrobust.pipelines.train as train_module
+    import evrobust.pipelines.train.pipeline as train_module
 
     run = train_module.train(_small(digits_dir, tmp_path / "run", stop_after=1))
     good = (run / "checkpoint-last.safetensors").read_bytes()
@@ -68,7 +68,7 @@ def test_non_finite_weights_are_never_saved(
 
 
 def test_non_finite_tensors_lists_only_the_bad_ones() -> None:
-    from evrobust.pipelines.train_checkpoints import non_finite_tensors
+    from evrobust.pipelines.train.checkpoints import non_finite_tensors
 
     tensors = {
         "a": torch.zeros(3),

@@ -4,7 +4,7 @@
 + ``metrics.jsonl``); :func:`summary_rows` / :func:`summary_table` turn them into one row per run (clean,
 worst white-box, worst black-box accuracy, the reliable cascade and the paper protocol's overestimate when
 the attack JSON holds them, gradient l1, failed masking checks). The figures that many runs support are
-drawn from the same :class:`RunData` by :mod:`evrobust.pipelines.report_figures`.
+drawn from the same :class:`RunData` by :mod:`evrobust.pipelines.report.figures`.
 
 Accuracies in the JSON documents are fractions in [0, 1]; tables show %.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
-from evrobust.pipelines.runs import read_metrics
+from evrobust.pipelines.train.run_dir import read_metrics
 
 DEFENSE_ORDER = ("vanilla", "at", "rat", "sr", "sr_star")
 RELIABLE = "reliable"

@@ -1,9 +1,9 @@
 """What the training loop reads from a data store: the model's arguments, a fit check, the mini-batches.
 
-:func:`build_model_kwargs` turns a :class:`~evrobust.pipelines.train_config.TrainConfig` and the store's
+:func:`build_model_kwargs` turns a :class:`~evrobust.pipelines.train.config.TrainConfig` and the store's
 :class:`~evrobust.datasets.DataInfo` into ``create_model`` arguments; :func:`check_model_fits_data` refuses a
 model that cannot read the store's samples; :class:`Batches` yields one rank's mini-batches of a split on the
-training device. :class:`~evrobust.pipelines.train.Trainer` uses all three.
+training device. :class:`~evrobust.pipelines.train.pipeline.Trainer` uses all three.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from evrobust.datasets import DataInfo
 from evrobust.errors import UserInputError
-from evrobust.pipelines.train_config import TrainConfig
+from evrobust.pipelines.train.config import TrainConfig
 
 
 def build_model_kwargs(config: TrainConfig, info: DataInfo) -> dict[str, Any]:

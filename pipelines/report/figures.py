@@ -1,11 +1,11 @@
 """The figures of ``evrobust report`` that many runs support: what each one shows, and what it needs.
 
-:func:`draw_figures` takes the runs :func:`~evrobust.pipelines.report_runs.load_runs` read and writes every
+:func:`draw_figures` takes the runs :func:`~evrobust.pipelines.report.runs.load_runs` read and writes every
 figure they hold data for, beside ``report.md``, returning a note for each one it skipped and why. Each
 ``fig_*`` function picks the numbers for one figure out of the runs' documents (plus the paper's published
-points, :func:`paper_point`) and hands them to :mod:`evrobust.pipelines.plots`.
+points, :func:`paper_point`) and hands them to :mod:`evrobust.pipelines.report.plots`.
 
-The two modules differ in what they know: :mod:`evrobust.pipelines.plots` only draws (matplotlib, plain
+The two modules differ in what they know: :mod:`evrobust.pipelines.report.plots` only draws (matplotlib, plain
 JSON-like data in, one PNG out; it knows nothing of runs or the report), while this module knows the run
 directories' documents and the report: which figures exist, which data they need, the skip notes, the
 captions and the ``plot-*.png`` file names.
@@ -20,15 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from evrobust.pipelines.report_runs import (
+from evrobust.pipelines.common.paper import DEFENSE_NAMES, PAPER_NAMES, TABLE3_ABLATION, published
+from evrobust.pipelines.report.runs import (
     RELIABLE,
     RunData,
     attack_entries,
     reliable_accuracy,
     summary_rows,
 )
-from evrobust.pipelines.reproduce.specs import DEFENSE_NAMES, PAPER_NAMES, TABLE3_ABLATION
-from evrobust.pipelines.reproduce.tables import published
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def _datasets(runs: Sequence[RunData]) -> list[str]:
 
 def fig_eps_curves(runs: Sequence[RunData], path: Path) -> Path:
     """Accuracy vs eps: rows = datasets, columns = attacks; one line per defense (vulnerability analysis)."""
-    from evrobust.pipelines.plots import ATTACK_TITLES, plot_eps_curves
+    from evrobust.pipelines.report.plots import ATTACK_TITLES, plot_eps_curves
 
     with_curves = [r for r in runs if isinstance((r.analyses.get("vulnerability") or {}).get("curves"), dict)]
     if not with_curves:
@@ -140,7 +139,7 @@ def fig_eps_curves(runs: Sequence[RunData], path: Path) -> Path:
 
 def fig_defense_comparison(runs: Sequence[RunData], path: Path) -> Path:
     """Clean / white-box / black-box / reliable accuracy per defense, one panel per dataset."""
-    from evrobust.pipelines.plots import plot_defense_comparison
+    from evrobust.pipelines.report.plots import plot_defense_comparison
 
     rows = summary_rows(runs)
     groups = []
@@ -181,7 +180,7 @@ def _member_attack(runs: Sequence[RunData]) -> str | None:
 
 def fig_ensemble_members(runs: Sequence[RunData], path: Path) -> Path:
     """Share of samples each surrogate of the white-box ensemble misclassifies alone, per defense."""
-    from evrobust.pipelines.plots import plot_ensemble_members
+    from evrobust.pipelines.report.plots import plot_ensemble_members
 
     attack = _member_attack(runs)
     if attack is None:
@@ -225,7 +224,7 @@ def fig_ensemble_members(runs: Sequence[RunData], path: Path) -> Path:
 
 def fig_histograms(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     """Gradient-component histograms of every run of ``dataset`` that has a distribution analysis."""
-    from evrobust.pipelines.plots import defense_color, plot_distribution
+    from evrobust.pipelines.report.plots import defense_color, plot_distribution
 
     mine = [r for r in runs if r.dataset == dataset and "distribution" in r.analyses]
     if not mine:
@@ -253,7 +252,7 @@ def _heatmap_runs(runs: Sequence[RunData], dataset: str) -> tuple[list[RunData],
 
 def fig_heatmaps(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     """Inputs and |grad| heatmaps of every run of ``dataset`` with a heatmap analysis of the same samples."""
-    from evrobust.pipelines.plots import plot_heatmaps
+    from evrobust.pipelines.report.plots import plot_heatmaps
 
     same, other = _heatmap_runs(runs, dataset)
     if not same:
@@ -268,7 +267,7 @@ def fig_heatmaps(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
 
 def fig_frames(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     """Per-polarity, per-step heatmaps of one event sample for every run of ``dataset`` that kept them."""
-    from evrobust.pipelines.plots import plot_frame_heatmaps
+    from evrobust.pipelines.report.plots import plot_frame_heatmaps
 
     same, _ = _heatmap_runs(runs, dataset)
     framed = [
@@ -286,7 +285,7 @@ def fig_frames(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
 
 def fig_scatter(runs: Sequence[RunData], path: Path) -> Path:
     """Clean vs worst white-box accuracy per run, coloured by gradient l1, one marker per dataset."""
-    from evrobust.pipelines.plots import plot_accuracy_scatter
+    from evrobust.pipelines.report.plots import plot_accuracy_scatter
 
     datasets = _datasets(runs)
     points = []
@@ -312,7 +311,7 @@ def fig_scatter(runs: Sequence[RunData], path: Path) -> Path:
 
 def fig_training(runs: Sequence[RunData], path: Path) -> Path:
     """Loss and validation accuracy per epoch (``metrics.jsonl``) of every run that has them."""
-    from evrobust.pipelines.plots import plot_training_curves
+    from evrobust.pipelines.report.plots import plot_training_curves
 
     styles = ("-", "--", ":", "-.")
     datasets = _datasets(runs)

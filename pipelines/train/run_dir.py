@@ -31,7 +31,7 @@ from evrobust.atomic import write_bytes_atomic
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
-from evrobust.pipelines.train_config import check_model_config_limits
+from evrobust.pipelines.train.config import check_model_config_limits
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ def load_evaluated_run(
     run: Path, which: str, device: torch.device, role: str
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model (eval mode) and config of a run directory; ``role`` names it in the error message."""
-    from evrobust.pipelines.runs import load_run
+    from evrobust.pipelines.train.run_dir import load_run
 
     if not run.is_dir():
         raise UserInputError(f"{role} run {run} does not exist; give the --out directory of `evrobust train`")

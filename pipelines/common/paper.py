@@ -7,6 +7,13 @@ prefixed ``W``, black-box ``B``). The report prints these beside our numbers whe
 
 from __future__ import annotations
 
+# The paper's names for datasets and defenses (row labels of its tables), one map for the
+# reproduction specs and the report's figures.
+PAPER_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar10dvs": "CIFAR10-DVS"}
+DEFENSE_NAMES = {"vanilla": "Vanilla", "sr": "SR", "at": "AT", "sr_star": "SR*", "rat": "RAT"}
+TABLE3_ABLATION = {"vanilla": ("×", "×"), "at": ("×", "✓"), "sr": ("✓", "×"), "sr_star": ("✓", "✓")}
+"""Table 3's (SR, AT) marks per defense, in the paper's row order."""
+
 # The paper's "APGD" column: APGD-CE with torchattacks 3.2.7's default of 100 iterations (as the authors ran).
 _T1_HEADERS = ("Clean", "W PGD10", "W PGD30", "W PGD50", "W APGD100", "B PGD10", "B PGD30", "B PGD50",
                "B APGD100")

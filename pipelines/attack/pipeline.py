@@ -15,7 +15,7 @@ The ``reliable`` cascade (:func:`evrobust.attacks.cascade.reliable_cascade`) run
 the batch and attacks only the samples that survive every one of them, so its accuracy is the per-sample
 worst case over the paper protocol and the cascade together ("reliable"); ``overestimate`` records
 ``paper`` (the lowest accuracy among the paper-protocol attacks that ran), ``reliable`` and their difference.
-Both entries and their markdown section come from :mod:`evrobust.pipelines.attack_reliable`.
+Both entries and their markdown section come from :mod:`evrobust.pipelines.attack.reliable`.
 
 Resumable per batch: ``attack-<mode>.partial.json`` is written atomically after every batch; a rerun with the
 same options continues from it and ends with the same flags and accuracies as an uninterrupted run (only the
@@ -63,8 +63,7 @@ from evrobust.attacks.base import Attack
 from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.registry import PAPER_PROTOCOL, parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack_reliable import cascade_entering, reliable_summary, render_reliable
-from evrobust.pipelines.evaluation_inputs import (
+from evrobust.pipelines.attack.inputs import (
     eps_text,
     iter_test_batches,
     load_evaluated_run,
@@ -72,8 +71,9 @@ from evrobust.pipelines.evaluation_inputs import (
     resolve_device,
     run_test_store,
 )
-from evrobust.pipelines.options import parse_eps
-from evrobust.pipelines.runs import write_text_atomic
+from evrobust.pipelines.attack.reliable import cascade_entering, reliable_summary, render_reliable
+from evrobust.pipelines.common.options import parse_eps
+from evrobust.pipelines.train.run_dir import write_text_atomic
 from evrobust.preprocess.locks import acquire as acquire_lock
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]

@@ -1,7 +1,8 @@
 """The dense–sparse trade-off study (follow-up paper): points and their summary from ``reproduce tradeoff``.
 
-:func:`run_tradeoff` runs the ``tradeoff`` reproduction (vanilla runs varying T, leak tau, threshold theta,
-surrogate width, pooling and readout one at a time, plus the SR lambda sweep on the same architecture);
+``evrobust reproduce tradeoff`` (:func:`~evrobust.pipelines.reproduce.runner.run_tradeoff`) runs the
+study: vanilla runs varying T, leak tau, threshold theta, surrogate width, pooling and readout one at a
+time, plus the SR lambda sweep on the same architecture;
 :func:`tradeoff_points` turns its ``results.json`` into one :class:`TradeoffPoint` per run, and
 :func:`summarize` measures how robust accuracy goes with gradient density across them (Spearman rank
 correlations, so a monotone but non-linear relation counts fully).
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evrobust.pipelines.report import cell_value
-from evrobust.pipelines.reproduce.runner import DEFAULT_OUT, load_results, run_reproduction
+from evrobust.pipelines.common.results import load_results
+from evrobust.pipelines.report.pipeline import cell_value
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,6 @@ class TradeoffPoint:
     def grad_zero(self) -> float | None:
         """Mean share of (numerically) zero gradient elements: ``1 - density``."""
         return None if self.density is None else 1.0 - self.density
-
-
-def run_tradeoff(scale: str = "smoke", out: str | Path = DEFAULT_OUT, **kwargs: Any) -> Path:
-    """Run (or reuse) the ``tradeoff`` reproduction; returns its ``results.json``."""
-    return run_reproduction("tradeoff", scale=scale, out=out, **kwargs)
 
 
 def tradeoff_points(results: dict[str, Any] | str | Path) -> list[TradeoffPoint]:

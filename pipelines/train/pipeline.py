@@ -36,9 +36,18 @@ from evrobust.defenses import (
 )
 from evrobust.errors import UserInputError
 from evrobust.models import create_model, list_models
-from evrobust.pipelines import distributed as dd
-from evrobust.pipelines.progress import StepProgress
-from evrobust.pipelines.runs import (
+from evrobust.pipelines.train import distributed as dd
+from evrobust.pipelines.train.checkpoints import (
+    check_checkpoint_meta,
+    check_optimizer_state,
+    non_finite_tensors,
+    remove_stale_temporaries,
+    save_or_explain,
+)
+from evrobust.pipelines.train.config import TrainConfig, resolve_config
+from evrobust.pipelines.train.data import Batches, build_model_kwargs, check_model_fits_data
+from evrobust.pipelines.train.progress import StepProgress
+from evrobust.pipelines.train.run_dir import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
     LAST_CHECKPOINT,
@@ -55,15 +64,6 @@ from evrobust.pipelines.runs import (
     versions,
     write_json_atomic,
 )
-from evrobust.pipelines.train_checkpoints import (
-    check_checkpoint_meta,
-    check_optimizer_state,
-    non_finite_tensors,
-    remove_stale_temporaries,
-    save_or_explain,
-)
-from evrobust.pipelines.train_config import TrainConfig, resolve_config
-from evrobust.pipelines.train_data import Batches, build_model_kwargs, check_model_fits_data
 from evrobust.preprocess.locks import ExclusiveLock
 from evrobust.preprocess.locks import acquire as acquire_lock
 
@@ -525,7 +525,7 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> Path:
-    """Train as configured; returns the run directory (see :mod:`evrobust.pipelines.runs` for its layout)."""
+    """Train as configured; returns the run directory (layout: :mod:`evrobust.pipelines.train.run_dir`)."""
     return Trainer(config).fit()
 
 

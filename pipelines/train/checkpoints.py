@@ -1,7 +1,7 @@
 """Checkpoint helpers of ``evrobust train``: write one safely, check one before resuming from it.
 
-:class:`~evrobust.pipelines.train.Trainer` builds its checkpoints (model, optimizer, scheduler and RNG
-states) and restores them; the file format itself (safetensors + JSON metadata, atomic, no pickle) is
+:class:`~evrobust.pipelines.train.pipeline.Trainer` builds its checkpoints (model, optimizer, scheduler and
+RNG states) and restores them; the file format itself (safetensors + JSON metadata, atomic, no pickle) is
 :mod:`evrobust.checkpoint`. This module holds what sits between the two: :func:`remove_stale_temporaries`
 (leftovers of killed writes), :func:`non_finite_tensors` (no NaN weights are saved), :func:`save_or_explain`
 (a full disk is one error line) and :func:`check_checkpoint_meta` / :func:`check_optimizer_state` (a
@@ -60,8 +60,8 @@ def save_or_explain(path: Path, tensors: dict[str, Tensor], metadata: dict[str, 
 
 
 def check_checkpoint_meta(path: Path, meta: dict[str, Any], epochs: int) -> None:
-    """Type- and range-check what :meth:`~evrobust.pipelines.train.Trainer._restore_state` reads from the
-    metadata, before any use; ``epochs`` is the run's ``--epochs``."""
+    """Type- and range-check what :meth:`~evrobust.pipelines.train.pipeline.Trainer._restore_state` reads from
+    the metadata, before any use; ``epochs`` is the run's ``--epochs``."""
 
     def bad(what: str) -> UserInputError:
         return UserInputError(

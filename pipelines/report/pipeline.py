@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
-from evrobust.pipelines.reproduce.runner import RESULTS_FILE, load_results
-from evrobust.pipelines.reproduce.tables import CLAIMS, published
-from evrobust.pipelines.runs import write_text_atomic
+from evrobust.pipelines.common.paper import CLAIMS, published
+from evrobust.pipelines.common.results import RESULTS_FILE, load_results
+from evrobust.pipelines.train.run_dir import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _classify(path: Path) -> list[tuple[str, Path]]:
 
 
 def _run_artifacts(run: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from evrobust.pipelines.report_runs import check_attack_layout, check_config_layout, read_json
+    from evrobust.pipelines.report.runs import check_attack_layout, check_config_layout, read_json
 
     check_config_layout(read_json(run / "config.json"), run / "config.json")
     paths = [p for p in sorted(run.glob("attack-*.json")) if not p.name.endswith(".partial.json")]
@@ -255,7 +255,7 @@ def repro_section(directory: Path, base: Path) -> list[str]:
         if table["name"] == "table7":
             lines += _cost_ratios(results, table)
     if name in ("fig3", "fig6", "tradeoff") and tables:
-        from evrobust.pipelines import plots
+        from evrobust.pipelines.report import plots
 
         rows = _table_rows(results, tables[0])
         lam_rows = [r | {"lambda": float(r["label"].split()[-1])} for r in rows
@@ -265,7 +265,7 @@ def repro_section(directory: Path, base: Path) -> list[str]:
             png = plots.plot_lambda_sweep(lam_rows, directory / "lambda.png")
             lines += [f"![lambda sweep]({_link(png, base)})", ""]
         if name == "tradeoff":
-            from evrobust.pipelines.tradeoff import summarize, tradeoff_points
+            from evrobust.pipelines.report.tradeoff import summarize, tradeoff_points
 
             png = plots.plot_tradeoff(rows, directory / "tradeoff.png")
             lines += [f"![trade-off]({_link(png, base)})", ""]
@@ -341,8 +341,8 @@ def runs_overview(runs: Sequence[Path], directory: Path) -> list[str]:
     Raises:
         UserInputError: none of ``runs`` holds an attack result.
     """
-    from evrobust.pipelines.report_figures import draw_figures
-    from evrobust.pipelines.report_runs import load_runs, summary_rows, summary_table
+    from evrobust.pipelines.report.figures import draw_figures
+    from evrobust.pipelines.report.runs import load_runs, summary_rows, summary_table
 
     data = load_runs(runs)
     rows = summary_rows(data)

@@ -1,4 +1,4 @@
-"""The ``reliable`` cascade's share of ``evrobust attack`` (:mod:`evrobust.pipelines.attack`).
+"""The ``reliable`` cascade's share of ``evrobust attack`` (:mod:`evrobust.pipelines.attack.pipeline`).
 
 :func:`reliable_summary` builds the result JSON's ``cascade`` entry (per sample: which paper-protocol attack,
 cascade stage or member broke it; per stage: what it broke and the accuracy after it) and ``overestimate``
@@ -19,7 +19,7 @@ from evrobust.attacks.ensemble import NOT_ATTACKED
 from evrobust.attacks.registry import PAPER_PROTOCOL
 
 if TYPE_CHECKING:
-    from evrobust.pipelines.attack import _Job
+    from evrobust.pipelines.attack.pipeline import _Job
 
 __all__ = ["cascade_entering", "reliable_summary", "render_reliable"]
 

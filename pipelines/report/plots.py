@@ -1,7 +1,7 @@
 """PNG figures of analysis and attack results (matplotlib Agg canvas; no pyplot global state, no display).
 
 Every function takes plain JSON-like data (the documents ``evrobust analyze`` / ``evrobust attack`` write,
-or rows built from them by :mod:`evrobust.pipelines.report_figures`), writes one PNG atomically (temp file +
+or rows built from them by :mod:`evrobust.pipelines.report.figures`), writes one PNG atomically (temp file +
 rename) and returns its path. All figures share one style (:data:`STYLE`, applied through
 ``matplotlib.rc_context`` so nothing global changes), one colour per defense (:func:`defense_color`) and axis
 labels with units.
