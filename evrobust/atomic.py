@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["fsync_directory", "write_bytes_atomic"]
+__all__ = ["fsync_directory", "write_bytes_atomic", "write_text_atomic"]
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:
@@ -52,3 +52,19 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
     fsync_directory(path.parent)
     return path
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, for writers that face users.
+
+    An OSError (ENOSPC, EACCES, ...) becomes a one-line UserInputError; the previous version is intact.
+    """
+    from evrobust.errors import UserInputError
+
+    try:
+        write_bytes_atomic(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write {path} ({exc.strerror or exc}); the previous version is intact; "
+            "check free space and permissions"
+        ) from None

@@ -41,6 +41,7 @@ from evrobust.analysis import (
     theorem_check,
 )
 from evrobust.analysis.theorem import DEFAULT_MC_SAMPLES, DEFAULT_PGD_STEPS
+from evrobust.atomic import write_text_atomic
 from evrobust.attacks import ATTACKS, ENSEMBLES, create_attack, ensemble_specs, member_name, predict
 from evrobust.errors import UserInputError
 from evrobust.neurons import GradSpec
@@ -53,7 +54,6 @@ from evrobust.pipelines.attack.inputs import (
     run_test_store,
 )
 from evrobust.pipelines.common.options import parse_eps
-from evrobust.pipelines.train.run_dir import write_text_atomic
 
 __all__ = ["DEFAULT_LIMIT", "KINDS", "THEOREM_EPS_GRID", "compare_plot", "result_path", "run_analysis"]
 

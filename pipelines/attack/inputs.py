@@ -3,6 +3,7 @@ first ``n`` samples of its test split, in batches; plus the ``8/255`` spelling o
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ __all__ = [
     "iter_test_batches",
     "open_test_split",
     "run_test_store",
+    "test_set_identity",
 ]
 
 
@@ -87,3 +89,27 @@ def iter_test_batches(
         x = torch.stack([torch.as_tensor(a) for a, _ in items]).float()
         y = torch.as_tensor([int(b) for _, b in items], dtype=torch.long)
         yield start // batch_size, x, y
+
+
+def test_set_identity(dataset: Any, store: Path, n: int) -> dict[str, Any]:
+    """What identifies the evaluated samples, so that two results can be paired only on the same ones.
+
+    ``labels_sha256`` hashes the labels of the first ``n`` test samples in order (int64, little-endian): two
+    evaluations of the same store and split agree on it, and results on another split, another subset or
+    another order do not (a pairing of flags by position would then be meaningless).
+
+    Returns:
+        ``{"store", "split", "samples", "labels_sha256"}``.
+    """
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = getattr(dataset, "y", None)
+    if labels is None:
+        labels = [int(dataset[i][1]) for i in range(n)]
+    values = torch.as_tensor(labels[:n]).to(torch.int64).cpu().numpy().astype("<i8")
+    return {
+        "store": str(store),
+        "split": "test",
+        "samples": int(n),
+        "labels_sha256": hashlib.sha256(values.tobytes()).hexdigest(),
+    }

@@ -49,6 +49,7 @@ from evrobust.analysis.masking import (
     check_zero_gradients,
     zero_gradient_stats,
 )
+from evrobust.atomic import write_text_atomic
 from evrobust.attacks import (
     ATTACKS,
     ENSEMBLES,
@@ -70,11 +71,12 @@ from evrobust.pipelines.attack.inputs import (
     open_test_split,
     resolve_device,
     run_test_store,
+    test_set_identity,
 )
 from evrobust.pipelines.attack.reliable import cascade_entering, reliable_summary, render_reliable
 from evrobust.pipelines.common.options import parse_eps
-from evrobust.pipelines.train.run_dir import write_text_atomic
 from evrobust.preprocess.locks import acquire as acquire_lock
+from evrobust.stats import clopper_pearson, format_interval
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
 
@@ -235,13 +237,13 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"eps {result['eps_text']} (L-inf), ensemble `{result['ensemble']}` ({members}), "
         f"{result['samples']} test samples, seed {result['seed']}"
         + (f", examples crafted on `{result['source']}`" if result["source"] else "")
-        + ".",
+        + ". Each accuracy comes with its 95 % Clopper–Pearson interval in brackets.",
         "",
     ]
     header = ["Dataset", "Arch.", "Defense"] + [a["label"] for a in attacks]
     row = [result["dataset"], result["arch"], result["defense"]]
     for a in attacks:
-        cell = f"{100 * a['accuracy']:.2f}"
+        cell = format_interval(a["accuracy"], a.get("ci95"), digits=2)
         flags = failed.get(a["name"], [])
         if flags:
             cell += " (" + ", ".join(f"check failed: {c.name}" for c in flags) + ")"
@@ -448,6 +450,7 @@ def _run_attack(
         "eps_text": eps_text(eps_value),
         "seed": seed,
         "samples": n,
+        "test_set": test_set_identity(dataset, store, n),
         "attacks": [
             {
                 "name": j.key,
@@ -455,6 +458,7 @@ def _run_attack(
                 "in_table": j.in_table,
                 "eps": j.eps,
                 "accuracy": acc[j.key],
+                **flag_interval(flags[j.key].correct == 1),
                 "samples": flags[j.key].count,
                 "seconds": seconds[j.key],
                 "settings": None if j.attack is None else j.attack.describe(),
@@ -484,14 +488,28 @@ def _label(job: _Job) -> str:
     return label if job.key == job.name else f"{label}@{eps_text(job.eps)}"
 
 
-def _member_summary(flags: AttackFlags) -> dict[str, dict[str, float | None]]:
-    """Per member: own accuracy (None if it skipped samples) and cumulative accuracy up to it."""
-    out: dict[str, dict[str, float | None]] = {}
+def flag_interval(robust: torch.Tensor) -> dict[str, Any]:
+    """``{"n", "robust", "ci95"}`` of a ``[N]`` bool robust mask: the sample count, the robust count and the
+    two-sided 95 % Clopper–Pearson interval of their ratio (``None`` when no sample was evaluated)."""
+    n, k = int(robust.numel()), int(robust.sum())
+    return {"n": n, "robust": k, "ci95": list(clopper_pearson(k, n)) if n else None}
+
+
+def _member_summary(flags: AttackFlags) -> dict[str, dict[str, Any]]:
+    """Per member: own accuracy (None if it skipped samples) and cumulative accuracy up to it, each with its
+    95 % interval over the ``n`` samples."""
+    out: dict[str, dict[str, Any]] = {}
     own = flags.member_accuracy()
     alive = torch.ones(flags.count, dtype=torch.bool)
     for name, row in flags.members.items():
         alive &= row == 1
-        out[name] = {"accuracy": own[name], "cumulative": float(alive.float().mean()) if flags.count else 0.0}
+        out[name] = {
+            "accuracy": own[name],
+            "ci95": None if own[name] is None else flag_interval(row == 1)["ci95"],
+            "cumulative": float(alive.float().mean()) if flags.count else 0.0,
+            "cumulative_ci95": flag_interval(alive)["ci95"],
+            "n": flags.count,
+        }
     return out
 
 

@@ -17,6 +17,7 @@ from evrobust.analysis.evaluate import AttackFlags
 from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.ensemble import NOT_ATTACKED
 from evrobust.attacks.registry import PAPER_PROTOCOL
+from evrobust.stats import clopper_pearson, format_interval
 
 if TYPE_CHECKING:
     from evrobust.pipelines.attack.pipeline import _Job
@@ -37,7 +38,11 @@ def _first_zero(rows: dict[str, torch.Tensor], i: int) -> str | None:
 def reliable_summary(
     jobs: list[_Job], flags: dict[str, AttackFlags], acc: dict[str, float]
 ) -> dict[str, Any]:
-    """``overestimate`` and ``cascade`` entries of the result JSON (empty without a cascade job)."""
+    """``reliable``, ``overestimate`` and ``cascade`` entries of the result JSON (empty without a cascade).
+
+    ``reliable`` is the headline: the cascade's accuracy (the per-sample AND over every attack before it and
+    every cascade member), its sample count ``n`` and 95 % Clopper–Pearson interval ``ci95``.
+    """
     cascades = [j for j in jobs if isinstance(j.attack, Cascade)]
     if not cascades:
         return {}
@@ -85,6 +90,8 @@ def reliable_summary(
                 "members": stage.members(),
                 "broken": sum(counts.get(m, 0) for m in stage.members()),
                 "accuracy_after": float((alive & entering).float().mean()) if cflags.count else 0.0,
+                "n": cflags.count,
+                "ci95_after": _ci95(int((alive & entering).sum()), cflags.count),
             }
         )
     out: dict[str, Any] = {
@@ -97,16 +104,30 @@ def reliable_summary(
             "counts": counts,
         }
     }
-    paper = [acc[j.key] for j in before if j.key in PAPER_PROTOCOL]
+    n = cflags.count
+    robust = int((cflags.correct == 1).sum())
+    out["reliable"] = {"attack": job.key, "accuracy": acc[job.key], "n": n, "robust": robust,
+                       "ci95": _ci95(robust, n)}
+    paper = [(acc[j.key], j.key) for j in before if j.key in PAPER_PROTOCOL]
     if paper:
+        low, key = min(paper)
+        paper_robust = int((flags[key].correct == 1).sum())
         out["overestimate"] = {
-            "paper": min(paper),
+            "paper": low,
+            "paper_attack": key,
+            "paper_ci95": _ci95(paper_robust, n),
             "reliable": acc[job.key],
-            "difference": min(paper) - acc[job.key],
+            "reliable_ci95": _ci95(robust, n),
+            "difference": low - acc[job.key],
+            "n": n,
         }
     else:
         logger.info("no paper-protocol attack ran beside %s: no overestimate recorded", job.key)
     return out
+
+
+def _ci95(k: int, n: int) -> list[float] | None:
+    return list(clopper_pearson(k, n)) if n else None
 
 
 def cascade_entering(cflags: AttackFlags) -> torch.Tensor:
@@ -127,7 +148,8 @@ def render_reliable(result: dict[str, Any], cascade: dict[str, Any]) -> list[str
             "",
             "| Defense | Paper | Reliable | Overestimate |",
             "|---|---|---|---|",
-            f"| {result['defense']} | {100 * over['paper']:.2f} | {100 * over['reliable']:.2f} | "
+            f"| {result['defense']} | {format_interval(over['paper'], over.get('paper_ci95'), 2)} | "
+            f"{format_interval(over['reliable'], over.get('reliable_ci95'), 2)} | "
             f"{100 * over['difference']:.2f} |",
             "",
         ]
@@ -135,13 +157,13 @@ def render_reliable(result: dict[str, Any], cascade: dict[str, Any]) -> list[str
         f"Cascade `{cascade['attack']}`: {cascade['entering']} of {result['samples']} samples survived every "
         "attack before it; each stage attacks only the survivors of the previous ones.",
         "",
-        "| Stage | Members | Broken | Accuracy after (%) |",
+        "| Stage | Members | Broken | Accuracy after (%, 95 % interval) |",
         "|---|---|---|---|",
     ]
     for stage in cascade["stages"]:
         lines.append(
             f"| {stage['name']} | {len(stage['members'])} | {stage['broken']} | "
-            f"{100 * stage['accuracy_after']:.2f} |"
+            f"{format_interval(stage['accuracy_after'], stage.get('ci95_after'), 2)} |"
         )
     lines.append("")
     return lines

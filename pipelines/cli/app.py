@@ -84,6 +84,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "report_command",
         "Write report.md (paper-layout tables, masking checks, plots) for runs or reproductions.",
     ),
+    "compare": LazyCommand(
+        f"{_CLI}.compare",
+        "compare_command",
+        "Compare two models on the same samples: intervals, paired counts, exact McNemar test.",
+    ),
     "export": LazyCommand(
         f"{_CLI}.export",
         "export_command",

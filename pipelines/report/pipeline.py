@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evrobust.atomic import write_text_atomic
 from evrobust.errors import UserInputError
 from evrobust.pipelines.common.paper import CLAIMS, published
 from evrobust.pipelines.common.results import RESULTS_FILE, load_results
-from evrobust.pipelines.train.run_dir import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ def runs_overview(runs: Sequence[Path], directory: Path) -> list[str]:
     Raises:
         UserInputError: none of ``runs`` holds an attack result.
     """
+    from evrobust.pipelines.report.comparisons import comparison_lines
     from evrobust.pipelines.report.figures import draw_figures
     from evrobust.pipelines.report.runs import load_runs, summary_rows, summary_table
 
@@ -350,7 +351,7 @@ def runs_overview(runs: Sequence[Path], directory: Path) -> list[str]:
         shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
         raise UserInputError(f"no attack results in {shown}; run `evrobust attack --run RUN` first")
     figures, notes = draw_figures(data, directory)
-    lines = ["## Summary", ""] + summary_table(rows)
+    lines = ["## Summary", ""] + summary_table(rows) + comparison_lines(data)
     lead = [f for f in figures if f.lead]
     rest = [f for f in figures if not f.lead]
     for figure in lead:

@@ -19,6 +19,7 @@ from typing import Any
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.train.run_dir import read_metrics
+from evrobust.stats import clopper_pearson
 
 DEFENSE_ORDER = ("vanilla", "at", "rat", "sr", "sr_star")
 RELIABLE = "reliable"
@@ -101,8 +102,24 @@ def check_attack_layout(document: dict[str, Any], path: Path) -> None:
         _check_checks(entry.get("checks", []), path, f"attack {name!r}")
     _check_checks(document.get("checks", []), path, "the document")
     over = document.get("overestimate")
-    _need(over is None or isinstance(over, dict) and all(_is_number(v) for v in over.values()), path,
-          "'overestimate' is not an object of numbers")
+    _need(over is None or isinstance(over, dict) and all(_overestimate_field(k, v) for k, v in over.items()),
+          path, "'overestimate' is not an object of numbers and intervals")
+    for entry in attacks:
+        _need(_is_interval(entry.get("ci95")), path, f"attack {entry['name']!r} has a malformed 'ci95'")
+
+
+def _overestimate_field(key: str, value: Any) -> bool:
+    if key == "paper_attack":
+        return isinstance(value, str)
+    return _is_interval(value) if key.endswith("_ci95") else _is_number(value)
+
+
+def _is_interval(value: Any) -> bool:
+    """None (not recorded: files written before intervals were kept) or ``[low, high]`` within [0, 1]."""
+    if value is None:
+        return True
+    return (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+            and 0.0 <= value[0] <= value[1] <= 1.0)
 
 
 def load_run(run: Path) -> RunData:
@@ -150,17 +167,43 @@ def _accuracy(result: dict[str, Any] | None, name: str) -> float | None:
     return None
 
 
-def _worst(result: dict[str, Any] | None) -> tuple[float | None, str | None]:
-    """Lowest accuracy over the table's attacks (clean and the reliable cascade excluded) and its label."""
-    best: tuple[float | None, str | None] = (None, None)
+def _worst_entry(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The table attack with the lowest accuracy (clean and the reliable cascade excluded), or None."""
+    best: dict[str, Any] | None = None
     for entry in attack_entries(result):
         if entry.get("name") in ("clean", RELIABLE) or not entry.get("in_table", True):
             continue
         if entry.get("accuracy") is None:
             continue
-        if best[0] is None or float(entry["accuracy"]) < best[0]:
-            best = (float(entry["accuracy"]), str(entry.get("label", entry.get("name"))))
+        if best is None or float(entry["accuracy"]) < float(best["accuracy"]):
+            best = entry
     return best
+
+
+def _worst(result: dict[str, Any] | None) -> tuple[float | None, str | None]:
+    """Lowest accuracy over the table's attacks (clean and the reliable cascade excluded) and its label."""
+    entry = _worst_entry(result)
+    if entry is None:
+        return None, None
+    return float(entry["accuracy"]), str(entry.get("label", entry.get("name")))
+
+
+def entry_interval(result: dict[str, Any] | None, entry: dict[str, Any] | None) -> list[float] | None:
+    """The 95 % interval of an attack entry: its ``ci95``, else (files written before intervals were kept)
+    the Clopper–Pearson interval of ``round(accuracy * samples)`` of its ``samples``; None without samples."""
+    if entry is None:
+        return None
+    if entry.get("ci95") is not None:
+        return [float(v) for v in entry["ci95"]]
+    n = entry.get("samples", (result or {}).get("samples"))
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return None
+    return list(clopper_pearson(min(n, max(0, round(float(entry["accuracy"]) * n))), n))
+
+
+def _named_interval(result: dict[str, Any] | None, name: str) -> list[float] | None:
+    entry = next((e for e in attack_entries(result) if e.get("name") == name), None)
+    return entry_interval(result, entry)
 
 
 def overestimate(run: RunData) -> dict[str, float] | None:
@@ -207,6 +250,10 @@ def summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
             )
         white_acc, white_name = _worst(white)
         black_acc, black_name = _worst(run.attacks.get("blackbox"))
+        black = run.attacks.get("blackbox")
+        clean_doc = white if _accuracy(white, "clean") is not None else next(
+            (r for r in run.attacks.values() if _accuracy(r, "clean") is not None), None)
+        reliable_doc = next((r for r in run.attacks.values() if _accuracy(r, RELIABLE) is not None), None)
         failed = sorted(
             {
                 str(c.get("name"))
@@ -227,6 +274,10 @@ def summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
                 "black": black_acc,
                 "black_attack": black_name,
                 "reliable": reliable_accuracy(run),
+                "clean_ci95": _named_interval(clean_doc, "clean"),
+                "white_ci95": entry_interval(white, _worst_entry(white)),
+                "black_ci95": entry_interval(black, _worst_entry(black)),
+                "reliable_ci95": _named_interval(reliable_doc, RELIABLE),
                 "overestimate": None if over is None else over.get("difference"),
                 "paper_protocol": None if over is None else over.get("paper"),
                 "grad_l1": grad_l1(run),
@@ -237,9 +288,12 @@ def summary_rows(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     return rows
 
 
-def pct(value: float | None) -> str:
-    """A fraction as a % with one decimal, ``–`` for missing."""
-    return "–" if value is None else f"{100 * value:.1f}"
+def pct(value: float | None, ci95: Sequence[float] | None = None) -> str:
+    """A fraction as a % with one decimal, ``–`` for missing; with its 95 % interval in brackets if given."""
+    if value is None:
+        return "–"
+    text = f"{100 * value:.1f}"
+    return text if ci95 is None else f"{text} [{100 * ci95[0]:.1f}, {100 * ci95[1]:.1f}]"
 
 
 def summary_table(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -259,26 +313,28 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> list[str]:
             if reliable
             else ""
         )
-        + " Grad l1: mean l1 norm of grad_x f_y (two-class target).",
+        + " Grad l1: mean l1 norm of grad_x f_y (two-class target). Brackets after a number: its 95 % "
+        "Clopper–Pearson interval over the samples evaluated.",
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "---|" * len(headers),
     ]
 
-    def named(value: float | None, name: str | None) -> str:
-        return pct(value) + (f" ({name})" if value is not None and name else "")
+    def named(value: float | None, ci95: Sequence[float] | None, name: str | None) -> str:
+        return pct(value, ci95) + (f" ({name})" if value is not None and name else "")
 
     for r in rows:
         cells = [
             r["data"],
             r["defense"],
-            pct(r["clean"]),
-            named(r["white"], r["white_attack"]),
-            named(r["black"], r["black_attack"]),
+            pct(r["clean"], r.get("clean_ci95")),
+            named(r["white"], r.get("white_ci95"), r["white_attack"]),
+            named(r["black"], r.get("black_ci95"), r["black_attack"]),
         ]
         if reliable:
             over = r["overestimate"]
-            cells += [pct(r["reliable"]), "–" if over is None else f"{100 * over:+.1f}"]
+            cells += [pct(r["reliable"], r.get("reliable_ci95")),
+                      "–" if over is None else f"{100 * over:+.1f}"]
         cells += [
             "–" if r["grad_l1"] is None else f"{r['grad_l1']:.3g}",
             ", ".join(r["failed_checks"]) or "none",

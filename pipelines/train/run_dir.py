@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from evrobust.atomic import write_bytes_atomic
+from evrobust.atomic import write_text_atomic
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
@@ -106,20 +106,6 @@ def prepare_run_dir(run_dir: Path, document: dict[str, Any], resume: bool) -> bo
             f"--out {run_dir} is a non-empty directory that is not a run; choose another --out"
         )
     return resume and has_last
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`evrobust.atomic.write_bytes_atomic`).
-
-    An OSError (ENOSPC, EACCES, ...) becomes a one-line UserInputError; the previous version is intact.
-    """
-    try:
-        write_bytes_atomic(path, text.encode("utf-8"))
-    except OSError as exc:
-        raise UserInputError(
-            f"cannot write {path} ({exc.strerror or exc}); the previous version is intact; "
-            "check free space and permissions"
-        ) from None
 
 
 def write_json_atomic(path: Path, document: Any) -> None:

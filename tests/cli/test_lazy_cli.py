@@ -95,3 +95,16 @@ def test_a_real_preprocess_run_never_imports_torch(tmp_path: Path) -> None:
 
     assert done_flags(out).tolist() == [1] * 10
     assert read_attrs(out)["splits"]["random"] == reference_random_split(10)
+
+
+def test_compare_never_imports_torch(tmp_path: Path) -> None:
+    """Comparing two attack results reads flag strings: no torch, no other command module."""
+    for name, flags in (("a", "1100"), ("b", "1000")):
+        document = {"format": "evrobust-attack", "samples": 4, "defense": name, "eps": 0.03,
+                    "attacks": [{"name": "pgd10", "in_table": True, "eps": 0.03}],
+                    "flags": {"pgd10": {"name": "pgd10", "correct": flags, "members": {}}}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(document))
+    code, loaded, out = _run(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert code in (0, None)
+    assert loaded == ["evrobust.pipelines.cli.compare"]
+    assert "| pgd10 | 50.0 [6.8, 93.2] | 25.0 [0.6, 80.6] | 1 | 0 |" in out

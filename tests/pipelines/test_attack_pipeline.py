@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scipy import stats as sps
 
 import evrobust.pipelines.attack.pipeline as attack_pipeline
 from evrobust.errors import UserInputError
@@ -66,7 +67,21 @@ def test_whitebox_writes_json_and_table(runs: tuple[Path, Path]) -> None:
     assert pgd["eps"] == pytest.approx(8 / 255) and result["eps_text"] == "8/255"
     md = md_path.read_text()
     assert "| Dataset | Arch. | Defense | Clean | FGSM | PGD10 |" in md
-    assert f"| digits | vgg_small | vanilla | {100 * by_name['clean']['accuracy']:.2f} |" in md
+    clean = by_name["clean"]
+    low, high = clean["ci95"]
+    cell = f"{100 * clean['accuracy']:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+    assert f"| digits | vgg_small | vanilla | {cell} |" in md
+    # every accuracy carries n, the robust count and the Clopper–Pearson interval (scipy's beta quantiles)
+    for a in result["attacks"]:
+        k = result["flags"][a["name"]]["correct"].count("1")
+        assert (a["n"], a["robust"]) == (40, k)
+        ref_low = 0.0 if k == 0 else sps.beta.ppf(0.025, k, 40 - k + 1)
+        ref_high = 1.0 if k == 40 else sps.beta.ppf(0.975, k + 1, 40 - k)
+        assert a["ci95"] == pytest.approx([ref_low, ref_high], abs=1e-9)
+    for m in pgd["members"].values():
+        assert m["n"] == 40 and m["cumulative_ci95"][0] <= m["cumulative"] <= m["cumulative_ci95"][1]
+    # the evaluated samples are identified by their labels, so results can be paired only on the same ones
+    assert result["test_set"]["samples"] == 40 and len(result["test_set"]["labels_sha256"]) == 64
     assert "Masking checks:" in md
 
 

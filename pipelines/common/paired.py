@@ -1,0 +1,277 @@
+"""Paired comparisons of attack results: intervals, the exact McNemar test, and the worst case over files.
+
+An ``attack-<mode>.json`` (:mod:`evrobust.pipelines.attack.pipeline`) keeps one flag per sample and attack
+(``"1"`` robust, ``"0"`` broken, ``"-"`` not attacked). Two such files of two models on the *same* samples
+are paired data, so their difference is tested on the samples where they disagree
+(:func:`evrobust.stats.compare_paired`), not by comparing two accuracies.
+
+- :func:`load_attack_file` reads one file (or ``attack-<mode>.json`` of a run directory), checks its layout;
+- :func:`merge_attack_documents` takes several files of one model and returns one document whose flags are
+  the per-sample worst case: a sample is robust only if no attack of any file broke it. That is how a user
+  adds their own attack to an evaluation (a file in this layout with their flags);
+- :func:`compare_attack_documents` compares two documents per common attack and on the headline verdict
+  (the ``reliable`` cascade's, else the worst case over the table's attacks);
+- :func:`render_comparison` renders the result as markdown.
+
+Torch-free: flags stay strings here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from evrobust.errors import UserInputError
+from evrobust.stats import clopper_pearson, compare_paired, format_interval, format_p
+
+__all__ = [
+    "WORST_CASE",
+    "compare_attack_documents",
+    "check_flags_layout",
+    "compare_paths",
+    "headline_key",
+    "load_attack_file",
+    "merge_attack_documents",
+    "render_comparison",
+    "robust_flags",
+    "same_samples",
+]
+
+logger = logging.getLogger(__name__)
+
+ATTACK_FORMAT = "evrobust-attack"
+WORST_CASE = "worst-case"
+"""Key of the per-sample worst case over every in-table attack of a document (and over merged files)."""
+MAX_ATTACK_FILE_BYTES = 256 * 1024 * 1024
+"""Refuse larger attack files before reading them (a per-sample flag string is one byte per sample)."""
+
+
+def load_attack_file(path: str | os.PathLike[str], mode: str = "whitebox") -> dict[str, Any]:
+    """One attack result: a JSON file, or the ``attack-<mode>.json`` of a run directory.
+
+    Raises:
+        UserInputError: missing, not a regular file, too large, not JSON, or not an attack result with
+            per-sample flags.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"attack-{mode}.json"
+    if not path.exists():
+        raise UserInputError(f"{path} does not exist; run `evrobust attack` first, or give an attack JSON")
+    if not path.is_file():
+        raise UserInputError(f"{path} is not a regular file")
+    if path.stat().st_size > MAX_ATTACK_FILE_BYTES:
+        raise UserInputError(f"{path} is larger than {MAX_ATTACK_FILE_BYTES >> 20} MiB; not an attack result")
+    try:
+        document = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"{path} is not valid JSON ({exc.__class__.__name__})") from None
+    check_flags_layout(document, path)
+    document = dict(document)
+    document["_path"] = str(path)
+    return document
+
+
+def check_flags_layout(document: Any, path: Path) -> None:
+    """The fields this module reads, with their types: one-line UserInputError otherwise."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise UserInputError(f"{path}: {what}; not an `evrobust attack` result")
+
+    need(isinstance(document, dict), "the top level is not an object")
+    need(document.get("format") == ATTACK_FORMAT, f"format is {document.get('format')!r}")
+    samples = document.get("samples")
+    need(isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1, "samples is not >= 1")
+    flags = document.get("flags")
+    need(isinstance(flags, dict) and bool(flags), "it holds no per-sample flags")
+    for key, entry in flags.items():
+        ok = isinstance(entry, dict) and isinstance(entry.get("correct"), str)
+        need(ok, f"flags[{key!r}] has no flag string")
+        text = entry["correct"]
+        need(len(text) == samples, f"flags[{key!r}] covers {len(text)} samples, not {samples}")
+        need(set(text) <= {"0", "1", "-"}, f"flags[{key!r}] holds characters other than 1, 0, -")
+    attacks = document.get("attacks", [])
+    need(isinstance(attacks, list) and all(isinstance(a, dict) and "name" in a for a in attacks),
+         "attacks is not a list of entries")
+
+
+def robust_flags(document: dict[str, Any], key: str) -> list[bool]:
+    """Per-sample robust flags of attack ``key`` (or :data:`WORST_CASE`) in a checked document."""
+    if key == WORST_CASE:
+        keys = _table_keys(document)
+        columns = [robust_flags(document, k) for k in keys]
+        return [all(col[i] for col in columns) for i in range(document["samples"])]
+    return [c == "1" for c in document["flags"][key]["correct"]]
+
+
+def _table_keys(document: dict[str, Any]) -> list[str]:
+    """The attacks of the table (in-table, at the document's eps), else every flagged attack."""
+    eps = document.get("eps")
+    keys = [a["name"] for a in document.get("attacks", [])
+            if a.get("in_table", True) and (eps is None or a.get("eps", eps) == eps)
+            and a["name"] in document["flags"]]
+    merged = document.get("merged_keys")
+    return list(dict.fromkeys(keys + (merged or []))) or list(document["flags"])
+
+
+def headline_key(document: dict[str, Any]) -> str:
+    """The attack whose flags are the document's verdict: the ``reliable`` cascade's, else the worst case."""
+    cascade = document.get("cascade")
+    merged = document.get("merged_keys")
+    if isinstance(cascade, dict) and cascade.get("attack") in document["flags"] and not merged:
+        return str(cascade["attack"])
+    return WORST_CASE
+
+
+def same_samples(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Refuse two documents that were not evaluated on the same samples in the same order.
+
+    Same sample count and dataset; and where both record the test set's identity (``test_set``: the store's
+    dataset and split, and a digest of the evaluated labels), the same identity.
+
+    Raises:
+        UserInputError: one line naming what differs.
+    """
+    pa, pb = a.get("_path", "A"), b.get("_path", "B")
+    if a["samples"] != b["samples"]:
+        raise UserInputError(f"{pa} and {pb} cover different samples ({a['samples']} vs {b['samples']}); "
+                             "rerun both with the same --limit")
+    if a.get("dataset") and b.get("dataset") and a["dataset"] != b["dataset"]:
+        raise UserInputError(f"{pa} and {pb} were evaluated on different datasets "
+                             f"({a['dataset']} vs {b['dataset']})")
+    ta, tb = a.get("test_set"), b.get("test_set")
+    if isinstance(ta, dict) and isinstance(tb, dict):
+        if ta.get("labels_sha256") != tb.get("labels_sha256") or ta.get("split") != tb.get("split"):
+            raise UserInputError(f"{pa} and {pb} were evaluated on different samples (their test sets' "
+                                 "labels differ); compare results of the same test store")
+    else:
+        logger.warning("%s or %s records no test-set identity (written before it was kept); pairing them by "
+                       "position and sample count only", pa, pb)
+
+
+def merge_attack_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document whose flags are the per-sample worst case over several files of one model.
+
+    Every attack of every file is kept (a key that two files share gets the file's name as a suffix), and
+    :data:`WORST_CASE` is the AND over every file's table attacks.
+
+    Raises:
+        UserInputError: no document, or files on different samples.
+    """
+    if not documents:
+        raise UserInputError("nothing to merge")
+    if len(documents) == 1:
+        return documents[0]
+    base = documents[0]
+    for other in documents[1:]:
+        same_samples(base, other)
+    merged = {k: v for k, v in base.items() if k not in ("flags", "attacks", "cascade", "merged_keys")}
+    flags: dict[str, Any] = {}
+    attacks: list[dict[str, Any]] = []
+    keys: list[str] = []
+    for i, document in enumerate(documents):
+        table = _table_keys(document)
+        for key in document["flags"]:
+            new = key if key not in flags else f"{key}@{Path(document.get('_path', str(i))).name}"
+            flags[new] = document["flags"][key]
+            entry = next((a for a in document.get("attacks", []) if a["name"] == key), {"name": key})
+            attacks.append({**entry, "name": new})
+            if key in table:
+                keys.append(new)
+    merged["flags"] = flags
+    merged["attacks"] = attacks
+    merged["merged_keys"] = keys
+    merged["merged_from"] = [d.get("_path", "?") for d in documents]
+    return merged
+
+
+def compare_attack_documents(a: dict[str, Any], b: dict[str, Any], name_a: str = "A",
+                             name_b: str = "B") -> dict[str, Any]:
+    """Per attack that both documents ran, and for their headline verdicts: accuracies with intervals, the
+    paired counts, the exact McNemar p-value and a verdict sentence.
+
+    Raises:
+        UserInputError: the two were not evaluated on the same samples.
+    """
+    same_samples(a, b)
+    ha, hb = headline_key(a), headline_key(b)
+    pairs = [(k, k) for k in a["flags"] if k in b["flags"]]
+    if (ha, hb) not in pairs:
+        pairs.append((ha, hb))
+    rows = []
+    for ka, kb in pairs:
+        cmp = compare_paired(robust_flags(a, ka), robust_flags(b, kb))
+        rows.append({
+            "attack": ka if ka == kb else f"{ka} vs {kb}",
+            "headline": (ka, kb) == (ha, hb),
+            **cmp.to_json(),
+            "verdict": cmp.verdict(name_a, name_b),
+        })
+    return {
+        "format": "evrobust-compare",
+        "a": {"name": name_a, "path": a.get("_path"), "headline": ha},
+        "b": {"name": name_b, "path": b.get("_path"), "headline": hb},
+        "samples": a["samples"],
+        "rows": rows,
+        "verdict": next(r["verdict"] for r in rows if r["headline"]),
+    }
+
+
+def compare_paths(
+    paths_a: list[str | os.PathLike[str]],
+    paths_b: list[str | os.PathLike[str]],
+    *,
+    mode: str = "whitebox",
+    name_a: str | None = None,
+    name_b: str | None = None,
+) -> dict[str, Any]:
+    """``evrobust compare``: load each side's files (run directories or attack JSON), merge each side's
+    files into its per-sample worst case, and compare the two (:func:`compare_attack_documents`).
+
+    Names default to each side's defense (``A`` / ``B`` where unknown; suffixed when equal).
+
+    Raises:
+        UserInputError: an unknown ``mode``, an unreadable file, or results on different samples.
+    """
+    if mode not in ("whitebox", "blackbox"):
+        raise UserInputError(f"unknown mode {mode!r}; valid choices: whitebox, blackbox")
+    doc_a = merge_attack_documents([load_attack_file(p, mode) for p in paths_a])
+    doc_b = merge_attack_documents([load_attack_file(p, mode) for p in paths_b])
+    label_a = name_a or str(doc_a.get("defense") or "A")
+    label_b = name_b or str(doc_b.get("defense") or "B")
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
+    return compare_attack_documents(doc_a, doc_b, label_a, label_b)
+
+
+def render_comparison(result: dict[str, Any]) -> str:
+    """Markdown: one row per attack (headline in bold), then the verdict sentence."""
+    na, nb = result["a"]["name"], result["b"]["name"]
+    lines = [
+        f"# {na} vs {nb}: robust accuracy (%, 95 % Clopper–Pearson interval) on {result['samples']} paired "
+        "samples",
+        "",
+        f"- {na}: `{result['a']['path']}`",
+        f"- {nb}: `{result['b']['path']}`",
+        "",
+        f"| Attack | {na} | {nb} | {na} only | {nb} only | McNemar p | Verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        name = f"**{r['attack']}**" if r["headline"] else r["attack"]
+        lines.append(
+            f"| {name} | {format_interval(r['a']['accuracy'], r['a']['ci95'])} | "
+            f"{format_interval(r['b']['accuracy'], r['b']['ci95'])} | {r['a_only']} | {r['b_only']} | "
+            f"{format_p(r['p_value'])} | {r['verdict']} |"
+        )
+    heads = f"{result['a']['headline']} vs {result['b']['headline']}"
+    lines += ["", f"Verdict ({heads}): {result['verdict']}.", ""]
+    return "\n".join(lines)
+
+
+def interval_of(accuracy: float, n: int) -> list[float]:
+    """The 95 % interval of an accuracy measured on ``n`` samples (its count is ``round(accuracy * n)``)."""
+    return list(clopper_pearson(round(accuracy * n), n))
