@@ -22,6 +22,7 @@ from evrobust.attacks.ensemble import (
 from evrobust.attacks.fgsm import FGSM, RFGSM
 from evrobust.attacks.noise import UniformNoise
 from evrobust.attacks.pgd import PGD
+from evrobust.attacks.rays import RayS
 from evrobust.attacks.registry import (
     ATTACKS,
     SUITES,
@@ -50,6 +51,7 @@ __all__ = [
     "RFGSM",
     "SAPGD",
     "SUITES",
+    "RayS",
     "Square",
     "Stage",
     "UniformNoise",

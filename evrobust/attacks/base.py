@@ -100,6 +100,17 @@ def predict(model: nn.Module, x: Tensor) -> Tensor:
         return model(x).argmax(1)
 
 
+def judge_logits(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(correct [N] bool, margin [N])`` of ``model`` on ``x`` from one forward in eval mode without a graph:
+    ``correct`` as :func:`predict` decides it (argmax), ``margin = z_y - max_{j != y} z_j`` (< 0: fooled)."""
+    with eval_mode(model), torch.no_grad():
+        logits = model(x)
+    y = y.to(logits.device)
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return logits.argmax(1) == y, z_y - others
+
+
 def project_linf(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
     """Project ``x_adv`` onto ``{z : |z - x|_inf <= eps} ∩ [0,1]^d`` (element-wise clamp)."""
     return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
@@ -136,8 +147,9 @@ class RandomSource:
     """
 
     def __init__(self, seed: int, total: int, rows: Tensor | None, device: torch.device) -> None:
+        self.seed = int(seed)
         self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(int(seed))
+        self.generator.manual_seed(self.seed)
         self.total = total
         self.rows = None if rows is None else rows.detach().to("cpu", torch.long)
         self.device = device
@@ -220,6 +232,8 @@ class Attack:
 
     name: str = "attack"
     uses_gradient: bool = True
+    supports_warm_start: bool = False
+    """Whether :meth:`perturb` takes ``x_init`` (a start per sample, e.g. a cascade's best point so far)."""
 
     def __init__(self, eps: float, *, seed: int = 0, spec: Any = None) -> None:
         self.eps = _check_eps(eps)
@@ -244,6 +258,7 @@ class Attack:
         spec: Any = None,
         rows: Tensor | None = None,
         total: int | None = None,
+        x_init: Tensor | None = None,
     ) -> Tensor:
         """Craft adversarial examples.
 
@@ -255,6 +270,8 @@ class Attack:
             spec: overrides the attack's gradient spec for this call.
             rows, total: ``x`` holds rows ``rows`` of a batch of ``total`` samples (see
                 :class:`RandomSource`); by default ``x`` is the whole batch.
+            x_init: optional starting points like ``x`` (projected into the eps-ball), for attacks with
+                :attr:`supports_warm_start`; others refuse it.
 
         Returns:
             ``x_adv`` like ``x``, detached, with ``|x_adv - x|_inf <= eps`` and values in [0,1].
@@ -269,8 +286,17 @@ class Attack:
         chosen = self.spec if spec is None else spec
         if self.eps == 0.0:
             return x.clone()
+        extra: dict[str, Tensor] = {}
+        if x_init is not None:
+            if not self.supports_warm_start:
+                raise UserInputError(f"{type(self).__name__} takes no starting point (x_init)")
+            if x_init.shape != x.shape:
+                raise UserInputError(
+                    f"x_init must have the shape of x {tuple(x.shape)}, got {tuple(x_init.shape)}"
+                )
+            extra["x_init"] = project_linf(x_init.detach().to(x.device, x.dtype), x, self.eps)
         with eval_mode(model), spec_context(model, chosen), torch.enable_grad():
-            x_adv = self.perturb(model, x, y, rng)
+            x_adv = self.perturb(model, x, y, rng, **extra)
         return project_linf(x_adv.detach(), x, self.eps)
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, rng: RandomSource) -> Tensor:

@@ -10,9 +10,10 @@ each sample.
 
 :func:`reliable_cascade` builds the ``reliable`` evaluation: SA-PGD (100 iterations) under the adaptive
 surrogate ASSG first, APGD-CE (100 iterations) over a wide surrogate ensemble, APGD-T (9 targets, 100
-iterations) under ASSG, and the gradient-free Square Attack (5000 queries) last, which no gradient masking can
-fool. :func:`exhaustive_cascade` is the same cascade with APGD-T over the whole wide ensemble as well: 22
-times the APGD-T cost, for the researcher who wants every member on every stage.
+iterations) under ASSG, then two gradient-free stages that no gradient masking can fool: Square (three draws
+of 5000 queries, one warm-started from the cascade's best point) and the label-only RayS (5000 queries).
+:func:`exhaustive_cascade` is the same cascade with APGD-T over the whole wide ensemble as well: 22 times the
+APGD-T cost, for the researcher who wants every member on every stage.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from evrobust.attacks.apgd import APGD, APGDT
-from evrobust.attacks.base import Attack, check_batch, predict
+from evrobust.attacks.base import Attack, check_batch, judge_logits, predict
 from evrobust.attacks.ensemble import NOT_ATTACKED, EnsembleResult, ensemble_specs, member_name
+from evrobust.attacks.rays import RayS
 from evrobust.attacks.sapgd import SAPGD
 from evrobust.attacks.square import Square
 from evrobust.errors import UserInputError
@@ -38,6 +40,7 @@ __all__ = [
     "Cascade",
     "RELIABLE_ENSEMBLE",
     "RELIABLE_SAPGD_SPEC",
+    "RELIABLE_SQUARE_P_INITS",
     "RELIABLE_TARGETED_SPECS",
     "Stage",
     "cascade_member_seed",
@@ -63,6 +66,13 @@ sample, so over the 22 wide members it would dominate the cascade's cost (19,800
 per robust sample); on the four digits-dvs demo runs the verdict under ASSG alone equals the one over all
 22 members on 199 of 200 samples and breaks one more on the last (docs/results.md).
 :func:`exhaustive_cascade` keeps it over the whole ensemble."""
+
+
+RELIABLE_SQUARE_P_INITS: tuple[float, ...] = (0.8, 0.3)
+"""Square's draws in :func:`reliable_cascade`: AutoAttack's ``p_init`` 0.8 (large squares, a global search)
+and 0.3, the value the Square authors used against models with masked gradients (smaller squares, a local
+search); plus a third draw warm-started from the cascade's best point with the smaller value. Ties are
+accepted (spike-count readouts make the margin piecewise constant)."""
 
 
 def stage_member(stage: str, spec: Any) -> str:
@@ -194,6 +204,10 @@ class Cascade:
                 raise UserInputError(f"alive must be a [N] bool mask with N = {n}, got {tuple(alive.shape)}")
             state &= alive.to(device=x.device, dtype=torch.bool)
         x_adv = x.clone()
+        # The point closest to the boundary so far, per sample (lowest judge margin over the members that
+        # ran): where an attack takes a starting point (Square's warm start), it starts there.
+        best_x = x.clone()
+        best_margin = torch.full((n,), float("inf"), device=x.device)
         m = 0
         for stage in self.stages:
             specs = stage.specs if stage.attack.uses_gradient else (None,)
@@ -205,8 +219,16 @@ class Cascade:
                     m += 1
                     continue
                 member_seed = cascade_member_seed(base, label)
-                xa = stage.attack(model, x[rows], y[rows], seed=member_seed, spec=spec, rows=rows, total=n)
-                ok = predict(judge, xa) == y[rows]
+                warm = {}
+                if m > 0 and getattr(stage.attack, "warm_start", False):
+                    warm["x_init"] = best_x[rows]
+                xa = stage.attack(
+                    model, x[rows], y[rows], seed=member_seed, spec=spec, rows=rows, total=n, **warm
+                )
+                ok, margin = judge_logits(judge, xa, y[rows])
+                closer = margin < best_margin[rows]
+                best_x[rows[closer]] = xa[closer]
+                best_margin[rows[closer]] = margin[closer]
                 member_correct[m, rows] = ok.to(torch.int8)
                 x_adv[rows] = xa
                 state[rows[~ok]] = False
@@ -231,7 +253,7 @@ def reliable_cascade(
     n_targets: int = 9,
     n_queries: int = 5000,
 ) -> Cascade:
-    """The ``reliable`` cascade: SA-PGD, APGD-CE, APGD-T, Square.
+    """The ``reliable`` cascade: SA-PGD, APGD-CE, APGD-T, Square, RayS.
 
     Stages (each on the survivors of the previous ones):
 
@@ -239,7 +261,10 @@ def reliable_cascade(
     2. ``apgd-ce``: APGD-CE, ``steps`` iterations, over ``ensemble`` (a member-set name or specs);
     3. ``apgd-t``: APGD-T, ``n_targets`` targets x ``steps`` iterations, over ``targeted`` (a member-set
        name or specs; ``None`` = the same specs as ``apgd-ce``);
-    4. ``square``: Square Attack, margin loss, ``n_queries`` queries (gradient-free).
+    4. ``square``: Square Attack, margin loss, ``n_queries`` queries per draw: one draw per
+       :data:`RELIABLE_SQUARE_P_INITS` value and one warm-started from the cascade's best point, ties
+       accepted (gradient-free, score-based);
+    5. ``rays``: RayS, ``n_queries`` queries (gradient-free, label-only).
 
     The verdict is the same in any stage order, since a sample must survive every member of every stage
     and each member's random draws depend only on the seed, its label and the sample's row. The order only
@@ -258,7 +283,9 @@ def reliable_cascade(
             Stage("sapgd", SAPGD(eps, steps=steps, loss="ce", seed=seed), (sapgd_spec,)),
             Stage("apgd-ce", APGD(eps, steps=steps, loss="ce", seed=seed), specs),
             Stage("apgd-t", APGDT(eps, steps=steps, n_targets=n_targets, seed=seed), targeted_specs),
-            Stage("square", Square(eps, n_queries=n_queries, seed=seed), (None,)),
+            Stage("square", Square(eps, n_queries=n_queries, p_init=RELIABLE_SQUARE_P_INITS, warm_start=True,
+                                   accept_ties=True, seed=seed), (None,)),
+            Stage("rays", RayS(eps, n_queries=n_queries, seed=seed), (None,)),
         ]
     )
 

@@ -1,8 +1,8 @@
 """Attack names -> configured attacks, and the named suites of the evaluation (paper Table 1, DESIGN §6).
 
 Every factory takes ``(eps, seed)``, and the attacks whose entry names a ``budget`` also take ``steps=``
-(iterations of every gradient stage) and/or ``queries=`` (Square's queries), the ``--steps``/``--queries``
-options. The settings are those of the paper's evaluation, which the authors ran
+(iterations of every gradient stage) and/or ``queries=`` (Square's and RayS's queries), the
+``--steps``/``--queries`` options. The settings are those of the paper's evaluation, which the authors ran
 with torchattacks 3.2.7 and its defaults: PGD step 2.55/255 with a random start; ``apgd100`` = APGD-CE with
 100 iterations (torchattacks 3.2.7's default, the paper's "APGD" column); FGSM; ``rfgsm`` = torchattacks 3.2.7
 ``RFGSM(eps=8/255)``, i.e. a random sign step of ``alpha = eps`` and one gradient step of ``alpha`` projected
@@ -23,6 +23,7 @@ from evrobust.attacks.cascade import Cascade, exhaustive_cascade, reliable_casca
 from evrobust.attacks.fgsm import FGSM, RFGSM
 from evrobust.attacks.noise import UniformNoise
 from evrobust.attacks.pgd import PGD
+from evrobust.attacks.rays import RayS
 from evrobust.attacks.sapgd import SAPGD
 from evrobust.attacks.square import Square
 from evrobust.errors import UserInputError
@@ -56,7 +57,7 @@ class AttackEntry:
 
     ``factory(eps, seed, **budget) -> Attack | Cascade | None``; ``budget`` names the keywords of
     :data:`BUDGETS` the factory accepts (``steps``: iterations of every gradient stage; ``queries``: Square's
-    queries). Attacks with the budget in their name (``pgd10``, ``apgd100``) have none.
+    and RayS's queries). Attacks with the budget in their name (``pgd10``, ``apgd100``) have none.
     """
 
     name: str
@@ -136,11 +137,19 @@ def _entries() -> dict[str, AttackEntry]:
             ("queries",),
         ),
         AttackEntry(
+            "rays",
+            "RayS",
+            lambda eps, seed, queries=5000: RayS(eps, n_queries=queries, seed=seed),
+            "RayS (Chen & Gu 2020): hard-label ray search, 5000 queries, reads only the predicted label",
+            ("queries",),
+        ),
+        AttackEntry(
             "reliable",
             "Reliable",
             lambda eps, seed, steps=100, queries=5000: reliable_cascade(eps, seed, steps=steps,
                                                                        n_queries=queries),
-            "cascade on survivors: SA-PGD and APGD-T under ASSG, APGD-CE over the wide ensemble, Square",
+            "cascade on survivors: SA-PGD and APGD-T under ASSG, APGD-CE over the wide ensemble, Square "
+            "(3 draws, warm start), RayS",
             ("steps", "queries"),
         ),
         AttackEntry(

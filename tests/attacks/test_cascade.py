@@ -95,14 +95,16 @@ def test_alive_mask_skips_samples_and_counts_them_broken(snn: nn.Module, digits:
 
 def test_reliable_cascade_layout() -> None:
     cascade = reliable_cascade(8 / 255, seed=1, ensemble="paper", sapgd_spec="sigmoid:4")
-    assert [s.name for s in cascade.stages] == ["sapgd", "apgd-ce", "apgd-t", "square"]
+    assert [s.name for s in cascade.stages] == ["sapgd", "apgd-ce", "apgd-t", "square", "rays"]
     members = cascade.members
-    assert len(members) == 1 + 4 + 1 + 1
+    assert len(members) == 1 + 4 + 1 + 1 + 1
     assert members[:3] == ["sapgd/sigmoid:4", "apgd-ce/triangle:1", "apgd-ce/sigmoid:4"]
-    assert members[-2:] == ["apgd-t/assg:0.425", "square/own"]
+    assert members[-3:] == ["apgd-t/assg:0.425", "square/own", "rays/own"]
     settings = cascade.describe()["stages"]
     assert settings[1]["attack"]["steps"] == 100 and settings[2]["attack"]["n_targets"] == 9
-    assert settings[3]["attack"]["n_queries"] == 5000 and settings[3]["attack"]["loss"] == "margin"
+    square = settings[3]["attack"]
+    assert square["n_queries"] == 5000 and square["loss"] == "margin" and square["p_init"] == [0.8, 0.3]
+    assert square["warm_start"] and square["accept_ties"] and settings[4]["attack"]["n_queries"] == 5000
     json.dumps(cascade.describe())
     # The defaults: ASSG for SA-PGD and APGD-T, the wide ensemble for APGD-CE.
     default = reliable_cascade()
@@ -113,7 +115,8 @@ def test_reliable_cascade_layout() -> None:
     # exhaustive: APGD-T over the whole ensemble as well; the budget reaches every stage.
     full = exhaustive_cascade(steps=7, n_queries=11)
     assert full.stages[2].specs == ensemble_specs("wide") == full.stages[1].specs
-    assert [s.attack.steps for s in full.stages[:3]] == [7, 7, 7] and full.stages[3].attack.n_queries == 11
+    assert [s.attack.steps for s in full.stages[:3]] == [7, 7, 7]
+    assert full.stages[3].attack.n_queries == full.stages[4].attack.n_queries == 11
     assert len(full.members) == len(default.members) + len(ensemble_specs("wide")) - 1
     for bad in ({"steps": 0}, {"n_queries": 0}, {"n_targets": 0}):
         with pytest.raises(UserInputError):
@@ -175,3 +178,18 @@ def test_without_drops_only_members_that_rerun_an_attack_already_run() -> None:
     emptied = Cascade([Stage("a", APGD(0.1, steps=5), ("triangle:1",)),
                        Stage("square", Square(0.1, n_queries=5))])
     assert [s.name for s in emptied.without(APGD(0.1, steps=5), ("triangle:1",)).stages] == ["square"]
+
+
+def test_warm_started_square_breaks_at_least_what_the_stages_alone_break(
+    snn: nn.Module, digits: tuple[Tensor, ...]
+) -> None:
+    """With Square warm-started from the cascade's best point, the cascade is at least as strong as the AND of
+    its stages alone (the warm start is one more draw; the others are unchanged), and every member verdict
+    before Square is identical."""
+    x, y = digits[2][:64], digits[3][:64]
+    stages = small_stages()[:3] + [Stage("square", Square(EPS, n_queries=60, warm_start=True), (None,))]
+    result = Cascade(stages)(snn, x, y, seed=7)
+    cold = Cascade(small_stages())(snn, x, y, seed=7)
+    assert bool((result.correct <= cold.correct).all())
+    before_square = len(result.members) - 1
+    assert torch.equal(result.member_correct[:before_square], cold.member_correct[:before_square])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from scipy import stats as sps
 from typer.testing import CliRunner
 
 from evrobust.errors import UserInputError
@@ -42,6 +43,14 @@ def _entry(name: str, accuracy: float, members: dict[str, float] | None = None) 
         "members": summary,
         "checks": [],
     }
+
+
+def _cell(accuracy: float, n: int = 40) -> str:
+    """An accuracy of ``n`` samples as the summary table prints it; the interval from scipy's beta."""
+    k = round(accuracy * n)
+    low = 0.0 if k == 0 else sps.beta.ppf(0.025, k, n - k + 1)
+    high = 1.0 if k == n else sps.beta.ppf(0.975, k + 1, n - k)
+    return f"{100 * accuracy:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _attack(
@@ -198,9 +207,11 @@ def test_report_draws_every_plot_its_runs_support(full_runs: Path) -> None:
     assert (
         text.index("plot-training-curves.png") < text.index("## Per-run results") < text.index("| attack |")
     )
-    # White box: worst of FGSM 20 % and PGD10 10 % for vanilla; black box: PGD10 40 %; l1 2.0.
-    assert "| digits | vanilla | 90.0 | 10.0 (PGD10) | 40.0 (PGD10) | 2 | none |" in text
-    assert "| digits-dvs | sr_star | 90.0 | 40.0 (PGD10) | 50.0 (PGD10) | 1.5 | none |" in text
+    # White box: worst of FGSM 20 % and PGD10 10 % for vanilla; black box: PGD10 40 %; l1 2.0. Each
+    # accuracy with its Clopper–Pearson interval over the 40 samples (files without ci95: from the counts).
+    c = _cell
+    assert f"| digits | vanilla | {c(0.9)} | {c(0.1)} (PGD10) | {c(0.4)} (PGD10) | 2 | none |" in text
+    assert f"| digits-dvs | sr_star | {c(0.9)} | {c(0.4)} (PGD10) | {c(0.5)} (PGD10) | 1.5 | none |" in text
     assert "reliable" not in text.split("## Plots")[0].split("| data |")[1].split("\n")[0]
     assert "Plots not drawn" not in text
     # The curves reach 32/255, past the 10 x 2.55/255 PGD-10's fixed steps can travel: the caption says so.
@@ -258,8 +269,10 @@ def test_overestimate_key_adds_reliable_and_overestimate_columns(tmp_path: Path)
         "overestimate (points) | grad l1 | failed masking checks |" in head
     )
     # The cascade is not a paper-protocol attack: the white-box column stays PGD10's 30 %; 30 - 22.5 = +7.5.
-    assert "| cifar10dvs | sr_star | 80.0 | 30.0 (PGD10) | – | 22.5 | +7.5 | – | none |" in head
-    assert "| cifar10dvs | vanilla | 90.0 | 10.0 (PGD10) | – | – | – | – | none |" in head
+    c = _cell
+    row = f"| cifar10dvs | sr_star | {c(0.8)} | {c(0.3)} (PGD10) | – | {c(0.225)} | +7.5 | – | none |"
+    assert row in head
+    assert f"| cifar10dvs | vanilla | {c(0.9)} | {c(0.1)} (PGD10) | – | – | – | – | none |" in head
     assert "overestimates robust accuracy by +7.5 points" in text
     assert plain.name == "vanilla"
 
