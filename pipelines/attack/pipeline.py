@@ -64,6 +64,7 @@ from evrobust.attacks.base import Attack
 from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.registry import PAPER_PROTOCOL, parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
+from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings, run_certificate
 from evrobust.pipelines.attack.inputs import (
     eps_text,
     iter_test_batches,
@@ -244,6 +245,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     row = [result["dataset"], result["arch"], result["defense"]]
     for a in attacks:
         cell = format_interval(a["accuracy"], a.get("ci95"), digits=2)
+        if a.get("converged") is False:
+            cell = f"≤ {cell} (not converged)"
         flags = failed.get(a["name"], [])
         if flags:
             cell += " (" + ", ".join(f"check failed: {c.name}" for c in flags) + ")"
@@ -309,6 +312,7 @@ def _run_attack(
     data_dir: str | None = None,
     steps: int | None = None,
     queries: int | None = None,
+    max_doublings: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run under an attack suite; write ``attack-<mode>.json`` and ``.md``; return JSON.
 
@@ -329,7 +333,9 @@ def _run_attack(
         data_dir: data directory for re-resolving the test store if its recorded path moved.
         steps: iterations of the attacks that take a budget (APGD-DLR, APGD-T, SA-PGD, and every gradient
             stage of a cascade); None = their defaults (100).
-        queries: Square's queries (also inside a cascade); None = 5000.
+        queries: Square's and RayS's queries (also inside a cascade); None = 5000.
+        max_doublings: doublings of the convergence certificate after a cascade
+            (:mod:`evrobust.pipelines.attack.certificate`); None = 3; 0 = no certificate.
     """
     if mode not in MODES:
         raise UserInputError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
@@ -337,6 +343,8 @@ def _run_attack(
         raise UserInputError(f"unknown ensemble {ensemble!r}; valid choices: {', '.join(ENSEMBLES)}")
     names = parse_attack_names(attacks) if attacks else suite_attacks(suite)
     check_budget(names, steps=steps, queries=queries)
+    if max_doublings is not None:
+        check_max_doublings(max_doublings)
     eps_value = parse_eps(eps)
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         raise UserInputError(f"--limit must be an integer >= 1, got {limit!r}")
@@ -361,6 +369,10 @@ def _run_attack(
     specs = ensemble_specs(ensemble)
     member_labels = [member_name(s) for s in specs]
     jobs = _jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries}, specs)
+    cascade_job = next((j for j in jobs if isinstance(j.attack, Cascade)), None)
+    if cascade_job is None and max_doublings is not None:
+        raise UserInputError("--max-doublings certifies a cascade; select --suite reliable or exhaustive")
+    doublings = (DEFAULT_MAX_DOUBLINGS if max_doublings is None else max_doublings) if cascade_job else 0
     store = run_test_store(config, data_dir)
     dataset, n = open_test_split(store, limit)
     if n == 0:
@@ -378,6 +390,7 @@ def _run_attack(
         "batch_size": batch_size,
         "seed": seed,
         "checks": checks,
+        "max_doublings": doublings,
     }
     json_path, md_path, partial_path = result_paths(run, mode)
     state = _load_partial(partial_path, fingerprint)
@@ -427,6 +440,26 @@ def _run_attack(
         status = ", ".join(f"{j.key} {100 * flags[j.key].accuracy():.1f}%" for j in jobs if j.in_table)
         logger.info("batch %d/%d: %s", done, total_batches, status)
 
+    certificate = None
+    if cascade_job is not None and doublings > 0:
+        start = time.perf_counter()
+        crafter = model if source_model is None else source_model
+
+        def batches(first: int) -> Any:
+            for b, xb, yb in iter_test_batches(dataset, n, batch_size, first):
+                yield b, xb.to(dev), yb.to(dev)
+
+        def save(progress: dict[str, Any]) -> None:
+            state.update({"fingerprint": fingerprint, "certificate": progress,
+                          "flags": {k: v.to_json() for k, v in flags.items()}})
+            write_text_atomic(partial_path, json.dumps(state))
+
+        assert isinstance(cascade_job.attack, Cascade)
+        certificate = run_certificate(
+            cascade_job.attack, flags[cascade_job.key], batches, batch_size, crafter, model,
+            lambda b: _batch_seed(seed, b), doublings, state.get("certificate"), save,
+        )
+        seconds[cascade_job.key] += time.perf_counter() - start
     acc = {k: f.accuracy() for k, f in flags.items()}
     other = _read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
     check_results: list[CheckResult] = []
@@ -472,6 +505,14 @@ def _run_attack(
         "flags": {k: f.to_json() for k, f in flags.items()},
     }
     result.update(reliable_summary(jobs, flags, acc))
+    if "reliable" in result:
+        result["reliable"].update(
+            certificate or {"max_doublings": 0, "threshold": None, "doublings": [], "converged": None}
+        )
+    if cascade_job is not None:
+        # the attack entry of the cascade names its convergence, so that every table can mark it
+        entry = next(a for a in result["attacks"] if a["name"] == cascade_job.key)
+        entry["converged"] = result["reliable"]["converged"] if "reliable" in result else None
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
     partial_path.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from evrobust.stats import clopper_pearson, format_interval
 if TYPE_CHECKING:
     from evrobust.pipelines.attack.pipeline import _Job
 
-__all__ = ["cascade_entering", "reliable_summary", "render_reliable"]
+__all__ = ["cascade_entering", "reliable_summary", "render_certificate", "render_reliable"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,35 @@ def render_reliable(result: dict[str, Any], cascade: dict[str, Any]) -> list[str
         lines.append(
             f"| {stage['name']} | {len(stage['members'])} | {stage['broken']} | "
             f"{format_interval(stage['accuracy_after'], stage.get('ci95_after'), 2)} |"
+        )
+    lines.append("")
+    lines += render_certificate(result.get("reliable") or {})
+    return lines
+
+
+def render_certificate(reliable: dict[str, Any]) -> list[str]:
+    """Markdown lines of the convergence certificate (none when it did not run)."""
+    doublings = reliable.get("doublings") or []
+    if not doublings:
+        return ["Convergence certificate: not run (`--max-doublings 0`); the reliable number is not "
+                "certified.", ""]
+    verdict = ("converged" if reliable.get("converged") else
+               "**not converged**: the last doubling still broke more than the threshold, so the reliable "
+               "accuracy is an upper bound that more budget would likely lower")
+    lines = [
+        "Convergence certificate: the survivors faced SA-PGD and Square again at twice the budget, with new "
+        f"random starts, until a doubling broke at most {reliable['threshold']:g} samples (max(1, 0.5 % of "
+        f"n)), at most {reliable['max_doublings']} times: {verdict}.",
+        "",
+        "| Budget | SA-PGD steps | Square queries per draw | Broke | Accuracy after (%, 95 % interval) |",
+        "|---|---|---|---|---|",
+    ]
+    for d in doublings:
+        budget = d.get("budget", {})
+        lines.append(
+            f"| x{d['factor']} | {budget.get('sapgd_steps', '–')} | "
+            f"{budget.get('square_queries_per_draw', '–')} | {d['broke']} | "
+            f"{format_interval(d['accuracy_after'], d.get('ci95_after'), 2)} |"
         )
     lines.append("")
     return lines

@@ -93,7 +93,15 @@ def attack_command(
                      "stage of a cascade [100]."),
     ] = None,
     queries: Annotated[
-        int | None, typer.Option("--queries", min=1, help="Queries of Square, also inside a cascade [5000].")
+        int | None,
+        typer.Option("--queries", min=1, help="Queries of Square (per draw) and RayS, also inside a cascade "
+                     "[5000]."),
+    ] = None,
+    max_doublings: Annotated[
+        int | None,
+        typer.Option("--max-doublings", help="Convergence certificate after a cascade: double the survivors' "
+                     "SA-PGD/Square budget until it breaks <= max(1, 0.5% of n), at most this often; 0 = off "
+                     "[3]."),
     ] = None,
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
@@ -129,6 +137,7 @@ def attack_command(
         data_dir=None if data_dir is None else str(data_dir),
         steps=steps,
         queries=queries,
+        max_doublings=max_doublings,
     )
     # Printed once the inputs were accepted: a bad option stays one error line with nothing before it.
     typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))

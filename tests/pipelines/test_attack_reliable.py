@@ -1,12 +1,11 @@
 """`run_attack --suite reliable`: the cascade after the paper protocol, the overestimate, bookkeeping, resume.
 
-The registered ``reliable`` cascade (100 iterations, 9 targets, 5000 queries) is replaced here by the same
-four stages with small budgets, so the test checks the bookkeeping, not the attack strength.
+The registered ``reliable`` cascade is replaced here by the same stages with small budgets
+(``small_reliable`` in conftest.py), so the test checks the bookkeeping, not the attack strength.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,50 +17,12 @@ from typer.testing import CliRunner
 
 import evrobust.pipelines.attack.pipeline as attack_pipeline
 from evrobust.analysis.evaluate import flags_from_text
-from evrobust.attacks import APGD, APGDT, SAPGD, Cascade, Square, Stage, ensemble_specs, member_name
-from evrobust.attacks.registry import ATTACKS, PAPER_PROTOCOL
+from evrobust.attacks import Cascade, ensemble_specs, member_name
+from evrobust.attacks.registry import PAPER_PROTOCOL
 from evrobust.pipelines.attack.pipeline import result_paths, run_attack
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.train.config import TrainConfig
-from evrobust.pipelines.train.pipeline import train
 
-OPTIONS: dict[str, Any] = {
-    "suite": "reliable", "ensemble": "single", "limit": 40, "batch_size": 20, "device": "cpu",
-    "eps": "24/255",
-}
-
-
-def small_cascade(eps: float, seed: int) -> Cascade:
-    return Cascade(
-        [
-            Stage("apgd-ce", APGD(eps, steps=5, seed=seed), ("triangle:1", "sigmoid:4")),
-            Stage("sapgd", SAPGD(eps, steps=5, seed=seed), (None,)),
-            Stage("apgd-t", APGDT(eps, steps=3, n_targets=2, seed=seed), ("triangle:1",)),
-            Stage("square", Square(eps, n_queries=40, seed=seed), (None,)),
-        ]
-    )
-
-
-@pytest.fixture
-def small_reliable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ATTACKS, "reliable", dataclasses.replace(ATTACKS["reliable"], factory=small_cascade))
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("reliable-run")
-    config = TrainConfig(
-        data="digits", data_dir=str(root / "data"), model="vgg_small", T=2, epochs=2, batch_size=32,
-        lr=0.1, limit_train=640, device="cpu", out=str(root / "run"), seed=0, progress=False,
-    )
-    return train(config)
-
-
-def strip_seconds(result: dict[str, Any]) -> dict[str, Any]:
-    copy = json.loads(json.dumps(result))
-    for a in copy["attacks"]:
-        a.pop("seconds")
-    return copy
+from .conftest import OPTIONS, strip_seconds
 
 
 def test_reliable_suite_records_the_overestimate_and_who_broke_each_sample(
