@@ -212,8 +212,8 @@ def compare_attack_documents(a: dict[str, Any], b: dict[str, Any], name_a: str =
         })
     return {
         "format": "evrobust-compare",
-        "a": {"name": name_a, "path": a.get("_path"), "headline": ha},
-        "b": {"name": name_b, "path": b.get("_path"), "headline": hb},
+        "a": {"name": name_a, "path": a.get("_path"), "headline": ha, "converged": _converged(a)},
+        "b": {"name": name_b, "path": b.get("_path"), "headline": hb, "converged": _converged(b)},
         "samples": a["samples"],
         "rows": rows,
         "verdict": next(r["verdict"] for r in rows if r["headline"]),
@@ -247,6 +247,14 @@ def compare_paths(
     return compare_attack_documents(doc_a, doc_b, label_a, label_b)
 
 
+def _converged(document: dict[str, Any]) -> bool | None:
+    """The certificate's verdict on the document's reliable number (None: no certificate ran)."""
+    reliable = document.get("reliable")
+    if not isinstance(reliable, dict) or document.get("merged_keys"):
+        return None
+    return reliable.get("converged")
+
+
 def render_comparison(result: dict[str, Any]) -> str:
     """Markdown: one row per attack (headline in bold), then the verdict sentence."""
     na, nb = result["a"]["name"], result["b"]["name"]
@@ -269,6 +277,11 @@ def render_comparison(result: dict[str, Any]) -> str:
         )
     heads = f"{result['a']['headline']} vs {result['b']['headline']}"
     lines += ["", f"Verdict ({heads}): {result['verdict']}.", ""]
+    for side in ("a", "b"):
+        if result[side].get("converged") is False:
+            lines += [f"{result[side]['name']}'s reliable number did not converge (doubling the budget still "
+                      "broke samples): it is an upper bound, and a lead in its favour may shrink with more "
+                      "budget.", ""]
     return "\n".join(lines)
 
 

@@ -154,3 +154,14 @@ def test_cli_refuses_damaged_flag_strings(tmp_path: Path) -> None:
     b = _write(tmp_path, "b.json", _doc("at", {"p": "11"}))
     result = runner.invoke(app, ["compare", str(a), str(b)])
     assert result.exit_code == 2 and "characters other than" in result.output
+
+
+def test_an_unconverged_side_is_named_in_the_output(tmp_path: Path) -> None:
+    a = _doc("sr_star", SRSTAR, cascade="reliable")
+    a["reliable"] = {"accuracy": 0.3, "converged": False}
+    pa = _write(tmp_path, "a.json", a)
+    pb = _write(tmp_path, "b.json", _doc("at", AT, cascade="reliable"))
+    result = runner.invoke(app, ["compare", str(pa), str(pb)])
+    assert result.exit_code == 0, result.output
+    assert "sr_star's reliable number did not converge" in result.output
+    assert "at's reliable number" not in result.output

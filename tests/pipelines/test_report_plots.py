@@ -349,3 +349,17 @@ def test_wrong_typed_json_is_one_line(tmp_path: Path, name: str, text: str, expe
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and str(run / name) in lines[0] and expected in lines[0], result.stderr
     assert not (run / "report.md").exists()
+
+
+def test_an_unconverged_reliable_number_is_marked_as_a_bound(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    run = _make_run(root, "cifar10", "sr_star", full=False)
+    doc = _attack(
+        "whitebox",
+        {"clean": 0.8, "pgd10": 0.3, "reliable": 0.225},
+        overestimate={"paper": 0.30, "reliable": 0.225, "difference": 0.075},
+        reliable={"accuracy": 0.225, "n": 40, "converged": False, "doublings": []},
+    )
+    (run / "attack-whitebox.json").write_text(json.dumps(doc))
+    head = write_report([root]).read_text().split("## Plots")[0]
+    assert f"| ≤ {_cell(0.225)} (not converged) | +7.5 |" in head
