@@ -145,6 +145,7 @@ class APGD(Attack):
         step = torch.full((x.shape[0],), 2.0 * eps, device=x.device, dtype=x.dtype)
         x_prev = x_adv.clone()
         trace = [loss]  # loss after each iteration; entry 0 is the starting point
+        history = None if self.on_trace is None else [loss_best.clone()]  # best loss so far, per iteration
         since_check = 0
         loss_best_at_check = loss_best.clone()
         reduced_at_check = torch.ones_like(correct)
@@ -166,6 +167,8 @@ class APGD(Attack):
             grad_best[improved] = grad[improved]
             loss_best = torch.where(improved, loss, loss_best)
             trace.append(loss)
+            if history is not None:
+                history.append(loss_best.clone())
 
             since_check += 1
             if since_check == interval:
@@ -184,6 +187,8 @@ class APGD(Attack):
                 since_check = 0
                 interval = max(interval - interval_decr, interval_min)
 
+        if history is not None and self.on_trace is not None:
+            self.on_trace(torch.stack(history), ~correct)
         return x_best, correct, loss_best, x_best_adv
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, rng: RandomSource) -> Tensor:

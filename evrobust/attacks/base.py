@@ -220,6 +220,24 @@ def spec_context(model: nn.Module, spec: Any) -> AbstractContextManager[Any]:
     return gradient_spec(model, GradSpec.parse(spec))
 
 
+@contextmanager
+def recording_traces(attacks: Any, sink: Callable[[Attack, Tensor, Tensor], None]) -> Iterator[None]:
+    """Within the block, every attack in ``attacks`` reports its loss traces to ``sink(attack, best, fooled)``
+    (see :attr:`Attack.on_trace`); the attacks are restored on exit, also on errors."""
+    attacks = list(attacks)
+    before = [a.__dict__.get("on_trace") for a in attacks]
+    try:
+        for a in attacks:
+            a.on_trace = lambda best, fooled, a=a: sink(a, best, fooled)
+        yield
+    finally:
+        for a, old in zip(attacks, before, strict=True):
+            if old is None:
+                a.__dict__.pop("on_trace", None)
+            else:
+                a.on_trace = old
+
+
 class Attack:
     """Base class of the L-inf attacks. Subclasses implement :meth:`perturb` only.
 
@@ -233,6 +251,9 @@ class Attack:
     name: str = "attack"
     uses_gradient: bool = True
     supports_warm_start: bool = False
+    on_trace: Callable[[Tensor, Tensor], None] | None = None
+    """Set only inside :func:`recording_traces`: iterative gradient attacks call it after each run with the
+    best loss so far per iteration ``[S + 1, m]`` and the samples the run fooled ``[m]``."""
     """Whether :meth:`perturb` takes ``x_init`` (a start per sample, e.g. a cascade's best point so far)."""
 
     def __init__(self, eps: float, *, seed: int = 0, spec: Any = None) -> None:

@@ -96,6 +96,7 @@ class SAPGD(Attack):
         fooled = logits.argmax(1) != y
         x_fooling = x_adv.clone()
         x_best, loss_best = x_adv.clone(), loss.clone()
+        history = None if self.on_trace is None else [loss_best.clone()]  # best loss so far, per iteration
         step = self.eps
         m = torch.zeros_like(x)
         v = torch.zeros_like(x)
@@ -115,11 +116,15 @@ class SAPGD(Attack):
             improved = loss > loss_best
             x_best[improved] = x_adv[improved]
             loss_best = torch.where(improved, loss, loss_best)
+            if history is not None:
+                history.append(loss_best.clone())
             since_check += 1
             if since_check == interval:
                 step /= 2.0
                 since_check = 0
                 interval = max(interval - interval_decr, interval_min)
+        if history is not None and self.on_trace is not None:
+            self.on_trace(torch.stack(history), fooled)
         return x_best, fooled, x_fooling
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor, rng: RandomSource) -> Tensor:
