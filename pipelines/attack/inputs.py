@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ __all__ = [
     "eps_text",
     "load_evaluated_run",
     "resolve_device",
+    "result_paths",
     "iter_test_batches",
     "open_test_split",
     "run_test_store",
@@ -113,3 +115,9 @@ def test_set_identity(dataset: Any, store: Path, n: int) -> dict[str, Any]:
         "samples": int(n),
         "labels_sha256": hashlib.sha256(values.tobytes()).hexdigest(),
     }
+
+
+def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Path]:
+    """``(json, markdown, partial)`` result paths of ``mode`` in run directory ``run``."""
+    run = Path(run)
+    return run / f"attack-{mode}.json", run / f"attack-{mode}.md", run / f"attack-{mode}.partial.json"

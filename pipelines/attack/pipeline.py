@@ -40,13 +40,6 @@ from evrobust.analysis.evaluate import AttackFlags, evaluate_batch
 from evrobust.analysis.masking import (
     CheckResult,
     ZeroGradientStats,
-    check_adversarial_below_noise,
-    check_large_eps,
-    check_monotone_in_eps,
-    check_reliable_below_paper,
-    check_whitebox_below_blackbox,
-    check_whitebox_below_square,
-    check_zero_gradients,
     zero_gradient_stats,
 )
 from evrobust.atomic import write_text_atomic
@@ -62,19 +55,22 @@ from evrobust.attacks import (
 )
 from evrobust.attacks.base import Attack
 from evrobust.attacks.cascade import Cascade
-from evrobust.attacks.registry import PAPER_PROTOCOL, parse_attack_names, suite_attacks
+from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
 from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings, run_certificate
+from evrobust.pipelines.attack.checks import LARGE_EPS, masking_checks, read_other_mode
+from evrobust.pipelines.attack.indicators import compute_indicators, first_samples, plateau_recorder
 from evrobust.pipelines.attack.inputs import (
     eps_text,
     iter_test_batches,
     load_evaluated_run,
     open_test_split,
     resolve_device,
+    result_paths,
     run_test_store,
     test_set_identity,
 )
-from evrobust.pipelines.attack.reliable import cascade_entering, reliable_summary, render_reliable
+from evrobust.pipelines.attack.reliable import reliable_summary, render_reliable
 from evrobust.pipelines.common.options import parse_eps
 from evrobust.preprocess.locks import acquire as acquire_lock
 from evrobust.stats import clopper_pearson, format_interval
@@ -84,13 +80,8 @@ __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
 logger = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("whitebox", "blackbox")
-LARGE_EPS = 64 / 255
-"""Radius of the large-eps masking check (PGD10 with step eps/4 must reach ~0 accuracy there)."""
 RESULT_FORMAT = "evrobust-attack"
 RESULT_VERSION = 1
-CHECK_TOL = 0.01
-SQUARE_TOL = 0.002
-"""Slack of the Square-beats-white-box check: AutoAttack's ``checks.py`` warns above a 0.2-point drop."""
 
 _DATA_SHAPE_KEYS = ("kind", "num_classes", "in_channels", "input_size", "frames")
 
@@ -104,12 +95,6 @@ class _Job:
     eps: float
     in_table: bool
     attack: Attack | Cascade | None
-
-
-def result_paths(run: str | os.PathLike[str], mode: str) -> tuple[Path, Path, Path]:
-    """``(json, markdown, partial)`` result paths of ``mode`` in run directory ``run``."""
-    run = Path(run)
-    return run / f"attack-{mode}.json", run / f"attack-{mode}.md", run / f"attack-{mode}.partial.json"
 
 
 def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool,
@@ -159,68 +144,6 @@ def _check_same_data(target: dict[str, Any], source: dict[str, Any]) -> None:
 def _batch_seed(seed: int, batch: int) -> int:
     # Distinct per (seed, batch), reproducible, and independent of how many batches ran before a resume.
     return (seed * 1_000_003 + batch) % (2**62)
-
-
-def _checks(
-    mode: str,
-    eps: float,
-    acc: dict[str, float],
-    jobs: list[_Job],
-    zero: ZeroGradientStats | None,
-    other_mode: dict[str, Any] | None,
-    flags: dict[str, AttackFlags] | None = None,
-) -> list[CheckResult]:
-    flags = flags or {}
-    out: list[CheckResult] = []
-    table = [j for j in jobs if j.in_table and j.attack is not None]
-    if "noise" in acc:
-        for job in table:
-            if job.attack is not None and job.attack.uses_gradient:
-                out.append(check_adversarial_below_noise(acc[job.key], acc["noise"], CHECK_TOL, job.key))
-    if mode == "whitebox" and "pgd10" in acc:
-        curve = {0.0: acc["clean"]} if "clean" in acc else {}
-        for job in jobs:
-            if job.name == "pgd10" and job.key in acc:
-                curve[job.eps] = acc[job.key]
-        out.append(check_monotone_in_eps(curve, CHECK_TOL, "pgd10"))
-        large = f"pgd10@{eps_text(LARGE_EPS)}"
-        if large in acc:
-            out.append(check_large_eps(acc[large], LARGE_EPS, 0.05, "pgd10"))
-    if zero is not None and zero.samples:
-        out.append(check_zero_gradients(zero, 0.1, "pgd10" if "pgd10" in acc else ""))
-    for job in jobs:
-        if isinstance(job.attack, Cascade) and job.key in flags:
-            out += _cascade_checks(job, flags, jobs, acc)
-    if other_mode is not None:
-        other = {a["name"]: a["accuracy"] for a in other_mode.get("attacks", [])}
-        for job in table:
-            if job.key in other and job.key != "clean":
-                wb, bb = acc[job.key], other[job.key]
-                if mode == "blackbox":
-                    wb, bb = bb, wb
-                out.append(check_whitebox_below_blackbox(wb, bb, CHECK_TOL, job.key))
-    return out
-
-
-def _read_other_mode(run: Path, mode: str, eps: float, samples: int, ensemble: str) -> dict[str, Any] | None:
-    """The other mode's finished results on the same samples, eps and ensemble, if any."""
-    other = "blackbox" if mode == "whitebox" else "whitebox"
-    path = result_paths(run, other)[0]
-    if not path.is_file():
-        return None
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        logger.warning("ignoring unreadable %s", path)
-        return None
-    same = (
-        math.isclose(float(document.get("eps", -1)), eps)
-        and document.get("samples") == samples
-        and document.get("ensemble") == ensemble
-    )
-    if not same:
-        logger.info("not comparing with %s: other eps, sample count or ensemble", path.name)
-    return document if same else None
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -401,6 +324,7 @@ def _run_attack(
     seconds: dict[str, float] = {j.key: float(state["seconds"].get(j.key, 0.0)) for j in jobs}
     zero = ZeroGradientStats(**state["zero"]) if state.get("zero") else ZeroGradientStats(0, 0.0, 0.0)
     done = int(state["batches_done"])
+    plateau: dict[str, list[int]] = {k: list(v) for k, v in (state.get("plateau") or {}).items()}
     if done:
         logger.info("resuming %s from batch %d (%s)", partial_path.name, done, run)
 
@@ -419,7 +343,8 @@ def _run_attack(
                 # Only what every attack before it left standing: the verdict is the per-sample worst case
                 # over all of them either way, and the cascade's cost shrinks with the survivors.
                 crafter = model if source_model is None else source_model
-                result = job.attack(crafter, x, y, judge=model, seed=bseed, alive=survivors)
+                with plateau_recorder(job.attack, plateau):
+                    result = job.attack(crafter, x, y, judge=model, seed=bseed, alive=survivors)
             else:
                 result = evaluate_batch(model, job.attack, x, y, specs=specs, source=source_model, seed=bseed)
                 if job.in_table and job.eps == eps_value:
@@ -435,6 +360,7 @@ def _run_attack(
             "flags": {k: v.to_json() for k, v in flags.items()},
             "seconds": seconds,
             "zero": zero.__dict__,
+            "plateau": plateau,
         }
         write_text_atomic(partial_path, json.dumps(state))
         status = ", ".join(f"{j.key} {100 * flags[j.key].accuracy():.1f}%" for j in jobs if j.in_table)
@@ -461,10 +387,10 @@ def _run_attack(
         )
         seconds[cascade_job.key] += time.perf_counter() - start
     acc = {k: f.accuracy() for k, f in flags.items()}
-    other = _read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
+    other = read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
     check_results: list[CheckResult] = []
     if checks:
-        check_results = _checks(
+        check_results = masking_checks(
             mode, eps_value, acc, jobs, zero if mode == "whitebox" else None, other, flags
         )
     result = {
@@ -513,6 +439,14 @@ def _run_attack(
         # the attack entry of the cascade names its convergence, so that every table can mark it
         entry = next(a for a in result["attacks"] if a["name"] == cascade_job.key)
         entry["converged"] = result["reliable"]["converged"] if "reliable" in result else None
+        if mode == "whitebox" and "reliable" in result:
+            assert isinstance(cascade_job.attack, Cascade)
+            x_sub, y_sub = first_samples(
+                (b, xb.to(dev), yb.to(dev)) for b, xb, yb in iter_test_batches(dataset, n, batch_size, 0)
+            )
+            result["reliable"].update(
+                compute_indicators(cascade_job.attack, model, x_sub, y_sub, eps_value, plateau, seed)
+            )
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
     partial_path.unlink(missing_ok=True)
@@ -567,30 +501,3 @@ def _load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         logger.warning("partial results %s were made with other options; starting over", path)
         return empty
     return state
-
-
-def _cascade_checks(
-    job: _Job, flags: dict[str, AttackFlags], jobs: list[_Job], acc: dict[str, float]
-) -> list[CheckResult]:
-    """Square beats the white-box stages (masking); reliable <= paper protocol."""
-    cascade = job.attack
-    assert isinstance(cascade, Cascade)
-    cflags = flags[job.key]
-    out: list[CheckResult] = []
-    entering = cascade_entering(cflags)
-    alive = entering.clone()
-    whitebox: float | None = None
-    for stage in cascade.stages:
-        if not stage.attack.uses_gradient and whitebox is None:
-            whitebox = float(alive.float().mean()) if cflags.count else 0.0
-        for member in stage.members():
-            row = cflags.members.get(member)
-            if row is not None:
-                alive &= row != 0
-    if whitebox is not None:
-        final = float(alive.float().mean()) if cflags.count else 0.0
-        out.append(check_whitebox_below_square(whitebox, final, SQUARE_TOL, job.key))
-    paper = [acc[j.key] for j in jobs if j.in_table and j.key in PAPER_PROTOCOL and j.eps == job.eps]
-    if paper:
-        out.append(check_reliable_below_paper(acc[job.key], min(paper), CHECK_TOL, job.key))
-    return out

@@ -17,6 +17,7 @@ from evrobust.analysis.evaluate import AttackFlags
 from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.ensemble import NOT_ATTACKED
 from evrobust.attacks.registry import PAPER_PROTOCOL
+from evrobust.pipelines.attack.indicators import render_indicators
 from evrobust.stats import clopper_pearson, format_interval
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ def render_reliable(result: dict[str, Any], cascade: dict[str, Any]) -> list[str
         )
     lines.append("")
     lines += render_certificate(result.get("reliable") or {})
+    lines += render_indicators(result.get("reliable") or {})
     return lines
 
 

@@ -135,3 +135,27 @@ def test_cli_max_doublings_bad_input_is_one_line(run_dir: Path, tmp_path: Path) 
         lines = [line for line in out.output.splitlines() if line.strip()]
         assert len(lines) == 1 and needle in lines[0], out.output
     assert not result_paths(run_dir, "whitebox")[2].exists()
+
+
+def test_reliable_runs_record_the_attack_failure_indicators(
+    run_dir: Path, tmp_path: Path, small_reliable: None
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    result = run_attack(run, **OPTIONS, max_doublings=1)
+    indicators = {i["name"]: i for i in result["reliable"]["indicators"]}
+    assert {"unbounded_eps/pgd", "unbounded_eps/square"} <= set(indicators)
+    # every gradient stage but APGD-T (two classes) and Square face the binarization test
+    assert {"binarization/apgd-ce", "binarization/sapgd", "binarization/square"} <= set(indicators)
+    assert "binarization/apgd-t" not in indicators
+    assert {"loss_plateau/apgd-ce", "loss_plateau/sapgd", "loss_plateau/apgd-t"} <= set(indicators)
+    for ind in indicators.values():
+        assert ind["passed"] in (True, False, None) and isinstance(ind["detail"], str)
+        if ind["passed"] is False:
+            assert ind["remedy"], ind
+    # at eps = 1 every correctly classified sample is breakable: PGD reaches 0 % on this plain SNN
+    assert indicators["unbounded_eps/pgd"]["value"] == 0.0 and indicators["unbounded_eps/pgd"]["passed"]
+    fidelity = result["reliable"]["gradient_fidelity"]
+    assert fidelity["samples"] == 40 and len(fidelity["zero_share"]) == 40
+    assert all(0.0 <= v <= 1.0 for v in fidelity["zero_share"])
+    assert "Attack-failure indicators" in result_paths(run, "whitebox")[1].read_text()
