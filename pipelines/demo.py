@@ -102,6 +102,13 @@ def _accuracy(result: dict[str, Any], name: str) -> float | None:
     return None
 
 
+def _interval(result: dict[str, Any], name: str) -> list[float] | None:
+    for attack in result["attacks"]:
+        if attack["name"] == name:
+            return attack.get("ci95")
+    return None
+
+
 def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
     """Train, attack and summarise; return the summary path and its rows."""
     root = Path(cfg.out)
@@ -140,6 +147,9 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
                     "fgsm": _accuracy(white, "fgsm"),
                     "pgd10": _accuracy(white, "pgd10"),
                     "bb_pgd10": _accuracy(black, "pgd10"),
+                    "n": white["samples"],
+                    "ci95": {"clean": _interval(white, "clean"), "fgsm": _interval(white, "fgsm"),
+                             "pgd10": _interval(white, "pgd10"), "bb_pgd10": _interval(black, "pgd10")},
                     "grad_l1": grad["l1"],
                     "grad_density": grad["density"],
                     "failed_checks": [
@@ -153,13 +163,47 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
             )
     path = root / "summary.md"
     write_text_atomic(path, render_summary(cfg, rows))
-    report = write_report([r["run"] for r in rows], root, preface=findings(rows))
+    report = write_report([r["run"] for r in rows], root, preface=findings(rows) + paired_findings(rows))
     log.info("report written to %s", report)
     return path, rows
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+def _pct(value: float | None, ci95: list[float] | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" + ("" if ci95 is None else f" [{100 * ci95[0]:.1f}, {100 * ci95[1]:.1f}]")
+
+
+def paired_findings(rows: list[dict[str, Any]]) -> list[str]:
+    """Per dataset, one sentence from the paired test (exact McNemar on the white-box per-sample flags,
+    worst case over the suite's attacks): the most robust defense against vanilla and against the runner-up.
+    A defense is called more robust only at p < 0.05. Rows need ``run`` (a run directory holding
+    ``attack-whitebox.json``); datasets without a vanilla run or two defenses are left out."""
+    from evrobust.pipelines.common.paired import compare_attack_documents, load_attack_file, robust_flags
+
+    sentences = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        mine = [r for r in rows if r["data"] == data and r.get("run")]
+        documents = {r["defense"]: load_attack_file(r["run"]) for r in mine}
+        if "vanilla" not in documents or len(documents) < 2:
+            continue
+        worst = {d: robust_flags(doc, "worst-case") for d, doc in documents.items()}
+        ranked = sorted((d for d in worst if d != "vanilla"), key=lambda d: -sum(worst[d]))
+        best = ranked[0]
+        others = ["vanilla"] + ([ranked[1]] if len(ranked) > 1 else [])
+        heads = []
+        for other in others:
+            result = compare_attack_documents(documents[best], documents[other], best, other)
+            heads.append((other, next(r for r in result["rows"] if r["headline"])))
+        parts = [f"against {other} ({100 * h['b']['accuracy']:.1f} %): {h['verdict']}" for other, h in heads]
+        kept = heads[0][1]["a"]
+        eps = documents[best].get("eps_text", "?")
+        sentences.append(
+            f"On {data}, paired on the {len(worst[best])} attacked samples (white box, eps {eps}, worst case "
+            f"over the suite's attacks), {best} keeps {100 * kept['accuracy']:.1f} % "
+            f"[{100 * kept['ci95'][0]:.1f}, {100 * kept['ci95'][1]:.1f}]; " + "; ".join(parts) + "."
+        )
+    return sentences
 
 
 def _num(value: float | None) -> str:
@@ -172,7 +216,8 @@ def render_summary(cfg: DemoConfig, rows: list[dict[str, Any]]) -> str:
         "# evrobust demo: robust accuracy (%) at eps 8/255",
         "",
         f"Model `{cfg.model}` (width {cfg.width}), {cfg.epochs} epochs, SR lambda {cfg.lam}; "
-        f"first {cfg.limit} test samples. White box: the paper's surrogate ensemble (triangle 1, sigmoid 4, "
+        f"first {cfg.limit} test samples; every accuracy with its 95 % Clopper–Pearson interval. White box: "
+        "the paper's surrogate ensemble (triangle 1, sigmoid 4, "
         "atan 2, rate); a sample counts as robust only if it survives every member. Black box: PGD-10 "
         "examples crafted (with the same ensemble) on an independently trained vanilla source model.",
         "",
@@ -185,12 +230,16 @@ def render_summary(cfg: DemoConfig, rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         checks = ", ".join(r["failed_checks"]) or "none"
+        ci = r.get("ci95") or {}
         lines.append(
-            f"| {r['data']} | {r['defense']} | {_pct(r['clean'])} | {_pct(r['fgsm'])} | {_pct(r['pgd10'])} | "
-            f"{_pct(r['bb_pgd10'])} | {_num(r.get('grad_l1'))} | {_num(r.get('grad_density'))} | {checks} |"
+            f"| {r['data']} | {r['defense']} | {_pct(r['clean'], ci.get('clean'))} | "
+            f"{_pct(r['fgsm'], ci.get('fgsm'))} | {_pct(r['pgd10'], ci.get('pgd10'))} | "
+            f"{_pct(r['bb_pgd10'], ci.get('bb_pgd10'))} | {_num(r.get('grad_l1'))} | "
+            f"{_num(r.get('grad_density'))} | {checks} |"
         )
     lines.append("")
     lines += [sentence + "\n" for sentence in findings(rows)]
+    lines += [sentence + "\n" for sentence in paired_findings(rows)]
     return "\n".join(lines)
 
 

@@ -13,6 +13,13 @@ checks, and prints the seconds per sample of each and their ratio (goal: reliabl
 cascade attacking only the samples that survive the paper protocol)::
 
     .venv/bin/python scripts/bench_attack.py --run runs/dvs/sr_star --limit 100
+
+With ``--square`` (and ``--run``) it measures the ceiling of a query attack instead: the model's best
+batched forward throughput (inference mode, batch = the survivors, 3x them and 256), against the queries per
+second of the reliable cascade's Square (three draws, ties accepted) on the correctly classified samples among
+the first ``--limit`` (goal: >= 0.7 of the best forward throughput)::
+
+    .venv/bin/python scripts/bench_attack.py --run runs/demo/digits-dvs/sr_star --square --limit 50
 """
 
 from __future__ import annotations
@@ -58,7 +65,14 @@ def main() -> None:
     parser.add_argument("--run", default=None, help="time --suite paper vs reliable on this trained run")
     parser.add_argument("--limit", type=int, default=100, help="test samples for --run")
     parser.add_argument("--ensemble", default="paper", help="ensemble for --run")
+    parser.add_argument("--square", action="store_true", help="with --run: Square queries/s vs forward/s")
+    parser.add_argument("--queries", type=int, default=500, help="Square queries per draw for --square")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.run is not None and args.square:
+        bench_square(Path(args.run), args.limit, args.queries, args.repeats)
+        return
     if args.run is not None:
         bench_suites(Path(args.run), args.limit, args.batch, args.ensemble, args.device)
         return
@@ -66,8 +80,6 @@ def main() -> None:
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
-    if args.threads:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = create_model(
         args.model, num_classes=10, in_channels=args.channels, T=args.T, input_size=args.input_size
@@ -144,6 +156,57 @@ def bench_suites(run: Path, limit: int, batch: int, ensemble: str, device: str) 
             f"{a['name']} {a['seconds']:.1f} s" for a in rows[1][2]["attacks"] if a["name"] == "reliable"
         )
         print(f"\ncascade: {cascade['entering']} samples entered it ({parts})")
+
+
+def bench_square(run: Path, limit: int, queries: int, repeats: int) -> None:
+    """Square's queries per second against the model's best batched forward throughput, on CPU."""
+    from evrobust.attacks import Square
+    from evrobust.attacks.cascade import RELIABLE_SQUARE_P_INITS
+    from evrobust.pipelines.attack.inputs import (
+        iter_test_batches,
+        load_evaluated_run,
+        open_test_split,
+        run_test_store,
+    )
+
+    device = torch.device("cpu")
+    model, config = load_evaluated_run(run, "best", device, "target")
+    dataset, n = open_test_split(run_test_store(config, None), limit)
+    _, x, y = next(iter_test_batches(dataset, n, n, 0))
+    with torch.inference_mode():
+        ok = model(x).argmax(1) == y
+    x, y = x[ok], y[ok]
+    m = x.shape[0]
+    counted = {"rows": 0}
+
+    class Counting(torch.nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            counted["rows"] += z.shape[0]
+            return model(z)
+
+    counter = Counting().eval()
+    forward: dict[int, float] = {}
+    for size in (m, len(RELIABLE_SQUARE_P_INITS) * m, 256):
+        xb = x.repeat(-(-size // m), *[1] * (x.dim() - 1))[:size]
+        with torch.inference_mode():
+            model(xb)
+            forward[size] = max(size / _time(lambda xb=xb: model(xb), device) for _ in range(repeats))
+    best_forward = max(forward.values())
+    square = Square(8 / 255, n_queries=queries, p_init=RELIABLE_SQUARE_P_INITS, accept_ties=True)
+    rates = []
+    for _ in range(repeats):
+        counted["rows"] = 0
+        seconds = _time(lambda: square(counter, x, y), device)
+        rates.append(counted["rows"] / seconds)
+    print(f"## Square vs forward throughput on `{run}`: {m} correctly classified samples, "
+          f"{torch.get_num_threads()} threads, best of {repeats}\n")
+    print("| measurement | samples (queries) / s | ratio to the best forward |")
+    print("|---|---|---|")
+    for size, rate in forward.items():
+        print(f"| forward, batch {size} (inference mode) | {rate:.0f} | {rate / best_forward:.2f} |")
+    best = max(rates)
+    print(f"| Square, {len(RELIABLE_SQUARE_P_INITS)} draws x {queries} queries, ties accepted | {best:.0f} | "
+          f"{best / best_forward:.2f} (goal >= 0.7) |")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def test_compare_paired_counts_and_verdict() -> None:
     assert (cmp.n, cmp.robust_a, cmp.robust_b, cmp.a_only, cmp.b_only) == (100, 30, 10, 20, 0)
     assert cmp.p_value == pytest.approx(2 * 0.5**20)
     assert cmp.established
-    assert cmp.verdict("SR*", "AT").startswith("SR* is more robust than AT (p = ")
+    assert cmp.verdict("SR*", "AT") == "SR* is more robust than AT (p < 0.001)"
     # the reverse order names the same winner
     assert compare_paired(b, a).verdict("AT", "SR*").startswith("SR* is more robust than AT")
 
@@ -140,3 +140,8 @@ def test_compare_paired_refuses_unpaired_flags() -> None:
 def test_format_interval() -> None:
     assert format_interval(0.125, (0.091, 0.168)) == "12.5 [9.1, 16.8]"
     assert format_interval(0.125, None) == "12.5"
+
+
+def test_verdict_spells_tiny_p_values() -> None:
+    cmp = compare_paired([True] * 40 + [False] * 10, [False] * 50)
+    assert cmp.verdict("SR", "vanilla") == "SR is more robust than vanilla (p < 0.001)"

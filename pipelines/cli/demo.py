@@ -14,7 +14,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
 
     from evrobust.pipelines.demo import _num, _pct
 
-    table = Table(title="evrobust demo: accuracy (%) at eps 8/255", title_justify="left")
+    table = Table(title="evrobust demo: accuracy (%) at eps 8/255 [95 % interval]", title_justify="left")
     for header in (
         "data",
         "defense",
@@ -32,10 +32,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
         table.add_row(
             r["data"],
             r["defense"],
-            _pct(r["clean"]),
-            _pct(r["fgsm"]),
-            _pct(r["pgd10"]),
-            _pct(r["bb_pgd10"]),
+            *(_pct(r[k], (r.get("ci95") or {}).get(k)) for k in ("clean", "fgsm", "pgd10", "bb_pgd10")),
             _num(r.get("grad_l1")),
             ", ".join(r["failed_checks"]) or "none",
         )
@@ -52,7 +49,7 @@ def demo_command(
     """Train vanilla / SR / AT / SR* on the embedded digits (images and events), attack, analyse, report."""
     from rich.console import Console
 
-    from evrobust.pipelines.demo import DemoConfig, findings, run_demo
+    from evrobust.pipelines.demo import DemoConfig, findings, paired_findings, run_demo
 
     cfg = DemoConfig(
         out=str(out),
@@ -64,7 +61,7 @@ def demo_command(
     path, rows = run_demo(cfg)
     console = Console()
     console.print(_table(rows))
-    for sentence in findings(rows):
+    for sentence in findings(rows) + paired_findings(rows):
         console.print(sentence, markup=False, highlight=False, soft_wrap=True)
     typer.echo(f"summary written to {path}")
     typer.echo(f"report written to {path.parent / 'report.md'}")

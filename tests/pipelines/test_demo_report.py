@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,25 @@ def test_demo_command_prints_a_table_the_findings_and_the_report_path(
     # vanilla 90 -> 30 at 8/255; sr also 30 there: no defense holds (a computed sentence, not a canned one).
     assert "On digits, PGD-10 at eps 8/255 drops vanilla from 90.0% to 30.0%; no defense keeps 5" in out
     assert out.rstrip().splitlines()[-1] == f"report written to {tmp_path / 'report.md'}"
+
+
+def test_paired_findings_call_a_lead_only_when_the_paired_test_says_so(tmp_path: Path) -> None:
+    from evrobust.pipelines.demo import paired_findings
+
+    def write(defense: str, pgd: str) -> dict[str, Any]:
+        run = tmp_path / defense
+        run.mkdir()
+        doc = {"format": "evrobust-attack", "samples": len(pgd), "eps": 0.03, "eps_text": "8/255",
+               "attacks": [{"name": "pgd10", "in_table": True, "eps": 0.03}],
+               "flags": {"pgd10": {"name": "pgd10", "correct": pgd, "members": {}}}}
+        (run / "attack-whitebox.json").write_text(json.dumps(doc))
+        return {"data": "digits-dvs", "defense": defense, "run": str(run)}
+
+    rows = [write("vanilla", "1" * 5 + "0" * 45), write("sr", "1" * 30 + "0" * 20),
+            write("at", "1" * 27 + "0" * 23)]
+    (sentence,) = paired_findings(rows)
+    assert sentence.startswith("On digits-dvs, paired on the 50 attacked samples (white box, eps 8/255")
+    assert "sr keeps 60.0 % [45.2, 73.6]" in sentence
+    # 25 samples only sr survives against vanilla: established; 3 against at: not
+    assert "against vanilla (10.0 %): sr is more robust than vanilla (p < 0.001)" in sentence
+    assert "against at (54.0 %): not established (p = 0.25)" in sentence
