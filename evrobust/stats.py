@@ -30,6 +30,7 @@ __all__ = [
     "clopper_pearson",
     "compare_paired",
     "format_interval",
+    "mcnemar_bounds",
     "mcnemar_exact",
     "mcnemar_sample_size",
 ]
@@ -123,6 +124,24 @@ def mcnemar_exact(b: int, c: int) -> float:
     else:
         tail = _binom_cdf(low, m, 0.5)
     return min(1.0, 2.0 * tail)
+
+
+def mcnemar_bounds(robust_a: int, robust_b: int, n: int) -> tuple[float, float]:
+    """The smallest and largest exact McNemar p-value over every per-sample pairing consistent with two
+    robust counts on the same ``n`` samples.
+
+    For a published pair of accuracies without per-sample flags: the discordant difference ``b - c`` equals
+    ``robust_a - robust_b`` whatever the pairing, while ``c`` can range from 0 to ``min(robust_b,
+    n - robust_a)``. If even the largest p is below 0.05 the difference is established for every pairing;
+    if even the smallest is above, for none.
+    """
+    ka, kb, n = _count(robust_a, "robust_a"), _count(robust_b, "robust_b"), _count(n, "n")
+    if ka > n or kb > n:
+        raise ValueError(f"robust counts must be <= n, got {ka}, {kb} of {n}")
+    hi, lo = max(ka, kb), min(ka, kb)
+    d = hi - lo
+    values = [mcnemar_exact(c + d, c) for c in range(0, min(lo, n - hi) + 1)]
+    return min(values), max(values)
 
 
 def mcnemar_sample_size(

@@ -145,3 +145,26 @@ def test_format_interval() -> None:
 def test_verdict_spells_tiny_p_values() -> None:
     cmp = compare_paired([True] * 40 + [False] * 10, [False] * 50)
     assert cmp.verdict("SR", "vanilla") == "SR is more robust than vanilla (p < 0.001)"
+
+
+def test_mcnemar_bounds_over_every_pairing_by_hand() -> None:
+    from evrobust.stats import mcnemar_bounds
+
+    # 14 vs 2 robust of 200: b - c = 12, c in 0..2 -> p from 2/2^12 to 2 P(X <= 2 | Bin(16, 1/2))
+    low, high = mcnemar_bounds(14, 2, 200)
+    assert low == pytest.approx(2 / 4096)
+    assert high == pytest.approx(2 * (1 + 16 + 120) / 65536)
+    # 8 vs 4 of 100: b - c = 4, c in 0..4 -> p from 0.125 (b = 4, c = 0) to 2 P(X <= 4 | Bin(12))
+    low, high = mcnemar_bounds(8, 4, 100)
+    assert low == pytest.approx(0.125) and high == pytest.approx(2 * (1 + 12 + 66 + 220 + 495) / 4096)
+    # the bounds contain the p-value of every concrete pairing (brute force on a small case)
+    import itertools
+
+    n, ka, kb = 6, 3, 2
+    seen = []
+    for a in itertools.combinations(range(n), ka):
+        for b in itertools.combinations(range(n), kb):
+            fa = [i in a for i in range(n)]
+            fb = [i in b for i in range(n)]
+            seen.append(compare_paired(fa, fb).p_value)
+    assert mcnemar_bounds(ka, kb, n) == pytest.approx((min(seen), max(seen)))
