@@ -89,3 +89,24 @@ def snn_other(digits: tuple[Tensor, Tensor, Tensor, Tensor]) -> nn.Module:
     """A second, independently initialised and trained SNN (black-box source)."""
     x_train, y_train, _, _ = digits
     return train(make_snn(1), x_train, y_train, epochs=3, lr=2e-3, seed=1)
+
+
+class ZeroGradient(torch.autograd.Function):
+    """Identity forward, zero backward: the simplest gradient masking."""
+
+    @staticmethod
+    def forward(ctx: object, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: Tensor) -> Tensor:
+        return torch.zeros_like(grad)
+
+
+class Masked(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(ZeroGradient.apply(x))

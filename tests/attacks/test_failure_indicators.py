@@ -16,26 +16,7 @@ from evrobust.analysis.indicators import (
 from evrobust.attacks import APGD, PGD, SAPGD, Square, predict
 from evrobust.attacks.base import recording_traces
 
-
-class ZeroGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: object, x: Tensor) -> Tensor:
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx: object, grad: Tensor) -> Tensor:
-        return torch.zeros_like(grad)
-
-
-class Blind(nn.Module):
-    """The same network behind an identity whose gradient is zero: a gradient attack sees nothing."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.inner(ZeroGradient.apply(x))
+from .conftest import Masked
 
 
 def test_readout_features_rebuild_the_logits_and_binarized_model_uses_them(
@@ -62,7 +43,7 @@ def test_binarization_passes_a_working_attack_and_fails_a_blinded_one(
     pgd = PGD(eps, alpha=eps / 4, steps=20)
     attacks = {
         "pgd": lambda m, xx, yy: pgd(m, xx, yy),
-        "pgd-blind": lambda m, xx, yy: pgd(Blind(m), xx, yy),
+        "pgd-blind": lambda m, xx, yy: pgd(Masked(m), xx, yy),
         "square": lambda m, xx, yy: Square(eps, n_queries=300)(m, xx, yy),
     }
     out = binarization_test(snn, x, eps, attacks)
@@ -108,7 +89,7 @@ def test_fd_disagreement_is_zero_for_a_smooth_linear_model_and_counts_zero_gradi
     assert torch.all(zero == 0)
     assert float(disagreement.max()) < 1e-2
     # a blinded model: all-zero gradient, a loss that still changes -> disagreement 1
-    zero, disagreement = fd_disagreement(Blind(model), x, y)
+    zero, disagreement = fd_disagreement(Masked(model), x, y)
     assert torch.all(zero == 1) and torch.allclose(disagreement, torch.ones(5))
 
 

@@ -13,6 +13,8 @@ from evrobust.attacks.base import RandomSource
 from evrobust.attacks.square import square_fraction
 from evrobust.errors import UserInputError
 
+from .conftest import Masked
+
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float((predict(model, x) == y).float().mean())
@@ -140,27 +142,6 @@ def test_square_matches_torchattacks(cnn: nn.Module, digits: tuple[Tensor, ...])
     theirs = accuracy(cnn, torchattacks.Square(cnn, eps=eps, n_queries=queries, seed=0)(x, y), y)
     assert 0.15 < theirs < accuracy(cnn, x, y) - 0.2, "an eps where the attack is neither useless nor total"
     assert abs(ours - theirs) <= 0.03
-
-
-class ZeroGradient(torch.autograd.Function):
-    """Identity forward, zero backward: the simplest gradient masking."""
-
-    @staticmethod
-    def forward(ctx: object, x: Tensor) -> Tensor:
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx: object, grad: Tensor) -> Tensor:
-        return torch.zeros_like(grad)
-
-
-class Masked(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.inner(ZeroGradient.apply(x))
 
 
 def test_square_never_reads_the_gradient(cnn: nn.Module, digits: tuple[Tensor, ...]) -> None:
