@@ -210,13 +210,14 @@ class PairedComparison:
         """Whether the difference is significant (p < :data:`SIGNIFICANCE`)."""
         return self.p_value < SIGNIFICANCE and self.a_only != self.b_only
 
-    def verdict(self, name_a: str = "A", name_b: str = "B") -> str:
-        """One sentence: which is more robust, or that it is not established (and what would settle it)."""
+    def verdict(self, name_a: str = "A", name_b: str = "B", quality: str = "robust") -> str:
+        """One sentence: which is more ``quality`` (robust; accurate for clean flags), or that it is not
+        established (and what would settle it)."""
         p = format_p(self.p_value)
         p = f"p {p}" if p.startswith("<") else f"p = {p}"
         if self.established:
             more, less = (name_a, name_b) if self.a_only > self.b_only else (name_b, name_a)
-            return f"{more} is more robust than {less} ({p})"
+            return f"{more} is more {quality} than {less} ({p})"
         if self.samples_needed is None:
             return f"not established ({p}); the two are level on these {self.n} samples"
         return (f"not established ({p}); about {self.samples_needed} samples would settle a difference "

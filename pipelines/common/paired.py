@@ -208,7 +208,7 @@ def compare_attack_documents(a: dict[str, Any], b: dict[str, Any], name_a: str =
             "attack": ka if ka == kb else f"{ka} vs {kb}",
             "headline": (ka, kb) == (ha, hb),
             **cmp.to_json(),
-            "verdict": cmp.verdict(name_a, name_b),
+            "verdict": cmp.verdict(name_a, name_b, "accurate" if ka == kb == "clean" else "robust"),
         })
     return {
         "format": "evrobust-compare",
