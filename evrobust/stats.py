@@ -27,6 +27,7 @@ __all__ = [
     "CONFIDENCE",
     "SIGNIFICANCE",
     "PairedComparison",
+    "ci95",
     "clopper_pearson",
     "compare_paired",
     "format_interval",
@@ -103,6 +104,11 @@ def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
     low = 0.0 if k == 0 else _solve_decreasing(lambda p: _binom_cdf(k - 1, n, p), 1.0 - tail)
     high = 1.0 if k == n else _solve_decreasing(lambda p: _binom_cdf(k, n, p), tail)
     return low, high
+
+
+def ci95(k: int, n: int) -> list[float] | None:
+    """``[low, high]`` of :func:`clopper_pearson` at 95 % as the JSON stores it; ``None`` for ``n = 0``."""
+    return list(clopper_pearson(k, n)) if n else None
 
 
 def mcnemar_exact(b: int, c: int) -> float:

@@ -32,7 +32,7 @@ from evrobust.attacks.ensemble import NOT_ATTACKED
 from evrobust.attacks.sapgd import SAPGD
 from evrobust.attacks.square import Square
 from evrobust.errors import UserInputError
-from evrobust.stats import clopper_pearson
+from evrobust.stats import ci95
 
 __all__ = [
     "DEFAULT_MAX_DOUBLINGS",
@@ -176,7 +176,7 @@ def run_certificate(
             "budget": _budget(doubled),
             "broke": broke,
             "accuracy_after": robust / n if n else 0.0,
-            "ci95_after": list(clopper_pearson(robust, n)) if n else None,
+            "ci95_after": ci95(robust, n),
         }
         progress["doublings"] = [*progress["doublings"], record]
         logger.info("certificate: budget x%d broke %d of %d samples (threshold %.1f); accuracy %.2f%%",

@@ -73,7 +73,7 @@ from evrobust.pipelines.attack.inputs import (
 from evrobust.pipelines.attack.reliable import reliable_summary, render_reliable
 from evrobust.pipelines.common.options import parse_eps
 from evrobust.preprocess.locks import acquire as acquire_lock
-from evrobust.stats import clopper_pearson, format_interval
+from evrobust.stats import ci95, format_interval
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
 
@@ -467,7 +467,7 @@ def flag_interval(robust: torch.Tensor) -> dict[str, Any]:
     """``{"n", "robust", "ci95"}`` of a ``[N]`` bool robust mask: the sample count, the robust count and the
     two-sided 95 % Clopper–Pearson interval of their ratio (``None`` when no sample was evaluated)."""
     n, k = int(robust.numel()), int(robust.sum())
-    return {"n": n, "robust": k, "ci95": list(clopper_pearson(k, n)) if n else None}
+    return {"n": n, "robust": k, "ci95": ci95(k, n)}
 
 
 def _member_summary(flags: AttackFlags) -> dict[str, dict[str, Any]]:

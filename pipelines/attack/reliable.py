@@ -18,7 +18,7 @@ from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.ensemble import NOT_ATTACKED
 from evrobust.attacks.registry import PAPER_PROTOCOL
 from evrobust.pipelines.attack.indicators import render_indicators
-from evrobust.stats import clopper_pearson, format_interval
+from evrobust.stats import ci95, format_interval
 
 if TYPE_CHECKING:
     from evrobust.pipelines.attack.pipeline import _Job
@@ -92,7 +92,7 @@ def reliable_summary(
                 "broken": sum(counts.get(m, 0) for m in stage.members()),
                 "accuracy_after": float((alive & entering).float().mean()) if cflags.count else 0.0,
                 "n": cflags.count,
-                "ci95_after": _ci95(int((alive & entering).sum()), cflags.count),
+                "ci95_after": ci95(int((alive & entering).sum()), cflags.count),
             }
         )
     out: dict[str, Any] = {
@@ -108,7 +108,7 @@ def reliable_summary(
     n = cflags.count
     robust = int((cflags.correct == 1).sum())
     out["reliable"] = {"attack": job.key, "accuracy": acc[job.key], "n": n, "robust": robust,
-                       "ci95": _ci95(robust, n)}
+                       "ci95": ci95(robust, n)}
     paper = [(acc[j.key], j.key) for j in before if j.key in PAPER_PROTOCOL]
     if paper:
         low, key = min(paper)
@@ -116,19 +116,15 @@ def reliable_summary(
         out["overestimate"] = {
             "paper": low,
             "paper_attack": key,
-            "paper_ci95": _ci95(paper_robust, n),
+            "paper_ci95": ci95(paper_robust, n),
             "reliable": acc[job.key],
-            "reliable_ci95": _ci95(robust, n),
+            "reliable_ci95": ci95(robust, n),
             "difference": low - acc[job.key],
             "n": n,
         }
     else:
         logger.info("no paper-protocol attack ran beside %s: no overestimate recorded", job.key)
     return out
-
-
-def _ci95(k: int, n: int) -> list[float] | None:
-    return list(clopper_pearson(k, n)) if n else None
 
 
 def cascade_entering(cflags: AttackFlags) -> torch.Tensor:

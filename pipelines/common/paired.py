@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
-from evrobust.stats import clopper_pearson, compare_paired, format_interval, format_p
+from evrobust.stats import compare_paired, format_interval, format_p
 
 __all__ = [
     "WORST_CASE",
@@ -283,8 +283,3 @@ def render_comparison(result: dict[str, Any]) -> str:
                       "broke samples): it is an upper bound, and a lead in its favour may shrink with more "
                       "budget.", ""]
     return "\n".join(lines)
-
-
-def interval_of(accuracy: float, n: int) -> list[float]:
-    """The 95 % interval of an accuracy measured on ``n`` samples (its count is ``round(accuracy * n)``)."""
-    return list(clopper_pearson(round(accuracy * n), n))

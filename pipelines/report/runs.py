@@ -19,7 +19,7 @@ from typing import Any
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.train.run_dir import read_metrics
-from evrobust.stats import clopper_pearson
+from evrobust.stats import ci95
 
 DEFENSE_ORDER = ("vanilla", "at", "rat", "sr", "sr_star")
 RELIABLE = "reliable"
@@ -198,7 +198,7 @@ def entry_interval(result: dict[str, Any] | None, entry: dict[str, Any] | None) 
     n = entry.get("samples", (result or {}).get("samples"))
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         return None
-    return list(clopper_pearson(min(n, max(0, round(float(entry["accuracy"]) * n))), n))
+    return ci95(min(n, max(0, round(float(entry["accuracy"]) * n))), n)
 
 
 def _named_interval(result: dict[str, Any] | None, name: str) -> list[float] | None:
