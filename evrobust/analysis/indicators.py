@@ -175,11 +175,11 @@ def binarization_test(
     vertex = project_linf(x + eps * signs, x, eps)
     jitter = [(2 * torch.rand(x.shape, generator=gen) - 1).to(x.device, x.dtype) for _ in range(inner_points)]
     inner = [x] + [project_linf(x + 0.25 * eps * j, x, eps) for j in jitter]
-    phi_outer = readout_features(model, vertex)
-    if phi_outer is None:
+    # one probe and one forward pass for every point (each readout_features call copies the model)
+    phi = readout_features(model, torch.cat([vertex, *inner]))
+    if phi is None:
         return {"skipped": "the readout is not linear in the last Linear layer's output (max, rate)"}
-    phi_inner = torch.cat([readout_features(model, p) for p in inner])  # type: ignore[misc]
-    w, b = _fit_readout(phi_inner.cpu(), phi_outer.cpu())
+    w, b = _fit_readout(phi[n:].cpu(), phi[:n].cpu())
     binary = binarized_model(model, w.to(x.device), b)
     zeros = torch.zeros(n, dtype=torch.long, device=x.device)
     valid = (predict(binary, x) == 0) & (predict(binary, vertex) == 1)
