@@ -179,7 +179,12 @@ def paired_findings(rows: list[dict[str, Any]]) -> list[str]:
     worst case over the suite's attacks): the most robust defense against vanilla and against the runner-up.
     A defense is called more robust only at p < 0.05. Rows need ``run`` (a run directory holding
     ``attack-whitebox.json``); datasets without a vanilla run or two defenses are left out."""
-    from evrobust.pipelines.common.paired import compare_attack_documents, load_attack_file, robust_flags
+    from evrobust.pipelines.common.paired import (
+        WORST_CASE,
+        compare_attack_documents,
+        load_attack_file,
+        robust_flags,
+    )
 
     sentences = []
     for data in dict.fromkeys(r["data"] for r in rows):
@@ -187,7 +192,7 @@ def paired_findings(rows: list[dict[str, Any]]) -> list[str]:
         documents = {r["defense"]: load_attack_file(r["run"]) for r in mine}
         if "vanilla" not in documents or len(documents) < 2:
             continue
-        worst = {d: robust_flags(doc, "worst-case") for d, doc in documents.items()}
+        worst = {d: robust_flags(doc, WORST_CASE) for d, doc in documents.items()}
         ranked = sorted((d for d in worst if d != "vanilla"), key=lambda d: -sum(worst[d]))
         best = ranked[0]
         others = ["vanilla"] + ([ranked[1]] if len(ranked) > 1 else [])

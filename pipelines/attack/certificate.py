@@ -118,8 +118,6 @@ def _merge_slice(flags: AttackFlags, start: int, result: Any, alive: torch.Tenso
     now[alive_cpu] = result.correct.cpu()[alive_cpu].to(torch.int8)
     flags.correct[start:stop] = now
     for label, row in zip(result.members, result.member_correct, strict=True):
-        if label not in flags.members:
-            flags.members[label] = torch.full((flags.count,), NOT_ATTACKED, dtype=torch.int8)
         flags.members[label][start:stop] = row.cpu().to(torch.int8)
     return int(((before == 1) & (now == 0)).sum())
 
@@ -156,16 +154,14 @@ def run_certificate(
     while not progress["finished"]:
         k = int(progress["doubling"])
         doubled = doubled_cascade(cascade, k)
+        for label in doubled.members:  # every member gets a full row: samples it never saw stay "-"
+            flags.members.setdefault(label, torch.full((n,), NOT_ATTACKED, dtype=torch.int8))
         for b, x, y in batches(int(progress["batches_done"])):
             start = b * batch_size
             alive = flags.correct[start : start + x.shape[0]] == 1
             if bool(alive.any()):
                 result = doubled(crafter, x, y, judge=judge, seed=batch_seed(b), alive=alive.to(x.device))
                 progress["broke"] = int(progress["broke"]) + _merge_slice(flags, start, result, alive)
-            else:
-                for label in doubled.members:
-                    if label not in flags.members:
-                        flags.members[label] = torch.full((n,), NOT_ATTACKED, dtype=torch.int8)
             progress["batches_done"] = b + 1
             save(progress)
         robust = int((flags.correct == 1).sum())
