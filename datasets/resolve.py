@@ -12,6 +12,7 @@ from pathlib import Path
 from evrobust.datasets.specs import SPECS, default_store_path, get_spec
 from evrobust.errors import UserInputError
 from evrobust.preprocess.store import read_attrs
+from evrobust.safeio import open_lock_file, remove_file
 
 logger = logging.getLogger(__name__)
 
@@ -24,19 +25,22 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - non-POSIX
         yield
         return
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    fd = open_lock_file(lock_path)  # O_NOFOLLOW: a link planted at the lock's path is refused
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            # Leave no empty lock file behind; a waiter that opened it before the unlink re-checks the
+            # Leave no empty lock file behind; a waiter that opened it before the removal re-checks the
             # store after it gets the (orphaned) lock and finds it complete.
             try:
-                if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
-                    os.unlink(lock_path)
-            except OSError:
+                if os.lstat(lock_path).st_ino == os.fstat(fd).st_ino:
+                    remove_file(lock_path)
+            except (OSError, UserInputError):
                 pass
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _complete(path: Path) -> bool:

@@ -99,8 +99,14 @@ def _check_store_arrays(store_path: str | Path, attrs: dict[str, Any]) -> zarr.A
 
     A damaged ``zarr.json`` of an array can claim a huge shape or chunk (a read would allocate it), a labels
     array shorter than the samples (an IndexError deep in a loader) or labels outside ``[0, K)`` (a CUDA
-    assert or a wrong loss); each stops here as one line.
+    assert or a wrong loss); each stops here as one line. First the whole tree is walked
+    (:func:`~evrobust.preprocess.store_verify.check_store_files`): a link, FIFO or oversized file anywhere in
+    the store is refused before zarr opens (and could block on or follow) it.
     """
+    from evrobust.preprocess.store import missing_array_chunks
+    from evrobust.preprocess.store_verify import check_store_files
+
+    check_store_files(store_path)
     frames = _open_array(store_path, "frames")
     labels_arr = _open_array(store_path, "labels")
     done = _open_array(store_path, "done")
@@ -123,6 +129,8 @@ def _check_store_arrays(store_path: str | Path, attrs: dict[str, Any]) -> zarr.A
     for name, arr in (("labels", labels_arr), ("done", done)):
         if tuple(arr.shape) != (n,) or np.dtype(arr.dtype).kind not in "iu" or int(np.prod(arr.chunks)) > n:
             raise damaged(f"{name} has shape {tuple(arr.shape)} dtype {arr.dtype}, expected ({n},) integers")
+    if n and missing_array_chunks(store_path, "labels", [0]).size:  # zarr would read every label as 0
+        raise damaged("the labels chunk file is missing")
     try:
         labels = labels_arr[:]
     except Exception as exc:  # noqa: BLE001 - a damaged labels chunk is a damaged store
@@ -136,10 +144,12 @@ def _check_store_arrays(store_path: str | Path, attrs: dict[str, Any]) -> zarr.A
     return done
 
 
-def _read_error(store_path: str | Path, exc: BaseException) -> UserInputError:
+def _read_error(store_path: str | Path, exc: BaseException, index: int | None = None) -> UserInputError:
+    """One line for a chunk zarr cannot decode; names the chunk file when the sample is known."""
     message = " ".join(str(exc).split())[:160]
+    which = "a sample chunk" if index is None else f"the chunk of sample {index} (frames/c.{index}.0...)"
     return UserInputError(
-        f"{store_path}: a sample chunk cannot be read ({type(exc).__name__}: {message}); the store is "
+        f"{store_path}: {which} cannot be read ({type(exc).__name__}: {message}); the store is "
         f"damaged: run `evrobust preprocess verify {store_path}` and rebuild it"
     )
 
@@ -249,7 +259,7 @@ class StoreDataset(Dataset):
         try:
             raw = self._frames[int(self.indices[i])]
         except Exception as exc:  # noqa: BLE001 - a truncated or garbage chunk is a damaged store
-            raise _read_error(self.path, exc) from None
+            raise _read_error(self.path, exc, int(self.indices[i])) from None
         return _convert(raw, self.events, self.scale), self.labels[i]
 
 

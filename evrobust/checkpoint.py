@@ -24,8 +24,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _safetensors_bytes
 
-from evrobust.atomic import write_bytes_atomic
 from evrobust.errors import UserInputError
+from evrobust.safeio import open_read, parse_json, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +97,27 @@ def load_checkpoint(
         ``(tensors, metadata)``: the flat tensor mapping and the JSON metadata.
 
     Raises:
-        UserInputError: the file is missing, is not a safetensors file, or was not written by evrobust.
+        UserInputError: the file is missing, is not a safetensors file, was not written by evrobust, or holds
+            a non-finite value (NaN or infinity) in any floating-point tensor.
     """
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserInputError(f"checkpoint not found: {path} (expected an evrobust .safetensors file)")
-    if _looks_like_torch_pickle(path):
-        raise UserInputError(
-            f"cannot read checkpoint {path}: it is a torch pickle checkpoint, which can run code when "
-            "loaded; evrobust reads safetensors only (convert it with load_torch_checkpoint(path, trust=True)"
-            " if you trust it)"
-        )
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as fh:
-            header = (fh.metadata() or {}).get(METADATA_KEY)
-            tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+        # Opened once through evrobust.safeio (a regular file, not a link or FIFO, within the cap);
+        # safetensors then maps that very descriptor's file (/proc/self/fd): nothing can be swapped in.
+        with open_read(path, "checkpoint") as raw:
+            if _looks_like_torch_pickle(raw.read(9)):
+                raise UserInputError(
+                    f"cannot read checkpoint {path}: it is a torch pickle checkpoint, which can run code "
+                    "when loaded; evrobust reads safetensors only (convert it with "
+                    "load_torch_checkpoint(path, trust=True) if you trust it)"
+                )
+            with safe_open(_descriptor_path(raw, path), framework="pt", device=str(device)) as fh:
+                header = (fh.metadata() or {}).get(METADATA_KEY)
+                tensors = {name: fh.get_tensor(name) for name in fh.keys()}
+    except UserInputError:
+        raise
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, MemoryError) as exc:
         # safetensors bounds the header (100 MB) and checks every tensor's offsets against the file size, so a
         # header that claims huge tensors fails here without allocating them.
@@ -120,10 +126,10 @@ def load_checkpoint(
     if header is None:
         raise UserInputError(f"checkpoint {path} has no evrobust metadata; it was not written by evrobust")
     try:
-        document = json.loads(header)
-    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
-        message = " ".join(str(exc).split())[:200]
-        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({message})") from None
+        document = parse_json(header, "the metadata")
+    except UserInputError as exc:
+        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({exc})") from None
+    check_finite(tensors, f"checkpoint {path}")
     if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
         raise UserInputError(f"checkpoint {path} has malformed evrobust metadata (not a JSON object)")
     version = document.get("format_version")
@@ -140,13 +146,33 @@ _PICKLE_MAGIC = b"\x80"
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".tar")
 
 
-def _looks_like_torch_pickle(path: Path) -> bool:
-    """Whether ``path`` is a ``torch.save`` file (zip or raw pickle) rather than safetensors."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(9)
-    except OSError:
-        return False
+def _descriptor_path(raw: Any, path: Path) -> str:
+    """A path naming the file open as ``raw``: ``/proc/self/fd/N`` on Linux, else ``path`` itself."""
+    fd_path = f"/proc/self/fd/{raw.fileno()}"
+    return fd_path if os.path.exists(fd_path) else str(path)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], what: str) -> None:
+    """Refuse ``tensors`` when a floating-point one holds NaN or an infinity (one line naming it).
+
+    Weights like that make every prediction NaN: an attack would report nonsense and an export would carry
+    it on, so every command refuses them on load (checkpoints and NIR graphs alike).
+
+    Raises:
+        UserInputError: naming the first tensor at fault and how many of its values are not finite.
+    """
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise UserInputError(
+                    f"{what} holds {bad} non-finite values (NaN or infinity) in {name!r}; these weights "
+                    "cannot be evaluated: retrain or use another checkpoint"
+                )
+
+
+def _looks_like_torch_pickle(head: bytes) -> bool:
+    """Whether a file starting with ``head`` (9 bytes) is a ``torch.save`` file rather than safetensors."""
     if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
         return False
     return head.startswith(_ZIP_MAGIC) or head[:1] == _PICKLE_MAGIC
@@ -173,10 +199,13 @@ def load_torch_checkpoint(
             f"refusing to load {path}: torch pickle checkpoints can run code when loaded; "
             "pass trust=True (CLI: --trust-pickle) only for files from a source you trust"
         )
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserInputError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(str(path), map_location=device, weights_only=True)
+        with open_read(path, "checkpoint") as raw:
+            obj = torch.load(raw, map_location=device, weights_only=True)
+    except UserInputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
         message = " ".join(str(exc).split())[:300]
         raise UserInputError(
@@ -191,6 +220,7 @@ def load_torch_checkpoint(
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise UserInputError(f"{path} holds no tensors")
+    check_finite(tensors, f"torch checkpoint {path}")
     return tensors
 
 

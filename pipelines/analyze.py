@@ -2,8 +2,15 @@
 
 :func:`run_analysis` loads a trained run (:func:`evrobust.pipelines.train.run_dir.load_run`), reads the first
 ``limit`` samples of its test split, computes one *kind* of analysis with :mod:`evrobust.analysis`, writes
-``<run>/analysis-<kind>.json`` atomically (plus PNGs from :mod:`evrobust.pipelines.report.plots`) and
-returns the JSON document. The JSON layouts are documented in ``docs/_drafts/analysis.md``.
+``<run>/analysis-<kind>.json`` atomically through :mod:`evrobust.safeio` (plus PNGs from
+:mod:`evrobust.pipelines.report.plots`) and returns the JSON document. The JSON layouts are documented in
+``docs/_drafts/analysis.md``; their schema (what ``evrobust report`` and ``evrobust reproduce`` accept back)
+is :mod:`evrobust.safeio.schemas.analysis`, whose bounds the option limits here stay within. Every document
+records the sha256 of the checkpoint it analysed (``checkpoint_sha256``).
+
+An analysis is always computed afresh: nothing here reuses an earlier result. The reuse decision for analyses
+is ``evrobust reproduce``'s cache (:func:`evrobust.pipelines.reproduce.runner.analyse_run`), whose fingerprint
+holds the checkpoint's sha256 and the store's digest.
 
 Kinds: ``sparsity`` (l0/l1/l2 of grad_x f_y), ``vulnerability`` (accuracy vs eps under noise/FGSM/PGD,
 Fig. 1), ``theorem`` (measured rho_adv/rho_rand vs 3 l1^2/l2^2 and [3, 3 l0]), ``distribution`` (histogram
@@ -41,11 +48,11 @@ from evrobust.analysis import (
     theorem_check,
 )
 from evrobust.analysis.theorem import DEFAULT_MC_SAMPLES, DEFAULT_PGD_STEPS
-from evrobust.atomic import write_text_atomic
 from evrobust.attacks import ATTACKS, ENSEMBLES, create_attack, ensemble_specs, member_name, predict
 from evrobust.errors import UserInputError
 from evrobust.neurons import GradSpec
 from evrobust.pipelines.attack.inputs import (
+    checkpoint_digest,
     eps_text,
     iter_test_batches,
     load_evaluated_run,
@@ -54,6 +61,8 @@ from evrobust.pipelines.attack.inputs import (
     run_test_store,
 )
 from evrobust.pipelines.common.options import parse_eps
+from evrobust.safeio import write_text_atomic
+from evrobust.safeio.schemas.analysis import MAX_BINS, MAX_HEATMAP_SAMPLES
 
 __all__ = ["DEFAULT_LIMIT", "KINDS", "THEOREM_EPS_GRID", "compare_plot", "result_path", "run_analysis"]
 
@@ -106,7 +115,9 @@ def _check_target(target: Any) -> str:
 
 
 # Documented limits (docs/reliability.md): far above what any analysis needs, far below what exhausts memory.
-MAX_COUNTS = {"mc_samples": 100_000, "pgd_steps": 100_000, "bins": 1_000_000, "count": 10_000_000}
+# bins and count are the schema's bounds (evrobust.safeio.schemas.analysis), so that every document written
+# here reads back: a heatmap draws one column per sample, so its samples are bounded tightly.
+MAX_COUNTS = {"mc_samples": 100_000, "pgd_steps": 100_000, "bins": MAX_BINS, "count": MAX_HEATMAP_SAMPLES}
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -440,6 +451,7 @@ def run_analysis(
     run_dir = Path(run)
     start = time.perf_counter()
     model, config = load_evaluated_run(run_dir, which, dev, "analysed")
+    checkpoint_sha256 = checkpoint_digest(run_dir, which)
     store = run_test_store(config, data_dir)
     dataset, n = open_test_split(store, limit)
     if n == 0:
@@ -464,6 +476,7 @@ def run_analysis(
         "seed": seed,
         "spec": spec_text if spec_text is not None else model_spec(model),
         "clean_accuracy": ctx.correct / n,
+        "checkpoint_sha256": checkpoint_sha256,
         **body,
     }
     result["plots"] = _plots(kind, result, run_dir) if plots else []

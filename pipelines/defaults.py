@@ -15,11 +15,14 @@ Stores are read through their attributes and runs through their ``config.json`` 
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
+
+log = logging.getLogger(__name__)
 
 RUNS_DIR = Path("runs")  # where `evrobust train` puts a run without --out
 STORE_SUFFIX = ".zarr"
@@ -82,17 +85,22 @@ def newest_store(data_dir: Path) -> tuple[Path, int]:
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any] | None:
-    """The ``config.json`` of a run directory, or None when it is not a readable run."""
+    """The ``config.json`` of a run directory, or None when it is not a readable run.
+
+    Read as a ``run_config`` document (:func:`evrobust.safeio.read_json`): a regular file within its size
+    cap, valid JSON, ``format`` ``evrobust-run`` and every field the defaults compare or print of the type
+    and range :class:`evrobust.safeio.schemas.run.RunConfig` states. Anything else (a link, a FIFO, a damaged
+    or foreign file) is never a default; the reason is logged at debug level.
+    """
+    from evrobust.safeio import read_json
+
     path = run_dir / "config.json"
     try:
-        if path.stat().st_size > 16 << 20:
-            return None
-        document = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        document = read_json(path, "run_config")
+    except UserInputError as exc:
+        log.debug("not a run for the defaults: %s", exc)
         return None
-    if not isinstance(document, dict) or document.get("format") != "evrobust-run":
-        return None
-    return document
+    return document if isinstance(document, dict) else None  # the schema makes it an object; typed for mypy
 
 
 def runs_with_checkpoint(runs_dir: Path, checkpoint: str = "best") -> list[tuple[Path, dict[str, Any]]]:
@@ -213,8 +221,6 @@ def train_defaults(config: Any) -> tuple[dict[str, Any], str]:
         ``({option name: value}, dataset name)`` with ``T``, ``batch_size``, ``augment``, ``at_method``,
         ``lam``, ``weight_decay`` as the training will resolve them, and ``out`` (the default run directory).
     """
-    import logging
-
     from evrobust.datasets import resolve_data, store_info
     from evrobust.pipelines.train.config import resolve_config
     from evrobust.pipelines.train.pipeline import default_run_dir

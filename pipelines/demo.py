@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evrobust.atomic import write_text_atomic
 from evrobust.pipelines.analyze import run_analysis
 from evrobust.pipelines.attack.pipeline import run_attack
 from evrobust.pipelines.report.pipeline import write_report
 from evrobust.pipelines.train.config import TrainConfig
 from evrobust.pipelines.train.pipeline import train
 from evrobust.pipelines.train.run_dir import read_metrics
+from evrobust.safeio import write_text_atomic
 
 log = logging.getLogger(__name__)
 

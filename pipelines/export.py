@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
+from evrobust.safeio import UnsafeFileError, check_write_target, read_json
 
 __all__ = ["FORMATS", "export_run", "robustness_metadata"]
 
@@ -23,20 +24,22 @@ logger = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("nir",)
 ATTACK_MODES: tuple[str, ...] = ("whitebox", "blackbox")
-MAX_ATTACK_JSON_BYTES = 256 << 20
 
 
 def _attack_summary(path: Path, which: str) -> dict[str, Any] | str:
     """The accuracies of one attack result file, or a sentence saying why there are none."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         return f"not measured: {path.name} is absent (run `evrobust attack` on the run before exporting)"
     try:
-        if path.stat().st_size > MAX_ATTACK_JSON_BYTES:
-            raise ValueError("file too large")
-        document = json.loads(path.read_text())
+        # Schema-checked (evrobust.safeio): every field used below has its type and range.
+        document = read_json(path, "attack_result")
         attacks = document["attacks"]
         table = {str(a["name"]): float(a["accuracy"]) for a in attacks if a.get("in_table", True)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except UnsafeFileError:
+        raise  # a link, FIFO or directory where the run's own result belongs is refused, not summarised
+    except UserInputError as exc:  # not JSON, or not a valid attack result: the one line says why
+        return f"not available: {path.name} is unreadable ({' '.join(str(exc).split())[:300]})"
+    except (KeyError, TypeError, AttributeError) as exc:
         return f"not available: {path.name} is unreadable ({type(exc).__name__})"
     robust = {name: acc for name, acc in table.items() if name != "clean"}
     summary: dict[str, Any] = {
@@ -126,9 +129,17 @@ def export_run(
         raise UserInputError(f"cannot write {out}: directory {out.parent} does not exist; create it first")
     if out.is_dir():
         raise UserInputError(f"--out {out} is a directory; give a file name such as model.nir")
+    check_write_target(out)  # a link, FIFO or device at --out is refused, never written through
     run = Path(run)
     if not run.is_dir():
         raise UserInputError(f"run {run} does not exist; give the --out directory of `evrobust train`")
+    if os.path.samefile(out.parent, run) and out.suffix != ".nir":
+        # The run's own files (checkpoints, config, metrics, attack and analysis results) are never an
+        # export's target: inside a run directory only a .nir file may be written.
+        raise UserInputError(
+            f"--out {out} would overwrite a file of the run directory {run}; inside a run only a .nir file "
+            "may be exported (e.g. model.nir)"
+        )
     model, config = load_run(run, which=which)
     graph = to_nir_graph(model, robustness_metadata(run, config, which))
     write_nir(graph, out)

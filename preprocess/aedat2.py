@@ -26,6 +26,7 @@ and nothing else escapes the reader.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from evrobust.atomic import write_bytes_atomic
 from evrobust.errors import UserInputError
+from evrobust.safeio import read_bytes
+from evrobust.safeio.atomic import write_bytes_atomic
 
 from .events import EVENT_DTYPE, EventFileError, check_sensor_size, validate_events
 from .orientation import orientation_flags, oriented_sensor_size, unorient_events
@@ -112,12 +114,12 @@ def parse_aedat2_header(data: bytes, path: str | Path = "<bytes>") -> Aedat2Head
 
 
 def _read_bytes(path: str | Path) -> bytes:
+    if not os.path.lexists(path):
+        raise EventFileError(path, "no such file")
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise EventFileError(path, "is a directory, not an AEDAT file")
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise EventFileError(path, "no such file") from None
-    except IsADirectoryError:
-        raise EventFileError(path, "is a directory, not an AEDAT file") from None
+        return read_bytes(path, "events")  # regular files only, never through a link, within the cap
     except OSError as exc:
         raise EventFileError(path, f"cannot be read ({exc.strerror or exc})") from None
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from evrobust.safeio import open_read
+
 from .events import EVENT_DTYPE, EventFileError
 
 __all__ = ["Aedat4Stream", "aedat4_streams", "read_aedat4"]
@@ -50,7 +52,9 @@ def _decoder(path: str | Path) -> Any:  # aedat.Decoder ships no type stubs
         raise EventFileError(path, "no such file")
     if p.is_dir():
         raise EventFileError(path, "is a directory, not an AEDAT 4 file")
-    with p.open("rb") as fh:
+    # The aedat decoder opens the path itself: it is checked here first (a regular file, not a link or FIFO,
+    # within the size cap), and the magic is read through the same safe open.
+    with open_read(p, "events") as fh:
         magic = fh.read(14)
     if not magic.startswith(b"#!AER-DAT4.0"):
         hint = " (AEDAT 2.0: use read_aedat2)" if magic.startswith(b"#!AER-DAT2") else ""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from evrobust.errors import UserInputError
+from evrobust.safeio import check_regular, open_read
 
 CIFAR_ROW_BYTES = 3072  # 3 x 32 x 32 uint8
 CIFAR10_BATCH_ROWS = 10_000  # each data_batch_k and test_batch of CIFAR-10; CIFAR-100's test
@@ -224,16 +226,16 @@ def load_cifar_pickle(path: str | Path, limits: PickleLimits | None = None) -> d
     """
     limits = limits or PickleLimits.for_rows(CIFAR100_TRAIN_ROWS)
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserInputError(f"CIFAR file {path} is missing; expected the official python-pickle layout")
-    size = path.stat().st_size
+    size = check_regular(path, "raw_member").st_size  # a link, FIFO or directory is refused by name
     if size > limits.max_file_bytes:
         raise UserInputError(
             f"{path} is {size} bytes, more than the {limits.max_file_bytes} a CIFAR file of this kind can "
             "be; not a CIFAR pickle"
         )
     try:
-        with path.open("rb") as fh:  # read(n) reserves n bytes up front: ask for what stat saw, plus one
+        with open_read(path, "raw_member") as fh:  # read(n) reserves n bytes: ask for what stat saw, plus one
             data = fh.read(size + 1)
         if len(data) > size:  # grew since stat
             raise pickle.UnpicklingError("the file is larger than a CIFAR file of this kind")

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import logging
 import os
-import tempfile
+import secrets
 import time
 import urllib.error
 import urllib.request
@@ -36,9 +37,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evrobust import __version__
-from evrobust.atomic import fsync_directory, write_bytes_atomic
 from evrobust.errors import UserInputError
 from evrobust.preprocess.extract import extract_tar
+from evrobust.safeio import (
+    UnsafeFileError,
+    cap,
+    check_regular,
+    check_write_target,
+    fsync_directory,
+    open_append,
+    open_lock_file,
+    open_new,
+    open_read,
+    read_json,
+    remove_file,
+    write_bytes_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +62,28 @@ VERIFIED_FILE = ".verified.json"
 CHUNK_BYTES = 1 << 20
 
 
+DOWNLOAD_MARGIN = 1 << 20
+"""Bytes a transfer may run past a resource's expected size before it is cut off (a server that pads)."""
+
+
 @dataclass(frozen=True)
 class Resource:
-    """One official file: its name under the raw folder, where to get it, and its published MD5."""
+    """One official file: its name under the raw folder, where to get it, its published MD5 and size.
+
+    ``size`` is the file's size in bytes where it is known (the CIFAR archives); a transfer is cut off at
+    ``size + DOWNLOAD_MARGIN``. Where the publisher states none (the CIFAR10-DVS zips on figshare), the bound
+    is the ``raw_archive`` size cap (:mod:`evrobust.safeio.caps`).
+    """
 
     file: str
     url: str
     md5: str
+    size: int | None = None
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes a download of this resource may bring."""
+        return self.size + DOWNLOAD_MARGIN if self.size is not None else cap("raw_archive")
 
 
 @dataclass(frozen=True)
@@ -104,6 +133,7 @@ RAW_SOURCES: dict[str, RawSource] = {
                 "cifar-10-python.tar.gz",
                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                 "c58f30108f718f92721af3b95e74349a",
+                170_498_071,
             ),
         ),
         "https://www.cs.toronto.edu/~kriz/cifar.html",
@@ -116,6 +146,7 @@ RAW_SOURCES: dict[str, RawSource] = {
                 "cifar-100-python.tar.gz",
                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                 "eb9058c3a382ffc7106e4002c42a8d85",
+                169_001_437,
             ),
         ),
         "https://www.cs.toronto.edu/~kriz/cifar.html",
@@ -259,8 +290,9 @@ def _make_writable_folder(folder: Path) -> None:
     """Create ``folder`` and check that files can be created in it (one line naming it otherwise)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
+        probe = folder / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
+        open_new(probe).close()
+        remove_file(probe)
     except OSError as exc:
         raise UserInputError(
             f"cannot write to the data directory {folder} ({exc.strerror or exc}); "
@@ -271,7 +303,7 @@ def _make_writable_folder(folder: Path) -> None:
 def md5_file(path: Path) -> str:
     """The hex MD5 of a file, read in 1 MiB chunks."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
+    with open_read(path, "raw_archive") as fh:
         while chunk := fh.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
@@ -309,15 +341,19 @@ def _present_verified(source: RawSource, folder: Path) -> bool:
 
 
 def _read_cache(folder: Path) -> dict:
+    """The verified cache of ``folder``; {} when missing or invalid (the MD5s are then recomputed)."""
+    path = folder / VERIFIED_FILE
     try:
-        cache = json.loads((folder / VERIFIED_FILE).read_text())
-    except (OSError, ValueError):
+        if check_regular(path, "verified_cache", missing_ok=True) is None:
+            return {}
+        return read_json(path, "verified_cache")
+    except UserInputError as exc:
+        logger.warning("ignoring the verified cache (%s)", exc)
         return {}
-    return cache if isinstance(cache, dict) else {}
 
 
 def _cache_key(path: Path, resource: Resource) -> dict:
-    st = path.stat()
+    st = check_regular(path, "raw_archive")
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "md5": resource.md5}
 
 
@@ -343,16 +379,23 @@ def _file_lock(path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - non-POSIX
         yield
         return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    fd = open_lock_file(path)  # never through a link planted at the lock's path
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class _Incomplete(Exception):
     """A transfer ended early (dropped connection, short body); the partial file is kept for a resume."""
+
+
+class _TooLarge(Exception):
+    """The server sent (or announced) more bytes than the resource can have: the transfer is abandoned."""
 
 
 def fetch(
@@ -370,7 +413,10 @@ def fetch(
     Bytes go to ``<target>.part``. Each attempt asks for the bytes after those already there (``Range:
     bytes=N-``); a 206 answer is appended, a 200 answer (the server ignored the range) restarts the file, a
     416 answer means the part already holds everything. After a dropped connection the next attempt resumes;
-    ``retries`` attempts in a row that bring no new byte give up. HTTP 4xx errors are final at once.
+    ``retries`` attempts in a row that bring no new byte give up. HTTP 4xx errors are final at once. Any
+    protocol error (``http.client.HTTPException``: a bad status line, a header too long, ...) counts as a
+    failed attempt. A transfer is bounded by :attr:`Resource.max_bytes`: a server that announces or sends
+    more is refused at once and the partial file removed.
 
     Returns:
         ``target``.
@@ -382,11 +428,11 @@ def fetch(
     target = Path(target)
     part = target.with_name(target.name + PART_SUFFIX)
     with _file_lock(target.with_name(f".{target.name}.lock")):
-        if target.is_file():  # another process finished it while this one waited for the lock
-            return target
+        if check_regular(target, "raw_archive", missing_ok=True) is not None:
+            return target  # another process finished it while this one waited for the lock
         failures = 0
         while True:
-            before = part.stat().st_size if part.is_file() else 0
+            before = _size(part)
             try:
                 if _attempt(resource, part, on_progress, timeout):
                     break
@@ -395,9 +441,18 @@ def fetch(
                 if 400 <= exc.code < 500 and exc.code != 408 and exc.code != 429:
                     raise _download_error(resource, f"HTTP {exc.code} {exc.reason}", hint) from None
                 why = f"HTTP {exc.code} {exc.reason}"
-            except (_Incomplete, urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+            except _TooLarge as exc:
+                remove_file(part)
+                raise UserInputError(
+                    f"{resource.url} {exc} (at most {resource.max_bytes:,} bytes are expected); refused it "
+                    f"and removed the partial file{'; ' + hint if hint else ''}"
+                ) from None
+            except UnsafeFileError:
+                raise
+            except (_Incomplete, urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError,
+                    ValueError) as exc:
                 why = _reason(exc)
-            after = part.stat().st_size if part.is_file() else 0
+            after = _size(part)
             failures = 0 if after > before else failures + 1
             if failures >= retries:
                 raise _download_error(resource, why, hint)
@@ -405,12 +460,13 @@ def fetch(
             time.sleep(backoff * failures)
         actual = md5_file(part)
         if actual != resource.md5:
-            part.unlink(missing_ok=True)
+            remove_file(part)
             raise UserInputError(
                 f"{resource.url} gave a file with MD5 {actual}, not the published {resource.md5}; removed it "
                 f"(rerun to try again{'; or ' + hint if hint else ''})"
             )
         _fsync(part)
+        check_write_target(target)  # never replace a link or a directory standing at the target
         os.replace(part, target)
         fsync_directory(target.parent)
     logger.info("downloaded %s (MD5 ok)", target)
@@ -419,7 +475,7 @@ def fetch(
 
 def _attempt(resource: Resource, part: Path, on_progress: ProgressHook | None, timeout: float) -> bool:
     """One HTTP request continuing ``part``; True when the body arrived whole (or there was nothing left)."""
-    have = part.stat().st_size if part.is_file() else 0
+    have = _size(part)
     headers = {"User-Agent": f"evrobust/{__version__}", "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -439,9 +495,13 @@ def _attempt(resource: Resource, part: Path, on_progress: ProgressHook | None, t
             mode = "ab"
         else:
             have, mode = 0, "wb"  # a full answer: restart the file
-        total = have + int(length) if length is not None and length.isdigit() else None
+        total = have + int(length) if length is not None and length.isdigit() and len(length) < 20 else None
+        if total is not None and total > resource.max_bytes:
+            raise _TooLarge(f"announced {total:,} bytes")
         done = have
-        with open(part, mode) as out:
+        if mode == "wb":
+            remove_file(part)
+        with open_append(part, "raw_archive") as out:
             while True:
                 try:
                     chunk = response.read(CHUNK_BYTES)
@@ -449,8 +509,10 @@ def _attempt(resource: Resource, part: Path, on_progress: ProgressHook | None, t
                     raise _Incomplete(_reason(exc)) from None
                 if not chunk:
                     break
-                out.write(chunk)
                 done += len(chunk)
+                if done > resource.max_bytes:
+                    raise _TooLarge(f"sent over {resource.max_bytes:,} bytes")
+                out.write(chunk)
                 if on_progress is not None:
                     on_progress(resource.file, done, total)
             out.flush()
@@ -479,8 +541,14 @@ def _download_error(resource: Resource, why: str, hint: str) -> UserInputError:
 
 
 def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
+    with open_read(path, "raw_archive") as fh:
         os.fsync(fh.fileno())
+
+
+def _size(path: Path) -> int:
+    """Bytes already in the regular file ``path`` (0 when absent; a link or FIFO there is refused)."""
+    st = check_regular(path, "raw_archive", missing_ok=True)
+    return 0 if st is None else st.st_size
 
 
 @contextlib.contextmanager

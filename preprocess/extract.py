@@ -16,13 +16,13 @@ import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from evrobust.atomic import fsync_directory
 from evrobust.errors import UserInputError
+from evrobust.safeio import cap, fsync_directory, open_new, open_read
 
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
-MAX_TAR_MEMBER_BYTES = 1 << 30  # the largest CIFAR pickle (cifar-100 train) is ~155 MB
+MAX_TAR_MEMBER_BYTES = cap("raw_member")  # the largest CIFAR pickle (cifar-100 train) is ~155 MB
 
 
 def _safe_member_parts(name: str, top: str) -> tuple[str, ...] | None:
@@ -54,7 +54,7 @@ def extract_tar(archive: Path, folder: Path, top: str) -> Path:
         return final
     scratch = Path(tempfile.mkdtemp(prefix=f".{top}.", suffix=".partial", dir=folder))
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with open_read(archive, "raw_archive") as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
             for member in tar:
                 try:
                     parts = _safe_member_parts(member.name, top)
@@ -73,7 +73,7 @@ def extract_tar(archive: Path, folder: Path, top: str) -> Path:
                 source = tar.extractfile(member)
                 if source is None:  # pragma: no cover - regular files always have data
                     continue
-                with source, open(dest, "xb") as out:
+                with source, open_new(dest) as out:  # O_EXCL | O_NOFOLLOW: never through a link
                     shutil.copyfileobj(source, out, CHUNK_BYTES)
         if not (scratch / top).is_dir():
             raise UserInputError(f"{archive} holds no file under {top}/; it is not the expected archive")

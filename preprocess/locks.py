@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
+from evrobust.safeio import UnsafeFileError, cap, open_lock_file, parse_json
+from evrobust.safeio.schemas import validate
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +78,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def _read_holder(fd: int) -> dict[str, Any]:
+    """The holder record in an open lock file; {} when empty or invalid (it is then overwritten)."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        raw = os.read(fd, 4096)
-        holder = json.loads(raw.decode("utf-8")) if raw.strip() else {}
-    except (OSError, ValueError):
+        raw = os.read(fd, cap("lock"))
+        if not raw.strip():
+            return {}
+        holder = parse_json(raw, "lock file")
+        validate(holder, "lock", "lock file")
+    except (OSError, UserInputError):
         return {}
-    return holder if isinstance(holder, dict) else {}
+    return holder
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
@@ -167,7 +173,10 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
             if path.parent.exists() and not path.parent.is_dir():  # --out /etc/passwd/x: a file as a folder
                 raise NotADirectoryError(errno.ENOTDIR, f"{path.parent} is a file, not a directory")
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a link planted at the lock's path is refused, never has its target truncated.
+            fd = open_lock_file(path)
+        except UnsafeFileError:
+            raise
         except OSError as exc:
             raise UserInputError(
                 f"cannot create the lock file {path} ({exc.strerror or exc}); "
@@ -181,7 +190,7 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
                     f"stop it (a lock of a dead process is taken over automatically; lock file {path})"
                 )
             try:
-                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+                same = os.lstat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if not same:  # the holder released (and unlinked) between our open and our lock: retry
@@ -217,9 +226,9 @@ def acquire(target: str | os.PathLike[str], purpose: str = "writer") -> Exclusiv
 
 
 def _unlink_if_same(path: Path, fd: int) -> None:
-    """Unlink ``path`` if it still names the inode open as ``fd`` (ours, locked)."""
+    """Unlink ``path`` if it still names the inode open as ``fd`` (ours, locked; ``lstat``: never a link)."""
     try:
-        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+        if os.lstat(path).st_ino == os.fstat(fd).st_ino:
             os.unlink(path)
     except OSError:
         pass

@@ -31,6 +31,7 @@ from evrobust.preprocess.cifar_pickle import (
     PickleLimits,
     load_cifar_pickle,
 )
+from evrobust.safeio import open_read
 
 EVENT_SUFFIXES = (".aedat", ".aedat4")
 ZIP_SEPARATOR = "::"  # "<class>.zip::<member>" names a zip member in a store's sources
@@ -99,7 +100,7 @@ def zip_event_members(path: str | Path) -> list[str]:
     """
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_read(path, "raw_archive") as raw, zipfile.ZipFile(raw) as zf:
             names = {
                 info.filename
                 for info in zf.infolist()
@@ -140,7 +141,8 @@ def read_event_file(path: str | Path, max_bytes: int = MAX_MEMBER_BYTES) -> byte
     """
     path = Path(path)
     try:
-        with path.open("rb") as fh:
+        # Regular files only, never through a link; a FIFO cannot block (evrobust.safeio).
+        with open_read(path, "events") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > max_bytes:
                 raise UserInputError(
@@ -154,8 +156,6 @@ def read_event_file(path: str | Path, max_bytes: int = MAX_MEMBER_BYTES) -> byte
                     break
                 chunks.append(block)
                 total += len(block)
-    except IsADirectoryError:
-        raise UserInputError(f"{path} is a directory, not an event file") from None
     except OSError as exc:
         raise UserInputError(f"cannot read {path} ({exc.strerror or exc})") from None
     if total > size:
@@ -181,7 +181,7 @@ def read_source_bytes(raw: str | Path, rel: str, max_bytes: int = MAX_MEMBER_BYT
     if "/" in archive or archive in ("", ".", ".."):
         raise UserInputError(f"{rel!r} is not a zip source of the form <class>.zip::<member>")
     try:
-        with zipfile.ZipFile(root / archive) as zf:
+        with open_read(root / archive, "raw_archive") as raw, zipfile.ZipFile(raw) as zf:
             info = zf.getinfo(member)
             if info.file_size > max_bytes:
                 raise UserInputError(f"{where} claims {info.file_size} bytes, over the {max_bytes} allowed")

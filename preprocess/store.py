@@ -25,17 +25,17 @@ only then its ``done`` flag, so nothing half-written is ever marked done. A reru
 the store, redoes every sample whose flag is not 1, and :func:`finalize_store` rewrites the root attributes
 from the stored data only. An interrupted run therefore ends byte-identical to an uninterrupted one.
 
-Root attributes (``zarr.json``): see :data:`BUILD_KEYS` (fixed at creation, compared on resume) and the keys
-:func:`finalize_store` adds: ``complete``, ``splits`` (final index sets, skipped samples removed), ``scale``,
-``scale_rule``, ``mean``, ``std``, ``source_sha256`` and ``skipped``. The count statistics and
-:func:`finalize_store` are in :mod:`.store_stats`, verification in :mod:`.store_verify`.
+Root attributes (``zarr.json``, read and checked by :mod:`.store_attrs`): see :data:`BUILD_KEYS` (fixed at
+creation, compared on resume) and the keys :func:`finalize_store` adds: ``complete``, ``splits`` (final index
+sets, skipped samples removed), ``scale``, ``scale_rule``, ``mean``, ``std``, ``source_sha256`` and
+``skipped``. The count statistics and :func:`finalize_store` are in :mod:`.store_stats`, verification in
+:mod:`.store_verify`.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,17 +48,26 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from evrobust.errors import UserInputError
+from evrobust.preprocess.store_attrs import (  # noqa: F401 - re-exported: the store's public schema
+    COUNT_DTYPE,
+    COUNT_MAX,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IMAGE_DTYPE,
+    KINDS,
+    MAX_FRAMES,
+    MAX_SAMPLE_ELEMENTS,
+    MAX_SCALE,
+    MAX_SIDE,
+    attrs_problem,
+    check_event_options,
+    read_attrs,
+)
+from evrobust.safeio import open_new, parse_json, read_bytes, remove_file, roundtrip
 
 logger = logging.getLogger(__name__)
 
-FORMAT_NAME = "evrobust-store"
-FORMAT_VERSION = 1
-KINDS = ("events", "images")
-
 PENDING, WRITTEN, SKIPPED = 0, 1, 2
-COUNT_DTYPE = np.dtype("uint16")
-COUNT_MAX = int(np.iinfo(COUNT_DTYPE).max)
-IMAGE_DTYPE = np.dtype("uint8")
 # Level 3 is zstd's default: ~4x on event frames at a few hundred MB/s per core.
 _COMPRESSOR = ZstdCodec(level=3)
 
@@ -145,19 +154,22 @@ def _write_chunk(path: Path, name: str, index: int, value: np.ndarray) -> None:
         data = bytes(_ZSTD.encode(data))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with write_errors(path, f"sample {index} of {name}"):
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            try:
+            fh = open_new(tmp)  # O_EXCL | O_NOFOLLOW: never through a link planted at the temporary name
+        except FileExistsError:  # left by a killed writer that had this pid and thread id
+            remove_file(tmp)
+            fh = open_new(tmp)
+        try:
+            with fh:
                 view = memoryview(data)
                 while view:  # a regular file takes it all at once; loop for the rare short write
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+                    view = view[os.write(fh.fileno(), view) :]
             # No fsync per chunk (it would cost ~1 ms x every sample): the rename makes a chunk all-or-nothing
             # for a killed process; after a power loss, `evrobust preprocess verify` finds undecodable chunks.
             os.replace(tmp, target)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError, UserInputError):
+                remove_file(tmp)
             raise
 
 
@@ -177,151 +189,9 @@ def write_errors(path: Path, what: str) -> Iterator[None]:
         ) from None
 
 
-def read_attrs(path: str | Path) -> dict[str, Any]:
-    """The root attributes of the store at ``path`` (raises UserInputError if it is not a store)."""
-    path = Path(path)
-    meta = path / "zarr.json"
-    if not meta.is_file():
-        raise UserInputError(
-            f"{path} is not an evrobust store (no zarr.json); build one with `evrobust preprocess`"
-        )
-    try:
-        if meta.stat().st_size > MAX_ATTRS_BYTES:
-            raise UserInputError(f"{path}/zarr.json is over {MAX_ATTRS_BYTES} bytes; rebuild the store")
-        doc = json.loads(meta.read_bytes().decode("utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        if isinstance(exc, UserInputError):
-            raise
-        message = " ".join(str(exc).split())[:200]
-        raise UserInputError(f"{path}/zarr.json is unreadable ({message}); rebuild the store") from None
-    attrs = doc.get("attributes", {}) if isinstance(doc, dict) else None
-    if not isinstance(attrs, dict) or attrs.get("format") != FORMAT_NAME:
-        raise UserInputError(
-            f"{path} is a zarr group but not an evrobust store (attribute format != {FORMAT_NAME})"
-        )
-    problem = _attrs_problem(attrs)
-    if problem:
-        raise UserInputError(f"{path}/zarr.json is damaged ({problem}); rebuild the store")
-    return attrs
-
-
-MAX_ATTRS_BYTES = 256 << 20  # the attrs of a 60000-sample store (splits, checksums) are a few MB
-MAX_SAMPLE_ELEMENTS = 1 << 28  # one sample of 256 M values: far above any real frame stack
-MAX_FRAMES = 1024  # T of an event store (CIFAR10-DVS uses 10)
-MAX_SIDE = 1024  # output side of an event store after resizing (CIFAR10-DVS uses 48; the sensor is 128)
-MAX_SCALE = 1e9  # a count scale above any count a uint16 store can hold times any count unit
-
-
-def check_event_options(
-    frames: Any, size: Any, sensor: Sequence[int] | None = None, scale: Any = None
-) -> None:
-    """Refuse event-store options outside the documented limits, before anything is sized by them.
-
-    ``frames`` in [1, MAX_FRAMES], ``size`` (None or) in [1, MAX_SIDE], a sample ``frames x 2 x H x W`` of
-    at most MAX_SAMPLE_ELEMENTS values (the limit :func:`read_attrs` applies), ``scale`` (None or) a finite
-    number in (0, MAX_SCALE]. The writer refuses exactly what the reader would reject.
-
-    Raises:
-        UserInputError: naming the option and the limit.
-    """
-    if not _is_int(frames) or not 1 <= frames <= MAX_FRAMES:
-        raise UserInputError(f"--frames must be an integer in [1, {MAX_FRAMES}], got {frames!r}")
-    if size is not None and (not _is_int(size) or not 1 <= size <= MAX_SIDE):
-        raise UserInputError(f"--size must be an integer in [1, {MAX_SIDE}] pixels, got {size!r}")
-    if sensor is not None:
-        h = size if size is not None else max(int(v) for v in sensor)
-        elements = frames * 2 * h * h
-        if elements > MAX_SAMPLE_ELEMENTS:
-            raise UserInputError(
-                f"--frames {frames} x 2 x {h} x {h} = {elements} values per sample is over the "
-                f"{MAX_SAMPLE_ELEMENTS} a store may hold; lower --frames or --size"
-            )
-    if scale is not None and (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not math.isfinite(scale)
-        or not 0 < scale <= MAX_SCALE
-    ):
-        raise UserInputError(f"--scale must be a finite number in (0, {MAX_SCALE:g}], got {scale!r}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _int_list(v: Any) -> bool:
-    return isinstance(v, list) and all(_is_int(i) and i >= 0 for i in v)
-
-
-def _attrs_problem(attrs: dict[str, Any]) -> str | None:
-    """The first type/range problem of the root attributes present (None when they are well formed).
-
-    Readers downstream index, reshape and allocate with these values, so a garbled or hostile zarr.json must
-    stop here, as one UserInputError, instead of as a TypeError deep inside (or a huge allocation).
-    """
-    if "kind" in attrs and attrs["kind"] not in KINDS:
-        return f"kind {attrs['kind']!r} is not one of {', '.join(KINDS)}"
-    shape = attrs.get("sample_shape", [1])
-    if not _int_list(shape) or not shape or min(shape) < 1 or math.prod(shape) > MAX_SAMPLE_ELEMENTS:
-        return f"sample_shape {str(shape)[:80]} is not a plausible list of positive sizes"
-    if "dtype" in attrs and attrs["dtype"] not in (COUNT_DTYPE.name, IMAGE_DTYPE.name):
-        return f"dtype {str(attrs['dtype'])[:40]!r} is not uint16 or uint8"
-    classes = attrs.get("classes", [])
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        return "classes is not a list of names"
-    n_classes = attrs.get("num_classes", len(classes))
-    if not _is_int(n_classes) or n_classes < 1 or n_classes != len(classes):
-        return f"num_classes {str(n_classes)[:40]} does not match the {len(classes)} class names"
-    if not isinstance(attrs.get("sources", []), list):
-        return "sources is not a list"
-    for key in ("splits", "planned_splits"):
-        schemes = attrs.get(key, {})
-        if not isinstance(schemes, dict) or not all(
-            isinstance(parts, dict) and all(_int_list(idx) for idx in parts.values())
-            for parts in schemes.values()
-        ):
-            return f"{key} is not a mapping of index lists"
-    for key in ("default_split", "stats_split"):
-        if key in attrs and not isinstance(attrs[key], str):
-            return f"{key} is not a name"
-    if "default_split" in attrs and isinstance(attrs.get("planned_splits"), dict):
-        if attrs["default_split"] not in attrs["planned_splits"]:
-            return f"default_split {attrs['default_split']!r} names no split scheme"
-    if "format_version" in attrs and attrs["format_version"] != FORMAT_VERSION:
-        version = str(attrs["format_version"])[:20]
-        return f"format_version {version} is not {FORMAT_VERSION}, the one this evrobust reads"
-    for key in ("mean", "std"):
-        v = attrs.get(key, [])
-        if not isinstance(v, list) or not all(isinstance(x, int | float) and math.isfinite(x) for x in v):
-            return f"{key} is not a list of numbers"
-    if any(x <= 0 for x in attrs.get("std", [])):
-        return "std holds a value <= 0 (inputs are divided by it)"
-    request = attrs.get("scale_request")
-    if request is not None and (
-        not isinstance(request, int | float)
-        or isinstance(request, bool)
-        or not math.isfinite(request)
-        or request <= 0
-    ):
-        return f"scale_request {str(request)[:40]} is not a positive number"
-    scale = attrs.get("scale", 1.0)
-    if scale is not None and (
-        not isinstance(scale, int | float)
-        or isinstance(scale, bool)
-        or not math.isfinite(scale)
-        or scale <= 0
-    ):
-        return f"scale {str(scale)[:40]} is not a positive number"
-    for key, most in (("frames", MAX_FRAMES), ("resize", MAX_SIDE)):
-        v = attrs.get(key)
-        if v is not None and (not _is_int(v) or not 1 <= v <= most):
-            return f"{key} {str(v)[:40]} is not an integer in [1, {most}]"
-    return None
-
-
 def _json_roundtrip(value: Any) -> Any:
     # Compare what is stored with what is asked for after the same JSON encoding (tuples become lists).
-    return json.loads(json.dumps(value))
+    return roundtrip(value)
 
 
 def _unfinished_creation(path: Path) -> bool:
@@ -330,8 +200,10 @@ def _unfinished_creation(path: Path) -> bool:
     Such a directory holds no sample yet, so creating the store afresh over it loses nothing.
     """
     try:
-        doc = json.loads((path / "zarr.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        doc = parse_json(read_bytes(path / "zarr.json", "store_metadata"), f"{path}/zarr.json")
+    except UserInputError:
+        return False
+    if not isinstance(doc, dict) or not isinstance(doc.get("attributes", {}), dict):
         return False
     children = {p.name for p in path.iterdir()} - {"zarr.json"}
     return (
@@ -434,7 +306,7 @@ def create_store(
     if kind == "events":
         check_event_options(frames if frames is not None else 1, resize, None, scale)
     # The writer refuses whatever the readers (read_attrs) would reject, so no store is ever unreadable.
-    problem = _attrs_problem(_json_roundtrip(build))
+    problem = attrs_problem(_json_roundtrip(build))
     if problem:
         raise UserInputError(f"cannot create the store {path}: {problem}")
     if (path / "zarr.json").exists() and not _unfinished_creation(path):
@@ -452,7 +324,8 @@ def create_store(
         # Temporary chunk files of a killed writer (never renamed into place) are garbage; drop them.
         for name in ("frames", "done", "source_sha256"):
             for stale in (path / name).glob(".c.*.tmp"):
-                stale.unlink(missing_ok=True)
+                with contextlib.suppress(UserInputError):  # a link or FIFO there is left alone
+                    remove_file(stale)
         logger.info("resuming the store at %s", path)
         return False
     if path.exists() and not path.is_dir():
@@ -483,8 +356,16 @@ def _create_arrays(path: Path, build: dict[str, Any], labels: np.ndarray, kind: 
             ["sample", "time", "polarity", "y", "x"] if kind == "events" else ["sample", "channel", "y", "x"]
         ),
     )
+    # write_empty_chunks: the labels chunk is written even when every label is 0 (one class), so that a
+    # missing labels chunk always means damage (verify and the readers refuse it; zarr would read zeros).
     lab = group.create_array(
-        "labels", shape=(n,), chunks=(n,), dtype="int64", compressors=_COMPRESSOR, fill_value=0
+        "labels",
+        shape=(n,),
+        chunks=(n,),
+        dtype="int64",
+        compressors=_COMPRESSOR,
+        fill_value=0,
+        config={"write_empty_chunks": True},
     )
     group.create_array(
         "done",
@@ -583,6 +464,25 @@ def missing_chunks(path: str | Path, flags: np.ndarray, sample_ndim: int) -> np.
     tail = "." + ".".join(["0"] * sample_ndim) if sample_ndim else ""
     written = np.flatnonzero(flags == WRITTEN)
     return np.asarray([i for i in written.tolist() if f"c.{i}{tail}" not in names], dtype=np.int64)
+
+
+def missing_array_chunks(path: str | Path, name: str, chunks: Any) -> np.ndarray:
+    """The chunk indices along axis 0 (``chunks``) whose chunk file of array ``name`` is absent.
+
+    zarr reads an absent chunk as the fill value, so a deleted labels or flag chunk would pass silently as
+    zeros; readers and ``verify`` call this first. The chunk keys come from the array's own metadata (the
+    labels use ``c/0``, the per-sample arrays ``c.<i>``); one walk of the array's folder, no chunk is read.
+    """
+    folder = Path(path) / name
+    arr = _array(Path(path), name)
+    present = {
+        (Path(d) / f).relative_to(folder).as_posix() for d, _, files in os.walk(folder) for f in files
+    }
+    inner = (0,) * (arr.ndim - 1)
+    return np.asarray(
+        [int(i) for i in chunks if arr.metadata.encode_chunk_key((int(i), *inner)) not in present],
+        dtype=np.int64,
+    )
 
 
 def pending_indices(path: str | Path) -> np.ndarray:

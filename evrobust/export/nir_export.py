@@ -42,12 +42,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from evrobust.atomic import write_bytes_atomic
 from evrobust.errors import UserInputError
 from evrobust.models.layers import ConvexCombination, Readout, TimeDistributed
 from evrobust.models.vgg import VGG
 from evrobust.models.wrn import PreActBlock, WideResNet
 from evrobust.neurons import IFNeuron
+from evrobust.safeio.atomic import write_bytes_atomic
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "check_exportable", "to_nir_graph", "write_nir"]
 

@@ -12,7 +12,6 @@ logits
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,6 +27,8 @@ from evrobust.models.base import SpikingModel
 from evrobust.models.encoders import InputEncoder
 from evrobust.models.layers import Readout, merge_time, split_time
 from evrobust.neurons import DEFAULT_SPEC, GradSpec, IFNeuron, if_membrane
+from evrobust.safeio import open_read, parse_json
+from evrobust.safeio.schemas import validate
 
 __all__ = ["NIRModel", "load_nir", "read_nir", "SUPPORTED_NODES"]
 
@@ -35,15 +36,34 @@ SUPPORTED_NODES = ("Input", "Output", "Conv2d", "AvgPool2d", "Flatten", "Affine"
 
 
 def read_nir(path: str | os.PathLike[str]) -> nir.NIRGraph:
-    """``nir.read(path)`` with one-line UserInputErrors for a missing, unreadable or damaged file."""
+    """``nir.read`` with one-line UserInputErrors for a missing, unreadable, damaged or non-finite graph.
+
+    The file is opened through :mod:`evrobust.safeio` (a regular file, never a link or FIFO, within the
+    ``nir_graph`` cap) and h5py reads that open file. The metadata must match the ``nir_metadata`` schema, and
+    every parameter array of every node must be finite (NaN weights are refused, as for checkpoints).
+    """
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserInputError(f"NIR file not found: {path}")
     try:
-        return nir.read(str(path))
+        with open_read(path, "nir_graph") as raw:
+            graph = nir.read(raw)
+    except UserInputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError, AssertionError, ...
         message = " ".join(str(exc).split())[:200]
         raise UserInputError(f"cannot read NIR file {path} ({type(exc).__name__}: {message})") from None
+    # HDF5 hands numbers back as numpy scalars: validate their Python values.
+    metadata = {k: v.item() if isinstance(v, np.generic) else v for k, v in (graph.metadata or {}).items()}
+    validate(metadata, "nir_metadata", f"the metadata of NIR file {path}")
+    for name, node in graph.nodes.items():
+        for field, value in vars(node).items():
+            if isinstance(value, np.ndarray) and value.dtype.kind in "fc" and not np.isfinite(value).all():
+                raise UserInputError(
+                    f"NIR file {path}: node {name!r} holds non-finite values (NaN or infinity) in {field!r}; "
+                    "these weights cannot be evaluated"
+                )
+    return graph
 
 
 def _uniform(values: Any, what: str, name: str) -> float:
@@ -209,7 +229,9 @@ class NIRModel(SpikingModel):
         self.readout = Readout("mean", 1.0)
         model_config = self.metadata.get("model")
         source = (
-            json.loads(model_config) if isinstance(model_config, str) and model_config.startswith("{") else {}
+            parse_json(model_config, "the NIR graph's model metadata")
+            if isinstance(model_config, str) and model_config.startswith("{")
+            else {}
         )
         self.name = "nir"
         self.config = {"name": "nir", "T": int(T), "source_model": source}
@@ -310,7 +332,7 @@ def metadata_json(model: NIRModel, key: str) -> Mapping[str, Any] | None:
     if not isinstance(value, str):
         return None
     try:
-        parsed = json.loads(value)
-    except ValueError:
+        parsed = parse_json(value, f"the NIR graph's {key!r} metadata")
+    except UserInputError:
         return None
     return parsed if isinstance(parsed, dict) else None

@@ -32,6 +32,7 @@ from evrobust.attacks.ensemble import NOT_ATTACKED
 from evrobust.attacks.sapgd import SAPGD
 from evrobust.attacks.square import Square
 from evrobust.errors import UserInputError
+from evrobust.pipelines.common.options import MAX_DOUBLINGS
 from evrobust.stats import ci95
 
 __all__ = [
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DOUBLINGS = 3
 """Budget x2, x4, x8 at most."""
-MAX_DOUBLINGS = 8
-"""A cap on ``--max-doublings``: x256 the budget is already days of compute at the scales evrobust runs."""
 
 
 def check_max_doublings(value: Any) -> int:

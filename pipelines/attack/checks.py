@@ -8,7 +8,6 @@ PGD10 monotone in eps and near 0 at a large eps, few all-zero input gradients, w
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -28,7 +27,7 @@ from evrobust.analysis.masking import (
 )
 from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.registry import PAPER_PROTOCOL
-from evrobust.pipelines.attack.inputs import eps_text, result_paths
+from evrobust.pipelines.attack.inputs import eps_text, read_json_or_warn, result_paths
 from evrobust.pipelines.attack.reliable import cascade_entering
 
 if TYPE_CHECKING:
@@ -76,7 +75,9 @@ def masking_checks(
         if isinstance(job.attack, Cascade) and job.key in flags:
             out += cascade_checks(job, flags, jobs, acc)
     if other_mode is not None:
-        other = {a["name"]: a["accuracy"] for a in other_mode.get("attacks", [])}
+        # accuracy is optional in the schema (a hand-made file may lack it): only numbers are compared
+        entries = other_mode.get("attacks", [])
+        other = {a["name"]: a["accuracy"] for a in entries if a.get("accuracy") is not None}
         for job in table:
             if job.key in other and job.key != "clean":
                 wb, bb = acc[job.key], other[job.key]
@@ -87,19 +88,21 @@ def masking_checks(
 
 
 def read_other_mode(run: Path, mode: str, eps: float, samples: int, ensemble: str) -> dict[str, Any] | None:
-    """The other mode's finished results on the same samples, eps and ensemble, if any."""
+    """The other mode's finished results on the same samples, eps and ensemble, if any.
+
+    Read through :func:`read_json_or_warn` (kind ``attack_result``): a damaged, hand-edited or unsafe file is
+    one warning and no comparison, never the end of an attack that has just finished its work.
+    """
     other = "blackbox" if mode == "whitebox" else "whitebox"
     path = result_paths(run, other)[0]
-    if not path.is_file():
+    document = read_json_or_warn(path, "attack_result", f"the {other} result", "not comparing with it")
+    if document is None:
         return None
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        logger.warning("ignoring unreadable %s", path)
-        return None
+    other_eps = document.get("eps")
     same = (
-        math.isclose(float(document.get("eps", -1)), eps)
-        and document.get("samples") == samples
+        other_eps is not None
+        and math.isclose(other_eps, eps)
+        and document["samples"] == samples
         and document.get("ensemble") == ensemble
     )
     if not same:

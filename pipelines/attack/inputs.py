@@ -1,9 +1,11 @@
 """What every evaluation pipeline (attack, analyze) needs before it computes: a device, a trained run and the
-first ``n`` samples of its test split, in batches; plus the ``8/255`` spelling of an eps."""
+first ``n`` samples of its test split, in batches; the content identity of a run's checkpoint; an optional
+JSON document read or warned about (:func:`read_json_or_warn`); plus the ``8/255`` spelling of an eps."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -14,10 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from evrobust.errors import UserInputError
+from evrobust.safeio import read_json, sha256_file
 
 __all__ = [
+    "checkpoint_digest",
     "eps_text",
     "load_evaluated_run",
+    "read_json_or_warn",
     "resolve_device",
     "result_paths",
     "iter_test_batches",
@@ -25,6 +30,8 @@ __all__ = [
     "run_test_store",
     "test_set_identity",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def eps_text(eps: float) -> str:
@@ -57,6 +64,30 @@ def load_evaluated_run(
     if not run.is_dir():
         raise UserInputError(f"{role} run {run} does not exist; give the --out directory of `evrobust train`")
     return load_run(run, which=which, device=device)
+
+
+def checkpoint_digest(run: Path, which: str) -> str:
+    """Hex sha256 of the ``which`` (best/last) checkpoint file of a run: its weights' content identity."""
+    from evrobust.pipelines.train.run_dir import CHECKPOINTS
+
+    return sha256_file(run / CHECKPOINTS[which], "checkpoint")
+
+
+def read_json_or_warn(path: Path, kind: str, what: str, consequence: str) -> Any | None:
+    """The JSON document ``path`` of ``kind``, validated against its schema; None when it cannot be used.
+
+    For documents a command can do without (the partial results it would resume from, the other mode's
+    result it would compare with): nothing at ``path`` is None without a word; a file that is unreadable,
+    not JSON, not a valid ``kind`` document, a link or a FIFO (:func:`evrobust.safeio.read_json`) is None
+    with one warning naming the file, the fault and ``consequence`` (e.g. ``"starting over"``).
+    """
+    if not os.path.lexists(path):
+        return None
+    try:
+        return read_json(path, kind)
+    except UserInputError as exc:
+        logger.warning("ignoring %s: %s; %s", what, " ".join(str(exc).split()), consequence)
+        return None
 
 
 def run_test_store(config: dict[str, Any], data_dir: str | None) -> Path:

@@ -19,7 +19,14 @@ Both entries and their markdown section come from :mod:`evrobust.pipelines.attac
 
 Resumable per batch: ``attack-<mode>.partial.json`` is written atomically after every batch; a rerun with the
 same options continues from it and ends with the same flags and accuracies as an uninterrupted run (only the
-``seconds`` differ). Randomness is seeded per batch from ``--seed`` and the batch index.
+``seconds`` differ). Randomness is seeded per batch from ``--seed`` and the batch index. The partial file's
+fingerprint holds the options and the content of what is attacked: the sha256 of the checkpoint file (and
+of the source run's, black-box) and the digest of the data store the test split is read from. A rerun
+against a changed checkpoint or store, a partial file from other options, or one whose batch count
+disagrees with its flags (schema ``attack_partial``) starts over with one warning saying why.
+
+Budgets are bounded (:data:`evrobust.pipelines.common.options.ATTACK_BOUNDS`): a value beyond them is one
+error line before the run is locked or read.
 """
 
 from __future__ import annotations
@@ -42,7 +49,6 @@ from evrobust.analysis.masking import (
     ZeroGradientStats,
     zero_gradient_stats,
 )
-from evrobust.atomic import write_text_atomic
 from evrobust.attacks import (
     ATTACKS,
     ENSEMBLES,
@@ -61,18 +67,22 @@ from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_m
 from evrobust.pipelines.attack.checks import LARGE_EPS, masking_checks, read_other_mode
 from evrobust.pipelines.attack.indicators import compute_indicators, first_samples, plateau_recorder
 from evrobust.pipelines.attack.inputs import (
+    checkpoint_digest,
     eps_text,
     iter_test_batches,
     load_evaluated_run,
     open_test_split,
+    read_json_or_warn,
     resolve_device,
     result_paths,
     run_test_store,
     test_set_identity,
 )
 from evrobust.pipelines.attack.reliable import reliable_summary, render_reliable
-from evrobust.pipelines.common.options import parse_eps
+from evrobust.pipelines.common.options import ATTACK_BOUNDS, MAX_LIMIT, check_attack_bounds, parse_eps
 from evrobust.preprocess.locks import acquire as acquire_lock
+from evrobust.safeio import check_write_target, remove_file, roundtrip
+from evrobust.safeio.atomic import write_text_atomic
 from evrobust.stats import ci95, format_interval
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
@@ -84,6 +94,13 @@ RESULT_FORMAT = "evrobust-attack"
 RESULT_VERSION = 1
 
 _DATA_SHAPE_KEYS = ("kind", "num_classes", "in_channels", "input_size", "frames")
+_CONTENT_KEYS = {
+    "checkpoint_sha256": "the checkpoint",
+    "source_checkpoint_sha256": "the source run's checkpoint",
+    "store_sha256": "the data store",
+}
+"""Fingerprint keys that identify content, not options -> what the resume warning says changed."""
+_ZERO_FIELDS = ("samples", "sample_share", "element_share")
 
 
 @dataclass
@@ -147,37 +164,46 @@ def _batch_seed(seed: int, batch: int) -> int:
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    """Markdown in the layout of the paper's Table 1 (accuracy in %), failed checks beside their numbers."""
-    attacks = [a for a in result["attacks"] if a["in_table"]]
-    failed: dict[str, list[CheckResult]] = {}
-    for c in result["checks"]:
+    """Markdown in the layout of the paper's Table 1 (accuracy in %), failed checks beside their numbers.
+
+    Takes any document the ``attack_result`` schema admits: a field that a hand-made file may leave out
+    prints as ``?`` (a name) or ``–`` (a number) instead of failing.
+    """
+    attacks = [a for a in result.get("attacks", []) if a.get("in_table", True)]
+    checks = result.get("checks", [])
+    failed: dict[str, list[str]] = {}
+    for c in checks:
         if not c["passed"]:
-            failed.setdefault(c["subject"], []).append(CheckResult(**c))
-    mode_title = "White Box Attack" if result["mode"] == "whitebox" else "Black Box Attack"
-    members = ", ".join(result["members"])
+            failed.setdefault(c.get("subject") or "", []).append(c["name"])
+    titles = {"whitebox": "White Box Attack", "blackbox": "Black Box Attack"}
+    mode_title = titles.get(result.get("mode") or "", "Attack")
+    members = ", ".join(result.get("members") or [])
+    eps = result.get("eps_text") or (eps_text(result["eps"]) if result.get("eps") is not None else "?")
+    source = result.get("source")
     lines = [
-        f"# {mode_title}: robust accuracy (%) of `{result['run']}`",
+        f"# {mode_title}: robust accuracy (%) of `{result.get('run', '?')}`",
         "",
-        f"eps {result['eps_text']} (L-inf), ensemble `{result['ensemble']}` ({members}), "
-        f"{result['samples']} test samples, seed {result['seed']}"
-        + (f", examples crafted on `{result['source']}`" if result["source"] else "")
+        f"eps {eps} (L-inf), ensemble `{result.get('ensemble', '?')}` ({members}), "
+        f"{result['samples']} test samples, seed {result.get('seed', '?')}"
+        + (f", examples crafted on `{source}`" if source else "")
         + ". Each accuracy comes with its 95 % Clopper–Pearson interval in brackets.",
         "",
     ]
-    header = ["Dataset", "Arch.", "Defense"] + [a["label"] for a in attacks]
-    row = [result["dataset"], result["arch"], result["defense"]]
+    header = ["Dataset", "Arch.", "Defense"] + [a.get("label") or a["name"] for a in attacks]
+    row = [str(result.get(key) or "?") for key in ("dataset", "arch", "defense")]
     for a in attacks:
-        cell = format_interval(a["accuracy"], a.get("ci95"), digits=2)
+        accuracy = a.get("accuracy")
+        cell = "–" if accuracy is None else format_interval(accuracy, a.get("ci95"), digits=2)
         if a.get("converged") is False:
             cell = f"≤ {cell} (not converged)"
-        flags = failed.get(a["name"], [])
-        if flags:
-            cell += " (" + ", ".join(f"check failed: {c.name}" for c in flags) + ")"
+        names = failed.get(a["name"], [])
+        if names:
+            cell += " (" + ", ".join(f"check failed: {name}" for name in names) + ")"
         row.append(cell)
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), "| " + " | ".join(row) + " |", ""]
     cascade = result.get("cascade")
     cascade_name = cascade["attack"] if cascade else None
-    multi = [a for a in attacks if len(a["members"]) > 1 and a["name"] != cascade_name]
+    multi = [a for a in attacks if len(a.get("members", {})) > 1 and a["name"] != cascade_name]
     if multi:
         lines += ["Per ensemble member (accuracy after the members up to this one; exact):", ""]
         # One table per member list: gradient attacks name their surrogate specs, gradient-free ones (noise)
@@ -188,17 +214,19 @@ def render_markdown(result: dict[str, Any]) -> str:
         for names, group in groups.items():
             lines += ["| Attack | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
             for a in group:
-                cells = [f"{100 * a['members'][m]['cumulative']:.2f}" for m in names]
-                lines.append(f"| {a['label']} | " + " | ".join(cells) + " |")
+                values = [a["members"][m].get("cumulative") for m in names]
+                cells = ["–" if v is None else f"{100 * v:.2f}" for v in values]
+                lines.append(f"| {a.get('label') or a['name']} | " + " | ".join(cells) + " |")
             lines.append("")
-    if cascade:
-        lines += render_reliable(result, cascade)
-    if result["checks"]:
+    if cascade and cascade.get("entering") is not None:  # a hand-made file may name only the cascade
+        view = {**result, "defense": result.get("defense") or "?"}
+        lines += render_reliable(view, {"stages": [], **cascade})
+    if checks:
         lines += ["Masking checks:", ""]
-        for c in result["checks"]:
+        for c in checks:
             mark = "pass" if c["passed"] else "FAIL"
-            about = f" [{c['subject']}]" if c["subject"] else ""
-            lines.append(f"- {mark} `{c['name']}`{about}: {c['detail']}")
+            about = f" [{c['subject']}]" if c.get("subject") else ""
+            lines.append(f"- {mark} `{c['name']}`{about}: {c.get('detail') or ''}")
         lines.append("")
     return "\n".join(lines)
 
@@ -210,7 +238,12 @@ def run_attack(run: str | os.PathLike[str], *, mode: str = "whitebox", **options
     ``<run>/.attack-<mode>.lock``): a second attack of the same run and mode is refused with a one-line
     UserInputError naming the holder; a lock left by a killed attack is taken over and the rerun resumes
     from ``attack-<mode>.partial.json``.
+
+    The budgets (``steps``, ``queries``, ``max_doublings``, ``limit``, ``batch_size``, ``seed``) are checked
+    against :data:`~evrobust.pipelines.common.options.ATTACK_BOUNDS` first: a value beyond them is a one-line
+    UserInputError before the lock is taken or any file is read or written.
     """
+    check_attack_bounds(**{key: options[key] for key in ATTACK_BOUNDS if key in options})
     if mode in MODES and Path(run).is_dir():
         with acquire_lock(Path(run) / f"attack-{mode}", "evrobust attack"):
             return _run_attack(run, mode=mode, **options)
@@ -269,16 +302,15 @@ def _run_attack(
     if max_doublings is not None:
         check_max_doublings(max_doublings)
     eps_value = parse_eps(eps)
-    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
-        raise UserInputError(f"--limit must be an integer >= 1, got {limit!r}")
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise UserInputError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
     if mode == "blackbox" and source is None:
         raise UserInputError("--mode blackbox needs --source <run dir of the model that crafts the examples>")
     if mode == "whitebox" and source is not None:
         raise UserInputError("--source is only used with --mode blackbox; drop it or add --mode blackbox")
     dev = resolve_device(device)
     run = Path(run)
+    json_path, md_path, partial_path = result_paths(run, mode)
+    for path in (json_path, md_path, partial_path):
+        check_write_target(path)  # a link or FIFO where the results go: refused before any work, not after
     model, config = load_evaluated_run(run, which, dev, "target")
     source_model: nn.Module | None = None
     if source is not None:
@@ -300,6 +332,9 @@ def _run_attack(
     dataset, n = open_test_split(store, limit)
     if n == 0:
         raise UserInputError(f"the test split of {store} is empty")
+    if n > MAX_LIMIT:
+        raise UserInputError(f"the test split of {store} holds {n:,} samples, more than an attack result can "
+                             f"record ({MAX_LIMIT:,}); attack a part of it with --limit")
 
     fingerprint = {
         "run": str(run.resolve()),
@@ -314,15 +349,19 @@ def _run_attack(
         "seed": seed,
         "checks": checks,
         "max_doublings": doublings,
+        # Content, not options: a resume against other weights or another store would mix two evaluations.
+        "checkpoint_sha256": checkpoint_digest(run, which),
+        "source_checkpoint_sha256": None if source is None else checkpoint_digest(Path(source), which),
+        "store_sha256": _store_digest(store),
     }
-    json_path, md_path, partial_path = result_paths(run, mode)
     state = _load_partial(partial_path, fingerprint)
     flags = {
         j.key: AttackFlags.from_json(state["flags"][j.key]) if j.key in state["flags"] else AttackFlags(j.key)
         for j in jobs
     }
     seconds: dict[str, float] = {j.key: float(state["seconds"].get(j.key, 0.0)) for j in jobs}
-    zero = ZeroGradientStats(**state["zero"]) if state.get("zero") else ZeroGradientStats(0, 0.0, 0.0)
+    saved_zero = state.get("zero")  # its known fields only: the schema lets unknown ones through
+    zero = ZeroGradientStats(*(saved_zero[k] for k in _ZERO_FIELDS) if saved_zero else (0, 0.0, 0.0))
     done = int(state["batches_done"])
     plateau: dict[str, list[int]] = {k: list(v) for k, v in (state.get("plateau") or {}).items()}
     if done:
@@ -449,7 +488,7 @@ def _run_attack(
             )
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
-    partial_path.unlink(missing_ok=True)
+    remove_file(partial_path)
     for c in check_results:
         if not c.passed:
             logger.warning("masking check %s failed for %s: %s", c.name, c.subject or "the run", c.detail)
@@ -488,16 +527,40 @@ def _member_summary(flags: AttackFlags) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _store_digest(store: Path) -> str:
+    """The content identity of the data store the test split is read from (imported here: zarr is slow)."""
+    from evrobust.preprocess.store_verify import store_digest
+
+    return store_digest(store)
+
+
 def _load_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The resume state in ``path`` if it was made by this very attack, else an empty one.
+
+    The file is read as an ``attack_partial`` document (:func:`read_json_or_warn`): unreadable, not JSON, a
+    link, or a batch count its flags do not cover is one warning and a fresh start. A valid file whose
+    fingerprint differs from ``fingerprint`` is one warning naming what changed (the checkpoint, the source's
+    checkpoint, the data store, or the options) and a fresh start too.
+    """
     empty: dict[str, Any] = {"batches_done": 0, "flags": {}, "seconds": {}, "zero": None}
-    if not path.is_file():
+    state = read_json_or_warn(path, "attack_partial", "the partial results", "starting over")
+    if state is None:
         return empty
-    try:
-        state = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        logger.warning("ignoring unreadable partial results %s; starting over", path)
+    stored, current = state["fingerprint"], roundtrip(fingerprint)
+    if stored != current:
+        # a key the stored fingerprint lacks (a file from before digests were kept) is not called a change
+        changed = [what for key, what in _CONTENT_KEYS.items()
+                   if stored.get(key, current[key]) != current[key]]
+        reason = " and ".join(changed) + " changed" if changed else "other options were given"
+        logger.warning("%s since the partial results %s were written; starting over", reason, path)
         return empty
-    if state.get("fingerprint") != json.loads(json.dumps(fingerprint)):
-        logger.warning("partial results %s were made with other options; starting over", path)
+    # The schema checked the flags against the file's own fingerprint. It equals this run's, so every job's
+    # flags must cover exactly the samples of the batches done: checked again here, where a gap would make
+    # the tables count samples that were never attacked.
+    done = state["batches_done"]
+    covered = min(done * fingerprint["batch_size"], fingerprint["samples"])
+    flags = state["flags"]
+    if done and any(len(flags.get(key, {}).get("correct", "")) != covered for key, _ in fingerprint["jobs"]):
+        logger.warning("the partial results %s do not cover their %d batches; starting over", path, done)
         return empty
     return state

@@ -242,7 +242,11 @@ def distribution_command(
 @app.command("heatmap")
 def heatmap_command(
     run: Runs,
-    count: Annotated[int, typer.Option("--count", min=1, help="Number of test samples to show.")] = 4,
+    # max: evrobust.safeio.schemas.analysis.MAX_HEATMAP_SAMPLES (not imported: the CLI starts without
+    # pydantic; tests/safeio/test_schema_analysis.py keeps the two equal).
+    count: Annotated[
+        int, typer.Option("--count", min=1, max=64, help="Number of test samples to show (at most 64).")
+    ] = 4,
     target: TargetOpt = Target.two_class,
     out: Out = None,
     spec: Spec = None, batch_size: BatchSize = 64, device: Device = "auto", seed: Seed = 0,

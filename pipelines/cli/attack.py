@@ -1,4 +1,9 @@
-"""``evrobust attack``: a thin typer wrapper over :func:`evrobust.pipelines.attack.pipeline.run_attack`."""
+"""``evrobust attack``: a thin typer wrapper over :func:`evrobust.pipelines.attack.pipeline.run_attack`.
+
+The budgets' upper bounds come from :data:`evrobust.pipelines.common.options.ATTACK_BOUNDS` (torch-free, so
+``--help`` stays fast): typer refuses a value beyond them in one line before any run is looked up, and
+``run_attack`` refuses them again for callers that import it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from evrobust.pipelines.common.options import (
+    MAX_BATCH_SIZE,
+    MAX_DOUBLINGS,
+    MAX_LIMIT,
+    MAX_QUERIES,
+    MAX_SEED,
+    MAX_STEPS,
+)
 
 
 class Mode(StrEnum):
@@ -73,11 +87,20 @@ def attack_command(
         typer.Option("--ensemble", help="Gradient specs: paper (4 members), widths (30 triangles), single."),
     ] = EnsembleName.paper,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Use only the first N test samples.")
+        int | None,
+        typer.Option("--limit", min=1, max=MAX_LIMIT,
+                     help=f"Use only the first N test samples (at most {MAX_LIMIT:,})."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Samples per batch.")] = 64,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
+                     help=f"Samples per batch, also the resume granularity (at most {MAX_BATCH_SIZE:,})."),
+    ] = 64,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the attacks' random starts.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the attacks' random draws (0 to 2**63-1)."),
+    ] = 0,
     checks: Annotated[
         bool, typer.Option("--checks/--no-checks", help="Run the gradient-masking checks (extra attacks).")
     ] = True,
@@ -89,19 +112,22 @@ def attack_command(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, help="Iterations of APGD-DLR, APGD-T, SA-PGD and of every gradient "
-                     "stage of a cascade [100]."),
+        typer.Option("--steps", min=1, max=MAX_STEPS,
+                     help="Iterations of APGD-DLR, APGD-T, SA-PGD and of every gradient stage of a cascade "
+                     f"[100; at most {MAX_STEPS:,}]."),
     ] = None,
     queries: Annotated[
         int | None,
-        typer.Option("--queries", min=1, help="Queries of Square (per draw) and RayS, also inside a cascade "
-                     "[5000]."),
+        typer.Option("--queries", min=1, max=MAX_QUERIES,
+                     help="Queries of Square (per draw) and RayS, also inside a cascade "
+                     f"[5000; at most {MAX_QUERIES:,}]."),
     ] = None,
     max_doublings: Annotated[
         int | None,
-        typer.Option("--max-doublings", help="Convergence certificate after a cascade: double the survivors' "
-                     "SA-PGD/Square budget until it breaks <= max(1, 0.5% of n), at most this often; 0 = off "
-                     "[3]."),
+        typer.Option("--max-doublings", min=0, max=MAX_DOUBLINGS,
+                     help="Convergence certificate after a cascade: double the survivors' SA-PGD/Square "
+                     "budget until it breaks <= max(1, 0.5% of n), at most this often; 0 = off "
+                     f"[3; at most {MAX_DOUBLINGS}]."),
     ] = None,
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""

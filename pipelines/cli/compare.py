@@ -1,7 +1,8 @@
 """``evrobust compare A B``: a thin wrapper over :mod:`evrobust.pipelines.common.paired`.
 
-Torch-free: it reads the per-sample flags of two attack results and tests their difference on the samples
-where they disagree (exact McNemar).
+Torch-free: it reads the per-sample flags of two attack results (``compare_input`` documents, read through
+:mod:`evrobust.safeio`: regular files only, schema-checked) and tests their difference on the samples where
+they disagree (exact McNemar).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ def compare_command(
     ] = None,
 ) -> None:
     """Compare two models' robust accuracy on the same samples: intervals, paired counts, McNemar p-value."""
-    from evrobust.atomic import write_text_atomic
     from evrobust.pipelines.common.paired import compare_paths, render_comparison
+    from evrobust.safeio import check_write_target, write_text_atomic
 
+    if json_out is not None:
+        check_write_target(json_out)  # a link or FIFO at --json: refused before reading the inputs
     result = compare_paths([a, *(add_a or [])], [b, *(add_b or [])], mode=mode, name_a=name_a, name_b=name_b)
     if json_out is not None:
         import json

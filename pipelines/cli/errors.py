@@ -22,6 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from evrobust.errors import UserInputError
+from evrobust.safeio import open_new
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,7 +42,8 @@ def _write_crash_log(exc: BaseException) -> Path | None:
         directory.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         path = directory / f"crash-{stamp}-{os.getpid()}.log"
-        path.write_text("".join(traceback.format_exception(exc)))
+        with open_new(path) as fh:  # a fresh file, never through a link
+            fh.write("".join(traceback.format_exception(exc)).encode("utf-8", "replace"))
         return path
     except OSError:
         return None

@@ -5,7 +5,7 @@ Heavy imports (torch, models, data) happen inside the command so that ``evrobust
 
 from __future__ import annotations
 
-import json
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,19 +47,57 @@ class Device(StrEnum):
     cuda = "cuda"
 
 
+MAX_OPTION_CHARS = 4096
+"""Longest ``--model-opt`` VALUE: no model option is longer, and the run's config.json must stay readable."""
+
+
 def parse_model_options(items: list[str]) -> dict[str, Any]:
-    """``["tau=0.5", "pool=max"]`` -> ``{"tau": 0.5, "pool": "max"}`` (values parsed as JSON if possible)."""
+    """``["tau=0.5", "pool=max"]`` -> ``{"tau": 0.5, "pool": "max"}`` (values parsed as JSON if possible).
+
+    Checks: each item is ``KEY=VALUE`` with a VALUE of at most :data:`MAX_OPTION_CHARS` characters; a VALUE
+    is parsed by :func:`evrobust.safeio.parse_json` (depth- and string-limited); one that starts like a JSON
+    list, object or string (``[``, ``{``, ``"``) must parse, any other text that is not JSON is taken as a
+    string (``pool=max``); numbers must be finite (``NaN``, ``Infinity``, ``1e400``).
+
+    Raises:
+        UserInputError: one line naming the option.
+    """
+    from evrobust.safeio import parse_json
+
     options: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise UserInputError(f"--model-opt {item!r} is not KEY=VALUE; e.g. --model-opt tau=0.5")
+        source = f"--model-opt {key.strip()}"
+        if len(text) > MAX_OPTION_CHARS:
+            raise UserInputError(
+                f"{source}: the value has {len(text):,} characters; at most {MAX_OPTION_CHARS:,} are accepted"
+            )
         try:
-            value: Any = json.loads(text)
-        except json.JSONDecodeError:
+            value: Any = parse_json(text, source)
+        except UserInputError:
+            if text.lstrip()[:1] in ("[", "{", '"'):
+                raise  # meant as JSON: a typo must fail here, not become a string the model then misreads
             value = text
+        if not _all_finite(value):
+            raise UserInputError(f"{source}={text} holds a number that is not finite; give a finite number")
         options[key.strip()] = value
     return options
+
+
+def _all_finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a parsed JSON value (the run's config.json refuses them on reading)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def train_command(

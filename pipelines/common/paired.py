@@ -5,7 +5,8 @@ An ``attack-<mode>.json`` (:mod:`evrobust.pipelines.attack.pipeline`) keeps one 
 are paired data, so their difference is tested on the samples where they disagree
 (:func:`evrobust.stats.compare_paired`), not by comparing two accuracies.
 
-- :func:`load_attack_file` reads one file (or ``attack-<mode>.json`` of a run directory), checks its layout;
+- :func:`load_attack_file` reads one file (or ``attack-<mode>.json`` of a run directory) through
+  :mod:`evrobust.safeio` as a ``compare_input`` document (schema :mod:`evrobust.safeio.schemas.attack`);
 - :func:`merge_attack_documents` takes several files of one model and returns one document whose flags are
   the per-sample worst case: a sample is robust only if no attack of any file broke it. That is how a user
   adds their own attack to an evaluation (a file in this layout with their flags);
@@ -18,13 +19,15 @@ Torch-free: flags stay strings here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
+from evrobust.safeio import read_json
+from evrobust.safeio.schemas import validate
 from evrobust.stats import compare_paired, format_interval, format_p
 
 __all__ = [
@@ -42,60 +45,43 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ATTACK_FORMAT = "evrobust-attack"
 WORST_CASE = "worst-case"
 """Key of the per-sample worst case over every in-table attack of a document (and over merged files)."""
-MAX_ATTACK_FILE_BYTES = 256 * 1024 * 1024
-"""Refuse larger attack files before reading them (a per-sample flag string is one byte per sample)."""
 
 
 def load_attack_file(path: str | os.PathLike[str], mode: str = "whitebox") -> dict[str, Any]:
     """One attack result: a JSON file, or the ``attack-<mode>.json`` of a run directory.
 
+    Read through :func:`evrobust.safeio.read_json` as a ``compare_input`` document: a regular file within its
+    size cap (a link, FIFO or device is refused without blocking), valid JSON, and valid against the
+    :class:`~evrobust.safeio.schemas.attack.AttackResult` schema (flag strings as long as ``samples``, of
+    ``1``, ``0`` and ``-`` only), so everything below indexes it safely.
+
     Raises:
         UserInputError: missing, not a regular file, too large, not JSON, or not an attack result with
-            per-sample flags.
+            per-sample flags (one line naming the file and the field).
     """
     path = Path(path)
-    if path.is_dir():
-        path = path / f"attack-{mode}.json"
-    if not path.exists():
-        raise UserInputError(f"{path} does not exist; run `evrobust attack` first, or give an attack JSON")
-    if not path.is_file():
-        raise UserInputError(f"{path} is not a regular file")
-    if path.stat().st_size > MAX_ATTACK_FILE_BYTES:
-        raise UserInputError(f"{path} is larger than {MAX_ATTACK_FILE_BYTES >> 20} MiB; not an attack result")
+    missing = "does not exist; run `evrobust attack` first, or give an attack JSON"
     try:
-        document = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"{path} is not valid JSON ({exc.__class__.__name__})") from None
-    check_flags_layout(document, path)
-    document = dict(document)
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)  # lstat: a link to a directory is a link, not a run
+    except FileNotFoundError:
+        raise UserInputError(f"{path} {missing}") from None
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if is_dir:
+        path = path / f"attack-{mode}.json"
+        if not os.path.lexists(path):
+            raise UserInputError(f"{path} {missing}")
+    document = dict(read_json(path, "compare_input"))
     document["_path"] = str(path)
     return document
 
 
 def check_flags_layout(document: Any, path: Path) -> None:
-    """The fields this module reads, with their types: one-line UserInputError otherwise."""
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise UserInputError(f"{path}: {what}; not an `evrobust attack` result")
-
-    need(isinstance(document, dict), "the top level is not an object")
-    need(document.get("format") == ATTACK_FORMAT, f"format is {document.get('format')!r}")
-    samples = document.get("samples")
-    need(isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1, "samples is not >= 1")
-    flags = document.get("flags")
-    need(isinstance(flags, dict) and bool(flags), "it holds no per-sample flags")
-    for key, entry in flags.items():
-        ok = isinstance(entry, dict) and isinstance(entry.get("correct"), str)
-        need(ok, f"flags[{key!r}] has no flag string")
-        text = entry["correct"]
-        need(len(text) == samples, f"flags[{key!r}] covers {len(text)} samples, not {samples}")
-        need(set(text) <= {"0", "1", "-"}, f"flags[{key!r}] holds characters other than 1, 0, -")
-    attacks = document.get("attacks", [])
-    need(isinstance(attacks, list) and all(isinstance(a, dict) and "name" in a for a in attacks),
-         "attacks is not a list of entries")
+    """Validate a document already in memory as a ``compare_input`` (the schema :func:`load_attack_file`
+    reads with): one-line UserInputError naming ``path`` and the field otherwise."""
+    validate(document, "compare_input", str(path))
 
 
 def robust_flags(document: dict[str, Any], key: str) -> list[bool]:

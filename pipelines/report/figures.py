@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from evrobust.errors import UserInputError
 from evrobust.pipelines.common.paper import DEFENSE_NAMES, PAPER_NAMES, TABLE3_ABLATION, published
 from evrobust.pipelines.report.runs import (
     RELIABLE,
@@ -32,7 +33,9 @@ from evrobust.pipelines.report.runs import (
 log = logging.getLogger(__name__)
 
 PLOT_PREFIX = "plot-"
-"""Every figure the report draws from runs is ``<report dir>/plot-<name>.png``; stale ones are removed."""
+"""Every figure the report draws from runs is ``<report dir>/plot-<name>.png``. A figure an earlier report
+drew and this one does not is removed by the report's manifest (:mod:`evrobust.pipelines.report.outputs`),
+never by its name: a ``plot-*.png`` the report did not write is left alone."""
 
 ATTACK_ORDER = ("noise", "fgsm", "pgd10", "apgd10", "reliable")
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -360,8 +363,9 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
     """Draw every figure the runs support into ``directory``; return them (lead figures first) and skip notes.
 
     A figure whose data are missing is skipped with a note; one whose data are malformed too (logged), so a
-    bad document costs one picture, never the report. ``plot-*.png`` files of an earlier report that were not
-    drawn again are removed, so the report links exactly the files that exist.
+    bad document costs one picture, never the report. A figure that cannot be written (a link standing at its
+    path, a full disk) stops the report with one line. Files of an earlier report are not touched here: the
+    caller removes those its manifest lists (:class:`evrobust.pipelines.report.outputs.OutputRecord`).
     """
     plans: list[tuple[str, str, bool, Callable[[Path], Path]]] = [
         (
@@ -435,14 +439,12 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
             figures.append(ReportFigure(draw(path), caption, lead, note))
         except SkipPlot as skip:
             notes.append(str(skip))
+        except UserInputError:
+            raise  # the output cannot be written (a ValueError too, but not a malformed result)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             log.warning("figure %s not drawn: %s: %s", name, type(exc).__name__, exc)
             notes.append(
                 f"{caption}: not drawn, the results it needs are malformed ({type(exc).__name__}: {exc})"
             )
-    drawn = {f.path.name for f in figures}
-    for stale in directory.glob(f"{PLOT_PREFIX}*.png"):
-        if stale.name not in drawn:
-            stale.unlink(missing_ok=True)
     figures.sort(key=lambda f: not f.lead)
     return figures, notes

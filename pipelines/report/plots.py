@@ -11,7 +11,7 @@ Analysis figures (one run, or several overlaid):
 - :func:`plot_vulnerability`: accuracy vs eps under noise / FGSM / PGD (paper Fig. 1);
 - :func:`plot_distribution`: histograms of gradient components, log share, several runs overlaid (Fig. 4);
 - :func:`plot_heatmaps`: inputs in the first row, ``|grad_x f_y|`` of each run below (Fig. 5);
-- :func:`plot_frame_heatmaps`: the same for one event sample, both polarity channels at every time step;
+- :func:`plot_frame_heatmaps`: the same for one event sample, both polarity channels along the time steps;
 - :func:`plot_theorem`: measured ``rho_adv / rho_rand`` against ``3 l1^2 / l2^2`` (Theorem 1).
 
 Report figures (many runs):
@@ -39,7 +39,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evrobust.atomic import write_bytes_atomic
+from evrobust.errors import UserInputError
+from evrobust.safeio.atomic import write_bytes_atomic
 
 __all__ = [
     "ATTACK_TITLES",
@@ -62,6 +63,14 @@ __all__ = [
 
 DPI = 110
 """Pixels per inch of every PNG: a 5-inch-wide panel is ~550 px, legible at 100 % zoom on a code host."""
+
+HEATMAP_COLUMNS = 16
+"""Most samples :func:`plot_heatmaps` draws (the first ones). Each is a column of subplots: the figure's
+width, its pixel buffer and matplotlib's layout work grow with the columns, so a document claiming thousands
+of samples would otherwise keep a report busy for minutes."""
+FRAME_COLUMNS = 16
+"""Most time steps :func:`plot_frame_heatmaps` draws (evenly spread over the sample, the first and last ones
+included), for the same reason: ``evrobust train`` allows 1,024 steps."""
 
 STYLE: dict[str, Any] = {
     "font.size": 9,
@@ -120,10 +129,33 @@ def defense_color(defense: str) -> str:
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render into memory, then write the PNG atomically (never through a link: see :mod:`evrobust.safeio`).
+
+    Raises:
+        UserInputError: the file cannot be written (one line: a full disk, no permission, a link there).
+    """
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return write_bytes_atomic(path, buffer.getvalue())
+    try:
+        return write_bytes_atomic(path, buffer.getvalue())
+    except OSError as exc:
+        raise UserInputError(
+            f"cannot write {path} ({exc.strerror or exc}); check free space and permissions"
+        ) from None
+
+
+def _peak(arrays: Sequence[np.ndarray]) -> float:
+    """The largest finite value over ``arrays`` (0.0 when there is none: all-null maps draw as one colour)."""
+    finite = [float(np.max(a[np.isfinite(a)])) for a in arrays if np.isfinite(a).any()]
+    return max(finite, default=0.0)
+
+
+def _steps(count: int, most: int) -> list[int]:
+    """At most ``most`` indices spread evenly over ``range(count)``, the first and the last included."""
+    if count <= most:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, most)})
 
 
 def _label(result: dict[str, Any]) -> str:
@@ -205,20 +237,21 @@ def plot_heatmaps(
 
     All results must be for the same samples (same ``indices``); the inputs are taken from the first. Every
     heatmap shares one colour scale (one colour bar), so a smaller or sparser gradient reads as a darker row.
+    At most :data:`HEATMAP_COLUMNS` samples are drawn (the first ones).
     """
     names = list(labels) if labels is not None else [_label(r) for r in results]
     first = results[0]
-    cols = len(first["input_maps"])
+    cols = min(len(first["input_maps"]), HEATMAP_COLUMNS)
     rows = 1 + len(results)
     fig = Figure(figsize=(1.7 * cols + 1.4, 1.75 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
-    for j, data in enumerate(first["input_maps"]):
+    for j, data in enumerate(first["input_maps"][:cols]):
         image, cmap = _input_image(data)
         axes[0][j].imshow(image, cmap=cmap)
         axes[0][j].set_title(f"input #{first['indices'][j]}, class {first['labels'][j]}", fontsize=7)
     axes[0][0].set_ylabel("input", fontsize=8)
-    maps = [[np.asarray(data, dtype=float) for data in result["grad_maps"]] for result in results]
-    top = max((float(m.max()) for row in maps for m in row), default=0.0) or 1.0
+    maps = [[np.asarray(data, dtype=float) for data in result["grad_maps"][:cols]] for result in results]
+    top = _peak([m for row in maps for m in row]) or 1.0
     shown = None
     for i, (row, name) in enumerate(zip(maps, names, strict=True), start=1):
         for j, grad in enumerate(row):
@@ -237,33 +270,34 @@ def plot_frame_heatmaps(
     """One event sample, polarity by polarity and step by step: input events, then ``|grad|`` of each run.
 
     ``results`` are ``heatmap`` results of event-frame runs holding ``input_frames`` / ``grad_frames``
-    (``[samples][T][2][H][W]``); the first sample of the first result is drawn. Columns are time steps; rows
-    are the ON and OFF channel of the input, then the ON and OFF channel of each run's ``|grad_x f_y|``, all
-    on one colour scale.
+    (``[samples][T][2][H][W]``); the first sample of the first result is drawn. Columns are time steps (at
+    most :data:`FRAME_COLUMNS`, spread evenly); rows are the ON and OFF channel of the input, then the ON and
+    OFF channel of each run's ``|grad_x f_y|``, all on one colour scale.
     """
     names = list(labels) if labels is not None else [_label(r) for r in results]
     frames = np.asarray(results[0]["input_frames"][0], dtype=float)  # [T, 2, H, W]
-    steps = frames.shape[0]
+    shown_steps = _steps(frames.shape[0], FRAME_COLUMNS)
+    steps = len(shown_steps)
     rows = 2 * (1 + len(results))
     fig = Figure(figsize=(1.3 * steps + 1.8, 1.15 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, steps, squeeze=False)
     polarity = ("ON", "OFF")
     events = None
-    peak = max(float(frames.max()), 1e-12)
+    peak = max(_peak([frames]), 1e-12)
     for p in range(2):
-        for t in range(steps):
-            events = axes[p][t].imshow(frames[t, p], cmap="gray", vmin=0.0, vmax=peak)
+        for col, t in enumerate(shown_steps):
+            events = axes[p][col].imshow(frames[t, p], cmap="gray", vmin=0.0, vmax=peak)
             if p == 0:
-                axes[p][t].set_title(f"t = {t}", fontsize=7)
+                axes[p][col].set_title(f"t = {t}", fontsize=7)
         axes[p][0].set_ylabel(f"events {polarity[p]}", fontsize=7)
     grads = [np.abs(np.asarray(result["grad_frames"][0], dtype=float)) for result in results]
-    top = max(float(g.max()) for g in grads) or 1.0
+    top = _peak(grads) or 1.0
     shown = None
     for i, (grad, name) in enumerate(zip(grads, names, strict=True)):
         for p in range(2):
             row = 2 * (i + 1) + p
-            for t in range(steps):
-                shown = axes[row][t].imshow(grad[t, p], cmap="hot", vmin=0.0, vmax=top)
+            for col, t in enumerate(shown_steps):
+                shown = axes[row][col].imshow(grad[t, p], cmap="hot", vmin=0.0, vmax=top)
             axes[row][0].set_ylabel(f"{name}\n|grad| {polarity[p]}", fontsize=6)
     _no_ticks(axes)
     fig.colorbar(events, ax=axes[:2, :].ravel().tolist(), shrink=0.8, label="events per bin")

@@ -11,7 +11,6 @@ Accuracies in the JSON documents are fractions in [0, 1]; tables show %.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,8 @@ class RunData:
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> analysis-<kind>.json
     metrics: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
+    attack_list: list[dict[str, Any]] = field(default_factory=list)  # every attack JSON, in file order
+    analysis_list: list[dict[str, Any]] = field(default_factory=list)  # every analysis JSON, in file order
 
     @property
     def dataset(self) -> str:
@@ -45,12 +46,34 @@ class RunData:
         return str((self.config.get("defense") or {}).get("name", "?"))
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; :class:`UserInputError` (one line) if unreadable or not an object."""
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"cannot read {path}: {exc}") from exc
+def read_json(path: Path, kind: str) -> dict[str, Any]:
+    """A JSON object of ``kind`` from ``path``, read and validated by :func:`evrobust.safeio.read_json`.
+
+    A link, FIFO or oversized file, invalid JSON or a field of the wrong type or range is one
+    :class:`UserInputError` line naming the file (and the field).
+    """
+    from evrobust.safeio import read_json as read_document
+
+    document = read_document(path, kind)
+    if not isinstance(document, dict):  # every schema is an object; kept for a kind validated loosely
+        raise UserInputError(f"{path} is not a JSON object")
+    return document
+
+
+def read_analysis(path: Path) -> dict[str, Any]:
+    """An ``analysis-<kind>.json``, validated as the model of its ``kind``.
+
+    A document without ``kind`` is filed under the kind its name gives (``analysis-heatmap.json`` ->
+    ``heatmap``), as the report always did; it is then validated as that kind, so the figures never meet a
+    heatmap that was only checked for the common fields.
+    """
+    from evrobust.safeio import read_json as read_document
+    from evrobust.safeio.schemas import validate
+
+    document = read_document(path, "analysis", validate=False)
+    if isinstance(document, dict) and not document.get("kind"):
+        document = {**document, "kind": path.stem.removeprefix("analysis-")}
+    validate(document, "analysis", str(path))
     if not isinstance(document, dict):
         raise UserInputError(f"{path} is not a JSON object")
     return document
@@ -123,28 +146,46 @@ def _is_interval(value: Any) -> bool:
 
 
 def load_run(run: Path) -> RunData:
-    """Read one run directory (its finished attack and analysis results and its metrics)."""
-    data = RunData(path=run, config=read_json(run / "config.json"))
+    """Read one run directory (its finished attack and analysis results and its metrics).
+
+    Every document goes through :mod:`evrobust.safeio`: ``config.json`` through
+    :func:`~evrobust.pipelines.train.run_dir.read_config`, ``attack-<mode>.json`` as ``attack_result``,
+    ``analysis-<kind>.json`` as ``analysis`` (:func:`read_analysis`), ``metrics.jsonl`` through
+    :func:`~evrobust.pipelines.train.run_dir.read_metrics`.
+    """
+    from evrobust.pipelines.train.run_dir import read_config
+
+    data = RunData(path=run, config=read_config(run))
     check_config_layout(data.config, run / "config.json")
     for p in sorted(run.glob("attack-*.json")):
         if not p.name.endswith(".partial.json"):
-            document = read_json(p)
+            document = read_json(p, "attack_result")
             check_attack_layout(document, p)
+            data.attack_list.append(document)
             data.attacks[str(document.get("mode") or p.stem.removeprefix("attack-"))] = document
     for p in sorted(run.glob("analysis-*.json")):
-        document = read_json(p)
-        data.analyses[str(document.get("kind") or p.stem.removeprefix("analysis-"))] = document
+        document = read_analysis(p)
+        data.analysis_list.append(document)
+        data.analyses[str(document["kind"])] = document
     data.metrics = read_metrics(run)
     return data
 
 
-def load_runs(runs: Sequence[Path]) -> list[RunData]:
-    """Read runs and give each a short unique label (``dataset/defense``, the directory name on a clash)."""
-    loaded = [load_run(r) for r in runs]
-    base = [f"{r.dataset}/{r.defense}" for r in loaded]
-    for r, label in zip(loaded, base, strict=True):
+def load_runs(runs: Sequence[Path], loaded: dict[Path, RunData] | None = None) -> list[RunData]:
+    """Read runs and give each a short unique label (``dataset/defense``, the directory name on a clash).
+
+    ``loaded``: runs already read (by path), reused instead of reading (and validating) them again; the runs
+    read here are added to it.
+    """
+    loaded = {} if loaded is None else loaded
+    for r in runs:
+        if r not in loaded:
+            loaded[r] = load_run(r)
+    data = [loaded[r] for r in runs]
+    base = [f"{r.dataset}/{r.defense}" for r in data]
+    for r, label in zip(data, base, strict=True):
         r.label = label if base.count(label) == 1 else f"{label} ({r.path.name})"
-    return sorted(loaded, key=_order)
+    return sorted(data, key=_order)
 
 
 def _order(run: RunData) -> tuple[str, int, str]:

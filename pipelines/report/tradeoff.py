@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evrobust.errors import UserInputError
 from evrobust.pipelines.common.results import load_results
 from evrobust.pipelines.report.pipeline import cell_value
 
@@ -42,10 +43,15 @@ def tradeoff_points(results: dict[str, Any] | str | Path) -> list[TradeoffPoint]
     """One point per row of the trade-off table of a ``results.json`` (document or path)."""
     if not isinstance(results, dict):
         results = load_results(results)
-    table = next(t for t in results["spec"]["tables"] if t["name"] == "tradeoff")
+    table = next((t for t in results["spec"].get("tables") or [] if t["name"] == "tradeoff"), None)
+    if table is None:
+        raise UserInputError("the results hold no table named 'tradeoff'; give the output of "
+                             "`evrobust reproduce tradeoff`")
     points = []
     for row in table["rows"]:
         value = {h: cell_value(results, c)[0] for h, c in row["cells"].items()}
+        if len(row["labels"]) != 2:  # load_results refuses it; a document built in memory is not checked
+            raise UserInputError(f"a tradeoff row has the labels {row['labels']!r}, not (setting, value)")
         setting, setting_value = row["labels"]
         points.append(TradeoffPoint(setting, setting_value, value.get("Clean"), value.get("PGD10"),
                                     value.get("grad l1"), value.get("grad l2"), value.get("density")))

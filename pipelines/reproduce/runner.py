@@ -18,8 +18,11 @@ killed at any moment, continues from its last epoch checkpoint when the same com
 ``resume=True`` (``--resume``); without it a partly trained run is refused with one line, so a changed spec
 never silently continues someone else's run. Completed runs are always reused (``evrobust train --resume``
 semantics: a completed run trains nothing); attacks and analyses whose cached result has the same options
-are not rerun. A cached result made from an older checkpoint of the same run directory is invalidated by
-the checkpoint's mtime.
+are not rerun. A cached entry is keyed by the step's options and holds the content it was computed from: the
+sha256 of the run's best checkpoint (and, black box, of the source run's) and the digest of the run's test
+store (:func:`evrobust.preprocess.store_verify.store_digest`). A retrained checkpoint or a rebuilt store
+makes the step run again, with one logged line saying what changed; a cache file that cannot be read or is
+not a valid result (:mod:`evrobust.safeio`) is recomputed the same way.
 
 Provenance: every model-describing number of a table row (accuracies, gradient norms) must come from the
 same checkpoint of its run, evaluated on the same test samples. :func:`check_row_provenance` enforces it on
@@ -33,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +44,14 @@ from evrobust.errors import UserInputError
 from evrobust.pipelines.common.results import RESULTS_FILE, RESULTS_FORMAT, load_results
 from evrobust.pipelines.reproduce.experiments import build_spec
 from evrobust.pipelines.reproduce.specs import AnalysisSpec, AttackSpec, PipelineSpec, RunSpec
-from evrobust.pipelines.train.run_dir import BEST_CHECKPOINT, read_metrics, write_json_atomic
+from evrobust.pipelines.train.run_dir import BEST_CHECKPOINT, read_config, read_metrics, write_json_atomic
+from evrobust.safeio import read_json, roundtrip, sha256_file
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "runs/reproduce"
 
-__all__ = ["DEFAULT_OUT", "RESULTS_FILE", "RESULTS_FORMAT", "execute", "load_results",
+__all__ = ["DEFAULT_OUT", "RESULTS_FILE", "RESULTS_FORMAT", "ContentDigests", "execute", "load_results",
            "run_reproduction", "run_tradeoff"]
 
 
@@ -57,6 +62,51 @@ def _hash(document: Any) -> str:
 def _checkpoint_stamp(run_dir: Path) -> float | None:
     path = run_dir / BEST_CHECKPOINT
     return path.stat().st_mtime if path.is_file() else None
+
+
+_CONTENT_KEYS = {
+    "checkpoint_sha256": "the checkpoint",
+    "source_checkpoint_sha256": "the source run's checkpoint",
+    "store_sha256": "the data store",
+}
+"""Fingerprint keys that identify content, not options -> what the recompute line says changed."""
+
+
+class ContentDigests:
+    """The content identities a cached step is checked against, each computed once per reproduction.
+
+    ``checkpoint(run)``: sha256 of the run's best checkpoint (recomputed when the file's size, mtime or inode
+    changed: a run trained further in this very reproduction gets its new digest); ``store(run)``: the
+    digest of the store the run's test split is read from (a store does not change during a reproduction,
+    and hashing a large one takes seconds, so it is hashed once per path).
+    """
+
+    def __init__(self, data_dir: str | None = None) -> None:
+        self.data_dir = data_dir
+        self._checkpoints: dict[tuple[str, int, int, int], str] = {}
+        self._stores: dict[Path, str] = {}
+
+    def checkpoint(self, run: Path) -> str | None:
+        """Hex sha256 of ``run``'s best checkpoint; None when it has none yet."""
+        path = run / BEST_CHECKPOINT
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+        if key not in self._checkpoints:
+            self._checkpoints[key] = sha256_file(path, "checkpoint")  # a link is refused, never followed
+        return self._checkpoints[key]
+
+    def store(self, run: Path) -> str:
+        """The digest of the test store of ``run`` (as ``evrobust attack`` / ``analyze`` resolve it)."""
+        from evrobust.pipelines.attack.inputs import run_test_store
+        from evrobust.preprocess.store_verify import store_digest
+
+        store = run_test_store(read_config(run), self.data_dir).resolve()
+        if store not in self._stores:
+            self._stores[store] = store_digest(store)
+        return self._stores[store]
 
 
 class MixedProvenanceError(RuntimeError):
@@ -102,14 +152,49 @@ def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, r
     return out, len(read_metrics(out)) - len(metrics)
 
 
-def _cached(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.is_file():
+def _short(value: Any) -> str:
+    return f"{value[:12]}..." if isinstance(value, str) and len(value) > 12 else str(value)
+
+
+def _why_stale(stored: dict[str, Any], fresh: dict[str, Any]) -> str:
+    """What differs between a cached fingerprint and the current one, in words."""
+    parts = [f"{what} changed (sha256 {_short(stored.get(key))} -> {_short(fresh.get(key))})"
+             for key, what in _CONTENT_KEYS.items() if stored.get(key) != fresh.get(key)]
+    others = sorted(k for k in set(stored) | set(fresh)
+                    if k not in _CONTENT_KEYS and stored.get(k) != fresh.get(k))
+    if others:
+        parts.append(f"its options differ ({', '.join(others[:5])})")
+    return "; ".join(parts) or "its fingerprint differs"
+
+
+def _cached(path: Path, fingerprint: dict[str, Any], what: str, kind: str) -> dict[str, Any] | None:
+    """The cached result at ``path`` if it was computed with ``fingerprint``, else None (with one log line).
+
+    Read through :mod:`evrobust.safeio` as a ``kind`` file (its size cap; never through a link), then the
+    result is validated: an analysis as an ``analysis`` document, an attack as a results file's attack entry.
+    A cache that cannot be used is simply recomputed.
+    """
+    from evrobust.safeio.schemas import validate
+    from evrobust.safeio.schemas.results import validate_attack_step
+
+    if not os.path.lexists(path):
         return None
     try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    if document.get("fingerprint") != json.loads(json.dumps(fingerprint, default=str)):
+        document = read_json(path, kind, validate=False)
+        if not isinstance(document, dict) or not isinstance(document.get("fingerprint"), dict):
+            raise UserInputError(f"{path} is not a cache entry (no fingerprint)")
+        stored = document["fingerprint"]
+        fresh = roundtrip(fingerprint)
+        if stored != fresh:
+            log.warning("recomputing %s: %s since its cached result %s", what, _why_stale(stored, fresh),
+                        path.name)
+            return None
+        if kind == "analysis":
+            validate(document.get("result"), "analysis", str(path))
+        else:
+            validate_attack_step(document.get("result"), str(path))
+    except UserInputError as exc:
+        log.warning("recomputing %s: its cached result cannot be used (%s)", what, " ".join(str(exc).split()))
         return None
     return document["result"]
 
@@ -124,25 +209,35 @@ def attack_run(
     data_dir: str | None,
     device: str,
     with_fresh: bool = False,
+    digests: ContentDigests | None = None,
 ) -> Any:
     """Run (or reuse) one attack; returns the compact result (accuracies, checks, settings), and with
-    ``with_fresh`` also whether it was computed now (False: from the cache)."""
+    ``with_fresh`` also whether it was computed now (False: from the cache).
+
+    The cache entry is named by the attack's options and reused only when the checkpoint(s) and the test
+    store still have the content it was computed from (``digests``: shared by the steps of one reproduction).
+    """
     from evrobust.pipelines.attack.pipeline import run_attack
 
+    digests = digests if digests is not None else ContentDigests(data_dir)
     run = run_dirs[spec.run]
     source = run_dirs[spec.source] if spec.source else None
-    fingerprint = {
+    options = {
         "run": str(run.resolve()),
-        "stamp": _checkpoint_stamp(run),
-        "source": None if source is None else [str(source.resolve()), _checkpoint_stamp(source)],
+        "source": None if source is None else str(source.resolve()),
         "mode": spec.mode,
         "attacks": list(spec.attacks),
         "eps": spec.eps,
         "ensemble": spec.ensemble,
         "limit": limit,
     }
-    cache = root / "cache" / f"attack-{_hash(fingerprint)}.json"
-    result = _cached(cache, fingerprint)
+    fingerprint = options | {
+        "checkpoint_sha256": digests.checkpoint(run),
+        "source_checkpoint_sha256": None if source is None else digests.checkpoint(source),
+        "store_sha256": digests.store(run),
+    }
+    cache = root / "cache" / f"attack-{_hash(options)}.json"
+    result = _cached(cache, fingerprint, f"attack {spec.key}", "attack_result")
     if result is not None:
         log.info("reusing attack %s", spec.key)
         return (result, False) if with_fresh else result
@@ -175,16 +270,23 @@ def analyse_run(
     data_dir: str | None,
     device: str,
     with_fresh: bool = False,
+    digests: ContentDigests | None = None,
 ) -> Any:
     """Run (or reuse) one analysis; returns its JSON document (per-sample lists dropped), and with
-    ``with_fresh`` also whether it was computed now."""
+    ``with_fresh`` also whether it was computed now.
+
+    ``evrobust analyze`` itself always computes afresh; this cache is where an analysis is reused, and only
+    when the checkpoint and the test store still have the content it was computed from (see
+    :func:`attack_run`).
+    """
     from evrobust.pipelines.analyze import run_analysis
 
+    digests = digests if digests is not None else ContentDigests(data_dir)
     run = run_dirs[spec.run]
-    fingerprint = {"run": str(run.resolve()), "stamp": _checkpoint_stamp(run), "kind": spec.kind,
-                   "limit": limit, "options": spec.options}
-    cache = root / "cache" / f"analysis-{_hash(fingerprint)}.json"
-    result = _cached(cache, fingerprint)
+    options = {"run": str(run.resolve()), "kind": spec.kind, "limit": limit, "options": spec.options}
+    fingerprint = options | {"checkpoint_sha256": digests.checkpoint(run), "store_sha256": digests.store(run)}
+    cache = root / "cache" / f"analysis-{_hash(options)}.json"
+    result = _cached(cache, fingerprint, f"analysis {spec.key}", "analysis")
     if result is not None:
         log.info("reusing analysis %s", spec.key)
         return (result, False) if with_fresh else result
@@ -230,7 +332,7 @@ COST_METRICS = frozenset({"seconds"})
 
 
 def cell_provenance(document: dict[str, Any], cell: dict[str, str]) -> tuple[Any, ...] | None:
-    """``(run dir, checkpoint, checkpoint stamp, samples)`` a cell's number was computed from.
+    """``(run dir, checkpoint, (checkpoint stamp, sha256), samples)`` a cell's number was computed from.
 
     None for a cost cell or a cell whose result is not there yet. A training metric other than a cost
     describes the last epoch on validation samples: its provenance says so and never matches an evaluation.
@@ -248,7 +350,9 @@ def cell_provenance(document: dict[str, Any], cell: dict[str, str]) -> tuple[Any
         return None
     origin = document.get("provenance", {}).get(ref, {})
     checkpoint = entry.get("checkpoint", entry.get("which"))
-    return (str(Path(entry["run"]).resolve()), checkpoint, origin.get("stamp"), entry.get("samples"))
+    # The checkpoint file's mtime and (when recorded: files written before hold none) its content.
+    identity = (origin.get("stamp"), origin.get("checkpoint_sha256"))
+    return (str(Path(entry["run"]).resolve()), checkpoint, identity, entry.get("samples"))
 
 
 def check_row_provenance(document: dict[str, Any]) -> None:
@@ -278,9 +382,10 @@ def check_row_provenance(document: dict[str, Any]) -> None:
                 )
 
 
-def _provenance(kind: str, run: Path) -> dict[str, Any]:
-    """Which checkpoint file (by its mtime) an attack or analysis result belongs to."""
-    return {"kind": kind, "run": str(run.resolve()), "stamp": _checkpoint_stamp(run)}
+def _provenance(kind: str, run: Path, digests: ContentDigests) -> dict[str, Any]:
+    """Which checkpoint file (by its content, and its mtime) an attack or analysis result belongs to."""
+    return {"kind": kind, "run": str(run.resolve()), "stamp": _checkpoint_stamp(run),
+            "checkpoint_sha256": digests.checkpoint(run)}
 
 
 class _Budget:
@@ -330,6 +435,7 @@ def execute(
     attacks: dict[str, Any] = {}
     analyses: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
+    digests = ContentDigests(data_dir)
 
     def write(complete: bool) -> None:
         document = {
@@ -370,16 +476,17 @@ def execute(
                 continue
             attacks[a.key], fresh = attack_run(a, run_dirs, root, limit=spec.attack_limit,
                                                batch_size=spec.attack_batch, data_dir=data_dir,
-                                               device=device, with_fresh=True)
-            provenance[a.key] = _provenance("attack", run_dirs[a.run])
+                                               device=device, with_fresh=True, digests=digests)
+            provenance[a.key] = _provenance("attack", run_dirs[a.run], digests)
             budget.spend(int(fresh))
             write(False)
         for an in spec.analyses:
             if an.key in analyses or not ready(an.run) or budget.exhausted:
                 continue
             analyses[an.key], fresh = analyse_run(an, run_dirs, root, limit=spec.attack_limit,
-                                                  data_dir=data_dir, device=device, with_fresh=True)
-            provenance[an.key] = _provenance("analysis", run_dirs[an.run])
+                                                  data_dir=data_dir, device=device, with_fresh=True,
+                                                  digests=digests)
+            provenance[an.key] = _provenance("analysis", run_dirs[an.run], digests)
             budget.spend(int(fresh))
             write(False)
     complete = len(trained) == len(spec.runs) and len(attacks) == len(spec.attacks) and len(analyses) == len(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +21,35 @@ from torch import Tensor, nn
 
 from evrobust.checkpoint import save_checkpoint
 from evrobust.errors import UserInputError
+from evrobust.safeio import remove_file
 
 log = logging.getLogger(__name__)
+
+
+# The name evrobust.safeio.atomic gives a temporary file: ``.<target>.<pid>.<8 hex digits>.tmp``.
+TEMPORARY_NAME = re.compile(r"^\..+\.[0-9]+\.[0-9a-f]{8}\.tmp$")
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
     """Delete temporary files of killed atomic writes in ``run_dir`` (``.<name>.<pid>.<hex>.tmp``).
 
-    Called while holding the run's writer lock, so no live writer owns them. Returns what was removed.
+    Called while holding the run's writer lock, so no live writer owns them. Only regular files whose name is
+    exactly the atomic writer's pattern are removed (a user's ``.notes.tmp`` stays); a link or anything else
+    standing under such a name, or one that cannot be deleted, is left alone with a warning (a leftover never
+    stops a training). Returns what was removed.
     """
     removed = []
     if run_dir.is_dir():
         for tmp in run_dir.glob(".*.tmp"):
-            if tmp.is_file() and not tmp.is_symlink():
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
+            if not TEMPORARY_NAME.match(tmp.name):
+                continue
+            try:
+                # remove_file lstat's the name and refuses a link or non-regular file: only the atomic
+                # writer's own leftovers are deleted, never a link (or its target) planted under that name.
+                if remove_file(tmp):
+                    removed.append(tmp)
+            except UserInputError as exc:  # a link or FIFO under that name, or no permission to delete it
+                log.warning("left %s in place: %s", tmp, exc)
     if removed:
         log.info("removed %d temporary files of an interrupted write in %s", len(removed), run_dir)
     return removed

@@ -66,6 +66,7 @@ from evrobust.pipelines.train.run_dir import (
 )
 from evrobust.preprocess.locks import ExclusiveLock
 from evrobust.preprocess.locks import acquire as acquire_lock
+from evrobust.safeio import remove_file
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class Trainer:
             if resume:
                 truncate_metrics(self.run_dir, self.epoch)
             else:
-                metrics_path(self.run_dir).unlink(missing_ok=True)
+                remove_file(metrics_path(self.run_dir))  # a link or FIFO there is refused, not deleted
             write_json_atomic(self.run_dir / CONFIG_FILE, self.document)
         dd.barrier(ctx)
 

@@ -18,8 +18,10 @@ import datetime as _dt
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import platform
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from evrobust.atomic import write_text_atomic
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
 from evrobust.pipelines.train.config import check_model_config_limits
+from evrobust.safeio import UnsafeFileError, open_append, parse_json, read_bytes
+from evrobust.safeio.atomic import write_text_atomic
+from evrobust.safeio.files import describe_mode
+from evrobust.safeio.schemas import validate
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,6 @@ CHECKPOINTS = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
 RUN_FORMAT = "evrobust-run"
 RUN_FORMAT_VERSION = 1
 MODEL_PREFIX = "model."
-MAX_CONFIG_BYTES = 16 << 20  # a run's config.json is a few KB; refuse to parse anything absurd
 
 # Data properties a run depends on; the store path itself may move between an interruption and a resume.
 DATA_IDENTITY_KEYS = ("dataset", "kind", "num_classes", "in_channels", "input_size", "frames", "split_sizes")
@@ -114,73 +118,132 @@ def write_json_atomic(path: Path, document: Any) -> None:
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``config.json`` of a run directory (UserInputError if missing or not a run)."""
+    """The ``config.json`` of a run directory, checked before any caller uses it.
+
+    Checks, in order (each failure is one UserInputError line naming the file): the file exists (else "not a
+    run directory"); it is a regular file, not a link or FIFO, within the ``run_config`` size cap; it is UTF-8
+    JSON, nested at most 64 deep; ``format`` is ``evrobust-run``; ``model`` and ``data`` are objects; the
+    model's ``T`` and ``width`` lie within the limits of ``evrobust train``; and the whole document matches
+    :class:`evrobust.safeio.schemas.run.RunConfig` (types and ranges of every field a reader uses).
+    """
     path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise UserInputError(
             f"{run_dir} is not a run directory (no {CONFIG_FILE}); give the --out of `evrobust train`"
         )
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise UserInputError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes; it is not a run configuration")
+    # read_json's three steps, one by one, so that each failure keeps the wording scripts know. A link, FIFO,
+    # directory or oversized file is refused by read_bytes in its own words.
+    data = read_bytes(path, "run_config")
     try:
-        document = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, RecursionError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError
-        message = " ".join(str(exc).split())[:200]
-        raise UserInputError(f"{path} is not valid JSON ({message}); the run directory is damaged") from None
+        document = parse_json(data, str(path))
+    except UserInputError as exc:
+        raise UserInputError(f"{path} {_not_json(exc, str(path))}; the run directory is damaged") from None
     if not isinstance(document, dict) or document.get("format") != RUN_FORMAT:
         raise UserInputError(f"{path} is not an evrobust run configuration")
     for key in ("model", "data"):
         if not isinstance(document.get(key, {}), dict):
             raise UserInputError(f"{path}: entry {key!r} is not a JSON object; the run directory is damaged")
+    # The model's size fields first, in the words `evrobust train` uses for the same limits (T <= 1024,
+    # width <= 16): the schema's bounds below are looser sanity bounds.
+    check_model_config_limits(document.get("model", {}), str(path))
+    validate(document, "run_config", str(path))
     return document
 
 
+def _why(exc: UserInputError, source: str) -> str:
+    """What a safeio error says about ``source``, without the source and the advice after the first ``;``."""
+    return str(exc).removeprefix(source).strip(" :").split(";")[0]
+
+
+def _not_json(exc: UserInputError, source: str) -> str:
+    """``is not valid JSON (<why>)`` from a :func:`parse_json` error about ``source``."""
+    why = _why(exc, source)
+    if why.startswith("is not valid JSON"):
+        return why
+    return f"is not valid JSON ({why.removeprefix('is ')})"
+
+
 def metrics_path(run_dir: str | os.PathLike[str]) -> Path:
-    """``<run>/metrics.jsonl``; UserInputError if something other than a regular file stands at that path."""
+    """``<run>/metrics.jsonl``; UserInputError if something other than a regular file stands at that path.
+
+    ``lstat``, not ``stat``: a symbolic link there is refused by name, never followed (a link to a file
+    elsewhere would have its target read, truncated or appended to).
+    """
     path = Path(run_dir) / METRICS_FILE
-    if path.exists() and not path.is_file():
-        raise UserInputError(f"{path} is not a regular file (a directory?); the run directory is damaged")
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise UnsafeFileError(
+            f"{path} is not a regular file ({describe_mode(mode)}); evrobust keeps metrics in a regular file "
+            "only, never through a link: the run directory is damaged"
+        )
     return path
 
 
+def _finite_or_none(value: Any) -> Any:
+    """``value``, or None for a NaN or infinity (strict JSON has neither, and the reader refuses them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    """Append one epoch's record as a JSON line (flushed and fsynced)."""
-    with open(metrics_path(run_dir), "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    """Append one epoch's record as a JSON line (flushed and fsynced), never through a link or into a FIFO.
+
+    A non-finite number (a gradient norm that overflowed) is written as null with a warning, so that every
+    line written is one :func:`read_metrics` reads back: a skipped line would look like a lost epoch.
+    """
+    clean = {key: _finite_or_none(value) for key, value in record.items()}
+    changed = sorted(key for key in record if clean[key] is None and record[key] is not None)
+    if changed:
+        log.warning("epoch %s: non-finite %s recorded as null", record.get("epoch"), ", ".join(changed))
+    line = (json.dumps(clean, allow_nan=False) + "\n").encode("utf-8")
+    with open_append(metrics_path(run_dir), "metrics") as fh:
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All epoch records of a run (empty list if none yet)."""
+    """All epoch records of a run (empty list if none yet).
+
+    The file must be a regular file within the ``metrics`` size cap (else UserInputError). Each line is parsed
+    on its own and checked against :class:`evrobust.safeio.schemas.run.MetricsRecord`; a line that is not
+    UTF-8, not JSON, too deep, or not a valid epoch record is skipped with a warning, the others are kept.
+    """
     path = metrics_path(run_dir)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return []
+    # errors="replace": one damaged byte spoils its own line (skipped below), never the whole log.
+    text = read_bytes(path, "metrics").decode("utf-8", errors="replace")
     records = []
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        source = f"line {number} of {path}"
         try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
+            record = parse_json(line, source)
+        except UserInputError:
             # A torn last line (a kill between write and fsync on a file system without ordered appends) is
             # skipped: the epoch it described is redone from the checkpoint on --resume.
             log.warning("skipping unreadable line %d of %s", number, path)
             continue
-        if isinstance(record, dict) and _is_epoch(record.get("epoch")):
-            records.append(record)
-        else:
-            log.warning("skipping line %d of %s: not an epoch record", number, path)
+        try:
+            validate(record, "metrics", source)
+        except UserInputError as exc:
+            log.warning("skipping line %d of %s: not an epoch record (%s)", number, path, _why(exc, source))
+            continue
+        records.append(record)
     return records
-
-
-def _is_epoch(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     """Drop records of epochs after ``epochs_done`` (written before an interruption hit the checkpoint)."""
-    records = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= epochs_done]
+    records = [r for r in read_metrics(run_dir) if r["epoch"] <= epochs_done]
     path = metrics_path(run_dir)
     if path.is_file():
         write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ def _attack(
         "eps_text": "8/255",
         "samples": 40,
         "attacks": [_entry(n, a, members.get(n)) for n, a in accs.items()],
+        # Per-sample flags, as the attack_result schema requires: the first round(40 * accuracy) robust.
+        "flags": {n: {"correct": "1" * round(40 * a) + "0" * (40 - round(40 * a))} for n, a in accs.items()},
         "checks": [],
         **extra,
     }
@@ -79,7 +82,8 @@ def _make_run(
     run.mkdir(parents=True)
     (run / "config.json").write_text(
         json.dumps(
-            {"data": {"dataset": dataset}, "model": {"name": "vgg_small"}, "defense": {"name": defense}}
+            {"format": "evrobust-run", "data": {"dataset": dataset}, "model": {"name": "vgg_small"},
+             "defense": {"name": defense}}
         )
     )
     pgd = 0.1 + 0.6 * strength
@@ -218,13 +222,15 @@ def test_report_draws_every_plot_its_runs_support(full_runs: Path) -> None:
     assert "past 25.5/255 it cannot reach the edge of the eps-ball" in text
 
 
-def test_missing_data_skip_plots_with_notes_and_stale_plots_go(tmp_path: Path) -> None:
+def test_missing_data_skip_plots_with_notes_and_foreign_plots_stay(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     _make_run(root, "digits", "vanilla", full=False)
     _make_run(root, "digits", "sr", full=False, strength=0.5)
-    (root / "plot-accuracy-vs-eps.png").write_bytes(PNG_SIGNATURE)  # left by an earlier, richer report
+    # Not in any report manifest: a file the report did not write is never deleted (tests/safeio covers the
+    # removal of plots an earlier report listed).
+    (root / "plot-accuracy-vs-eps.png").write_bytes(PNG_SIGNATURE)
     report = write_report([root])
-    assert {p.name for p in root.glob("*.png")} == {"plot-defense-comparison.png"}
+    assert {p.name for p in root.glob("*.png")} == {"plot-accuracy-vs-eps.png", "plot-defense-comparison.png"}
     assert _links(report) == ["plot-defense-comparison.png"]
     text = report.read_text()
     notes = text.split("Plots not drawn:")[1]
@@ -239,17 +245,16 @@ def test_missing_data_skip_plots_with_notes_and_stale_plots_go(tmp_path: Path) -
         assert needle in notes, needle
 
 
-def test_a_malformed_analysis_costs_one_plot_not_the_report(full_runs: Path) -> None:
-    path = full_runs / "digits" / "vanilla" / "analysis-distribution.json"
+def test_a_malformed_analysis_is_one_line_naming_the_file(full_runs: Path, tmp_path: Path) -> None:
+    """The analysis schema refuses it before any plot is drawn (edges and counts must agree)."""
+    root = tmp_path / "copy"
+    shutil.copytree(full_runs, root)
+    path = root / "digits" / "vanilla" / "analysis-distribution.json"
     doc = json.loads(path.read_text())
     doc["edges"] = doc["edges"][:3]  # edges and counts disagree
     path.write_text(json.dumps(doc))
-    text = write_report([full_runs]).read_text()
-    assert not (full_runs / "plot-gradient-histogram-digits.png").exists()
-    assert (full_runs / "plot-gradient-histogram-digits-dvs.png").exists()
-    assert (
-        "digits: gradient-component histogram (Fig. 4): not drawn, the results it needs are malformed" in text
-    )
+    with pytest.raises(UserInputError, match=f"{path}: .*3 edges for 11 counts"):
+        write_report([root])
 
 
 def test_overestimate_key_adds_reliable_and_overestimate_columns(tmp_path: Path) -> None:
@@ -301,7 +306,7 @@ def test_cli_report_on_runs_without_attack_results_is_one_line_exit_2(tmp_path: 
     for defense in ("vanilla", "sr"):
         run = tmp_path / "runs" / defense
         run.mkdir(parents=True)
-        (run / "config.json").write_text(json.dumps({"defense": {"name": defense}}))
+        (run / "config.json").write_text(json.dumps({"format": "evrobust-run", "defense": {"name": defense}}))
         (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "loss": 1.0, "val_acc": 50.0}) + "\n")
     result = runner.invoke(main_app, ["report", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
@@ -321,23 +326,28 @@ def test_cli_report_on_a_torn_attack_json_is_one_line_exit_2(tmp_path: Path) -> 
         result = runner.invoke(main_app, ["report", str(target)])
         assert result.exit_code == 2, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and f"cannot read {run / 'attack-whitebox.json'}" in lines[0]
+        assert len(lines) == 1 and f"{run / 'attack-whitebox.json'} is not valid JSON" in lines[0]
     assert not list((tmp_path / "runs").rglob("report.md"))
 
 
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("attack-whitebox.json", '{"mode": 3, "attacks": "x"}', "'mode' is missing or not a string"),
+        ("attack-whitebox.json", '{"mode": 3, "attacks": "x"}', "field format: Field required"),
         ("attack-whitebox.json",
-         '{"mode": "whitebox", "ensemble": "paper", "eps_text": "8/255", "samples": 4, '
-         '"attacks": [{"name": 5}]}',
-         "an attack lacks a string 'name' or 'label'"),
+         '{"format": "evrobust-attack", "mode": 3, "samples": 4, "flags": {"clean": {"correct": "1111"}}, '
+         '"attacks": []}',
+         "field mode: Input should be 'whitebox' or 'blackbox'"),
         ("attack-whitebox.json",
-         '{"mode": "whitebox", "ensemble": "paper", "eps_text": "8/255", "samples": 4, "attacks": '
+         '{"format": "evrobust-attack", "mode": "whitebox", "ensemble": "paper", "eps_text": "8/255", '
+         '"samples": 4, "flags": {"clean": {"correct": "1111"}}, "attacks": [{"name": 5}]}',
+         "field attacks.0.name: Input should be a valid string"),
+        ("attack-whitebox.json",
+         '{"format": "evrobust-attack", "mode": "whitebox", "ensemble": "paper", "eps_text": "8/255", '
+         '"samples": 4, "flags": {"pgd10": {"correct": "1111"}}, "attacks": '
          '[{"name": "pgd10", "label": "PGD10", "accuracy": "high"}]}',
-         "attack 'pgd10' has no numeric 'accuracy'"),
-        ("config.json", '{"model": 5}', "'model' is not an object"),
+         "field attacks.0.accuracy: Input should be a valid number"),
+        ("config.json", '{"format": "evrobust-run", "model": 5}', "entry 'model' is not a JSON object"),
     ],
 )
 def test_wrong_typed_json_is_one_line(tmp_path: Path, name: str, text: str, expected: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import pickle
 import shutil
 import struct
@@ -171,14 +172,15 @@ def digits_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _shallow_copy(store: Path, dest: Path, copy: tuple[str, ...] = ()) -> Path:
     """A store whose root zarr.json (and the arrays in ``copy``) are private copies and whose other arrays
-    link to ``store``'s: fast to make, and a mutation never reaches the shared original."""
+    are hard links to ``store``'s chunk files (readers refuse symbolic links in a store): fast to make, and a
+    mutation of the copied parts never reaches the shared original."""
     dest.mkdir(parents=True)
     shutil.copy(store / "zarr.json", dest / "zarr.json")
     for child in store.iterdir():
         if child.is_dir() and child.name in copy:
             shutil.copytree(child, dest / child.name)
         elif child.is_dir():
-            (dest / child.name).symlink_to(child)
+            shutil.copytree(child, dest / child.name, copy_function=os.link)
     return dest
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from evrobust.preprocess.store import (
     MAX_FRAMES,
     MAX_SAMPLE_ELEMENTS,
     MAX_SIDE,
-    _attrs_problem,
+    attrs_problem,
     check_event_options,
 )
 
@@ -131,7 +132,7 @@ def test_preprocess_sizes_fail_before_allocating(
     raw = tmp_path / "raw"
     for name in CLASSES:
         (raw / name).mkdir(parents=True)
-        (raw / name / "a.aedat").symlink_to((real_data / MNIST_DVS).resolve())
+        shutil.copyfile(real_data / MNIST_DVS, raw / name / "a.aedat")
     args = {"frames": 10, "size": 48, "scale": None, **kwargs}
     code = (
         "import json\nfrom math import inf, nan\nfrom evrobust.errors import UserInputError\n"
@@ -154,10 +155,10 @@ def test_writer_refuses_what_the_reader_rejects() -> None:
         with pytest.raises(UserInputError):
             check_event_options(frames, size, None, scale)
         attrs = {"frames": frames, "resize": size, "scale_request": scale, "classes": ["a"]}
-        assert _attrs_problem(attrs) is not None, attrs
+        assert attrs_problem(attrs) is not None, attrs
     check_event_options(MAX_FRAMES, 64, (128, 128), 1e9)
     largest = {"frames": MAX_FRAMES, "resize": 64, "scale_request": 1e9, "classes": ["a"]}
-    assert _attrs_problem(largest) is None
+    assert attrs_problem(largest) is None
 
 
 def test_create_store_refuses_an_unreadable_build(tmp_path: Path) -> None:

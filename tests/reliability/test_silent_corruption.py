@@ -4,6 +4,7 @@ DVS128 by any path."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,7 @@ def test_davis_file_in_a_class_folder_is_refused_on_every_path(real_data: Path, 
     for c, name in enumerate(CLASSES):
         (raw / name).mkdir(parents=True)
         src = davis if c == 3 else real_data / MNIST_DVS
-        (raw / name / f"{name}_0.aedat").symlink_to(src.resolve())
+        shutil.copyfile(src, raw / name / f"{name}_0.aedat")  # a copy: links to sources are refused
     with pytest.raises(UserInputError, match="cat/cat_0.aedat.*DAVIS recording"):
         preprocess_cifar10dvs(raw, frames=4, size=32, out=tmp_path / "s.zarr")
     report = preprocess_cifar10dvs(raw, frames=4, size=32, out=tmp_path / "skip.zarr", on_error="skip")
@@ -134,7 +135,7 @@ def test_a_file_name_with_double_colon_in_a_class_folder_is_a_file(real_data: Pa
     raw = tmp_path / "raw"
     for name in CLASSES:
         (raw / name).mkdir(parents=True)
-        (raw / name / "take::1.aedat").symlink_to((real_data / MNIST_DVS).resolve())
+        shutil.copyfile(real_data / MNIST_DVS, raw / name / "take::1.aedat")
     sources = scan_event_dir(raw, CLASSES)
     assert sources[0].path == "airplane/take::1.aedat"
     assert split_zip_source(sources[0].path) is None
