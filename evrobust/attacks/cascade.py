@@ -19,6 +19,7 @@ APGD-T cost, for the researcher who wants every member on every stage.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,9 @@ class Cascade:
             if not stage.specs:
                 raise UserInputError(f"cascade stage {stage.name!r} has no gradient spec")
         self.stages = stages
+        # Wall-clock seconds spent in each stage by this object's calls (its members' attacks and the judge's
+        # forward passes): where a reliable evaluation's cost goes. Bookkeeping only; never read by a stage.
+        self.stage_seconds: dict[str, float] = {s.name: 0.0 for s in stages}
 
     @property
     def members(self) -> list[str]:
@@ -218,6 +222,7 @@ class Cascade:
                     logger.debug("cascade member %s: nothing left to attack", label)
                     m += 1
                     continue
+                started = time.perf_counter()
                 member_seed = cascade_member_seed(base, label)
                 warm = {}
                 if m > 0 and getattr(stage.attack, "warm_start", False):
@@ -232,6 +237,7 @@ class Cascade:
                 member_correct[m, rows] = ok.to(torch.int8)
                 x_adv[rows] = xa
                 state[rows[~ok]] = False
+                self.stage_seconds[stage.name] += time.perf_counter() - started
                 m += 1
         return EnsembleResult(
             x_adv=x_adv,

@@ -364,6 +364,15 @@ def _run_attack(
     zero = ZeroGradientStats(*(saved_zero[k] for k in _ZERO_FIELDS) if saved_zero else (0, 0.0, 0.0))
     done = int(state["batches_done"])
     plateau: dict[str, list[int]] = {k: list(v) for k, v in (state.get("plateau") or {}).items()}
+    # Seconds per cascade stage, carried over a resume (the cascade object counts only this process's calls).
+    earlier_stages = {str(k): float(v) for k, v in (state.get("stage_seconds") or {}).items()}
+
+    def stage_seconds() -> dict[str, float]:
+        if cascade_job is None or not isinstance(cascade_job.attack, Cascade):
+            return {}
+        spent = cascade_job.attack.stage_seconds
+        return {k: earlier_stages.get(k, 0.0) + spent.get(k, 0.0) for k in {*earlier_stages, *spent}}
+
     if done:
         logger.info("resuming %s from batch %d (%s)", partial_path.name, done, run)
 
@@ -400,12 +409,16 @@ def _run_attack(
             "seconds": seconds,
             "zero": zero.__dict__,
             "plateau": plateau,
+            "stage_seconds": stage_seconds(),
         }
         write_text_atomic(partial_path, json.dumps(state))
         status = ", ".join(f"{j.key} {100 * flags[j.key].accuracy():.1f}%" for j in jobs if j.in_table)
         logger.info("batch %d/%d: %s", done, total_batches, status)
 
     certificate = None
+    cost: dict[str, Any] = {}
+    if cascade_job is not None:
+        cost = {"cascade": seconds[cascade_job.key], "stages": stage_seconds()}
     if cascade_job is not None and doublings > 0:
         start = time.perf_counter()
         crafter = model if source_model is None else source_model
@@ -424,7 +437,8 @@ def _run_attack(
             cascade_job.attack, flags[cascade_job.key], batches, batch_size, crafter, model,
             lambda b: _batch_seed(seed, b), doublings, state.get("certificate"), save,
         )
-        seconds[cascade_job.key] += time.perf_counter() - start
+        cost["certificate"] = time.perf_counter() - start
+        seconds[cascade_job.key] += cost["certificate"]
     acc = {k: f.accuracy() for k, f in flags.items()}
     other = read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
     check_results: list[CheckResult] = []
@@ -483,9 +497,15 @@ def _run_attack(
             x_sub, y_sub = first_samples(
                 (b, xb.to(dev), yb.to(dev)) for b, xb, yb in iter_test_batches(dataset, n, batch_size, 0)
             )
+            start = time.perf_counter()
             result["reliable"].update(
                 compute_indicators(cascade_job.attack, model, x_sub, y_sub, eps_value, plateau, seed)
             )
+            cost["indicators"] = time.perf_counter() - start
+        if "reliable" in result:
+            # Where the reliable evaluation's time went: the cascade (per stage, the certificate's reruns not
+            # included), the certificate, the indicators. Seconds, wall clock; not part of any verdict.
+            result["reliable"]["seconds"] = cost
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
     remove_file(partial_path)

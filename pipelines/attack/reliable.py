@@ -164,6 +164,7 @@ def render_reliable(result: dict[str, Any], cascade: dict[str, Any]) -> list[str
         )
     lines.append("")
     lines += render_certificate(result.get("reliable") or {})
+    lines += render_cost((result.get("reliable") or {}).get("seconds"))
     lines += render_indicators(result.get("reliable") or {})
     return lines
 
@@ -194,3 +195,18 @@ def render_certificate(reliable: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def render_cost(cost: Any) -> list[str]:
+    """One markdown line: where the reliable evaluation's seconds went (none when not recorded)."""
+    if not isinstance(cost, dict) or not isinstance(cost.get("cascade"), int | float):
+        return []
+    stages = cost.get("stages") if isinstance(cost.get("stages"), dict) else {}
+    per_stage = ", ".join(
+        f"{name} {seconds:.1f}" for name, seconds in stages.items() if isinstance(seconds, int | float)
+    )
+    parts = [f"cascade {cost['cascade']:.1f} s" + (f" ({per_stage})" if per_stage else "")]
+    for key in ("certificate", "indicators"):
+        if isinstance(cost.get(key), int | float):
+            parts.append(f"{key} {cost[key]:.1f} s")
+    return [f"Cost of the reliable evaluation (wall clock): {'; '.join(parts)}.", ""]

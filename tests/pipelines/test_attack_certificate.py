@@ -88,8 +88,16 @@ def test_certificate_joins_the_verdict_and_is_recorded(
     # what the doublings broke is named per sample, and adds up
     broken_by_doubling = [b for b in result["cascade"]["broken_by"] if b and b.startswith("x")]
     assert len(broken_by_doubling) == sum(d["broke"] for d in doublings)
+    # where the time went: the cascade per stage, the certificate, the indicators (wall clock, >= 0)
+    cost = reliable["seconds"]
+    assert set(cost) == {"cascade", "stages", "certificate", "indicators"}
+    assert set(cost["stages"]) == {s["name"] for s in result["cascade"]["stages"]}
+    totals = (cost["cascade"], cost["certificate"], cost["indicators"], *cost["stages"].values())
+    assert all(v >= 0 for v in totals)
+    assert sum(cost["stages"].values()) <= cost["cascade"] + 1e-6  # the stages run inside the cascade's time
     markdown = result_paths(run, "whitebox")[1].read_text()
     assert "Convergence certificate:" in markdown and "| x2 |" in markdown
+    assert "Cost of the reliable evaluation (wall clock): cascade " in markdown
     if not reliable["converged"]:
         assert "≤ " in markdown and "(not converged)" in markdown
 

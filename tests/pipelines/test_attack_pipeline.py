@@ -16,6 +16,8 @@ from evrobust.pipelines.attack.pipeline import result_paths, run_attack
 from evrobust.pipelines.train.config import TrainConfig
 from evrobust.pipelines.train.pipeline import train
 
+from .conftest import strip_seconds
+
 COMMON: dict[str, Any] = {"limit": 40, "batch_size": 20, "device": "cpu"}
 
 
@@ -31,14 +33,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         )
         out.append(train(config))
     return out[0], out[1]
-
-
-def strip_seconds(result: dict[str, Any]) -> dict[str, Any]:
-    """The result without wall-clock timings (the only field allowed to differ between reruns)."""
-    copy = json.loads(json.dumps(result))
-    for a in copy["attacks"]:
-        a.pop("seconds")
-    return copy
 
 
 def test_whitebox_writes_json_and_table(runs: tuple[Path, Path]) -> None:
