@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q --no-deps spikingjelly==2.0.0 norse==1.1.0 torchattacks==3.5.1 tonic==1.7.0
+	$(BIN)/pip install -q --no-deps spikingjelly==2.0.0 norse==1.1.0 snntorch==1.0.0 torchattacks==3.5.1 tonic==1.7.0
 	$(BIN)/pip install -q nir==1.0.8 nirtorch==2.6 loguru scipy h5py tqdm requests importRosbag expelliarmus
 	touch $(STAMP)
 

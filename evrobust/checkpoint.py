@@ -103,6 +103,30 @@ def load_checkpoint(
     path = Path(path)
     if not os.path.lexists(path):
         raise UserInputError(f"checkpoint not found: {path} (expected an evrobust .safetensors file)")
+    tensors, header = _read_safetensors(path, device)
+    if header is None:
+        raise UserInputError(f"checkpoint {path} has no evrobust metadata; it was not written by evrobust")
+    try:
+        document = parse_json(header, "the metadata")
+    except UserInputError as exc:
+        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({exc})") from None
+    check_finite(tensors, f"checkpoint {path}")
+    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
+        raise UserInputError(f"checkpoint {path} has malformed evrobust metadata (not a JSON object)")
+    version = document.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserInputError(
+            f"checkpoint {path} has format version {version}; this evrobust reads version {FORMAT_VERSION}"
+        )
+    return tensors, document["metadata"]
+
+
+def _read_safetensors(path: Path, device: str | torch.device) -> tuple[dict[str, torch.Tensor], str | None]:
+    """``(tensors, evrobust metadata text or None)`` of a safetensors file, read without unpickling.
+
+    Raises:
+        UserInputError: the file is a torch pickle, a link or FIFO, over the cap, or not safetensors.
+    """
     try:
         # Opened once through evrobust.safeio (a regular file, not a link or FIFO, within the cap);
         # safetensors then maps that very descriptor's file (/proc/self/fd): nothing can be swapped in.
@@ -123,21 +147,40 @@ def load_checkpoint(
         # header that claims huge tensors fails here without allocating them.
         message = " ".join(str(exc).split())
         raise UserInputError(f"cannot read checkpoint {path}: {message}; is it a safetensors file?") from None
-    if header is None:
-        raise UserInputError(f"checkpoint {path} has no evrobust metadata; it was not written by evrobust")
-    try:
-        document = parse_json(header, "the metadata")
-    except UserInputError as exc:
-        raise UserInputError(f"checkpoint {path} has damaged evrobust metadata ({exc})") from None
-    check_finite(tensors, f"checkpoint {path}")
-    if not isinstance(document, dict) or not isinstance(document.get("metadata"), dict):
-        raise UserInputError(f"checkpoint {path} has malformed evrobust metadata (not a JSON object)")
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise UserInputError(
-            f"checkpoint {path} has format version {version}; this evrobust reads version {FORMAT_VERSION}"
-        )
-    return tensors, document["metadata"]
+    return tensors, header
+
+
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The ``{name: tensor}`` weights of a model trained elsewhere: a safetensors file (any writer), or a
+    ``torch.save`` file read with torch's ``weights_only`` unpickler only (tensors, plain containers and
+    numbers: a pickle that would run code is refused, never executed).
+
+    Raises:
+        UserInputError: missing, unreadable, a link or FIFO, over the cap, a pickle needing code, no tensors,
+            or a non-finite value.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        raise UserInputError(f"weights file not found: {path}")
+    with open_read(path, "checkpoint") as raw:
+        head = raw.read(9)
+    if _looks_like_torch_pickle(head):
+        try:
+            return load_torch_checkpoint(path, trust=True, device=device)
+        except UserInputError as exc:
+            text = str(exc)
+            if "Weights only load failed" in text or "UnpicklingError" in text:
+                raise UserInputError(
+                    f"refused {path}: it is a torch pickle that needs code to load, and evrobust reads torch "
+                    "files with weights_only=True only; save the model's state_dict() of tensors, or "
+                    "safetensors"
+                ) from None
+            raise
+    tensors, _ = _read_safetensors(path, device)
+    if not tensors:
+        raise UserInputError(f"{path} holds no tensors")
+    check_finite(tensors, f"weights file {path}")
+    return tensors
 
 
 # Magic numbers of torch.save outputs: a zip archive (torch >= 1.6) or a raw pickle (protocol 2+ opcode).

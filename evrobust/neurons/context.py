@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from torch import nn
 
@@ -27,6 +27,10 @@ def gradient_spec(model: nn.Module, spec: GradSpec | str) -> Iterator[nn.Module]
     correctly. The new spec is validated against every neuron's backend before any neuron is changed: an
     unsupported combination raises :class:`evrobust.errors.UserInputError` and leaves the model untouched.
 
+    Modules with an ``_evrobust_spec_context(spec)`` method (:class:`evrobust.adapters.AdaptedModel`) apply
+    the spec to their foreign neurons too, entered after the IF neurons are switched and exited before they
+    are restored.
+
     This is the only place where crafting-only specs (``bptr``, ``ann``, ``assg``) apply. For ``assg`` every
     neuron gets a fresh :class:`~evrobust.neurons.assg.AssgState` on entry, which every forward inside the
     block updates; on exit the statistics are dropped (the previous state, if any, comes back).
@@ -42,7 +46,14 @@ def gradient_spec(model: nn.Module, spec: GradSpec | str) -> Iterator[nn.Module]
         _restore(neurons, saved)
         raise
     try:
-        yield model
+        # Foreign neurons (evrobust.adapters.AdaptedModel) apply the spec through a duck-typed hook, so this
+        # package never imports the adapters. A hook that refuses the spec raises on entry; the ExitStack
+        # unwinds the hooks already entered and the finally restores the IF neurons: still atomic.
+        with ExitStack() as hooks:
+            for m in model.modules():
+                if callable(getattr(type(m), "_evrobust_spec_context", None)):
+                    hooks.enter_context(m._evrobust_spec_context(new))
+            yield model
     finally:
         _restore(neurons, saved)
 

@@ -31,7 +31,7 @@ from evrobust.pipelines.attack.inputs import eps_text, read_json_or_warn, result
 from evrobust.pipelines.attack.reliable import cascade_entering
 
 if TYPE_CHECKING:
-    from evrobust.pipelines.attack.pipeline import _Job
+    from evrobust.pipelines.attack.core import Job as _Job
 
 __all__ = ["CHECK_TOL", "LARGE_EPS", "SQUARE_TOL", "cascade_checks", "masking_checks", "read_other_mode"]
 

@@ -33,39 +33,30 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from evrobust.analysis.evaluate import AttackFlags, evaluate_batch
-from evrobust.analysis.masking import (
-    CheckResult,
-    ZeroGradientStats,
-    zero_gradient_stats,
-)
 from evrobust.attacks import (
-    ATTACKS,
     ENSEMBLES,
-    PGD,
     check_budget,
-    check_compatible,
-    create_attack,
     ensemble_specs,
     member_name,
 )
-from evrobust.attacks.base import Attack
 from evrobust.attacks.cascade import Cascade
 from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings, run_certificate
-from evrobust.pipelines.attack.checks import LARGE_EPS, masking_checks, read_other_mode
-from evrobust.pipelines.attack.indicators import compute_indicators, first_samples, plateau_recorder
+from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings
+from evrobust.pipelines.attack.checks import LARGE_EPS, read_other_mode
+from evrobust.pipelines.attack.core import (
+    EvaluationInputs,
+    evaluate_jobs,
+    make_jobs,
+    restrict_jobs,
+)
+from evrobust.pipelines.attack.foreign import FOREIGN_KEY
 from evrobust.pipelines.attack.inputs import (
     checkpoint_digest,
     eps_text,
@@ -78,20 +69,18 @@ from evrobust.pipelines.attack.inputs import (
     run_test_store,
     test_set_identity,
 )
-from evrobust.pipelines.attack.reliable import reliable_summary, render_reliable
+from evrobust.pipelines.attack.reliable import render_reliable
 from evrobust.pipelines.common.options import ATTACK_BOUNDS, MAX_LIMIT, check_attack_bounds, parse_eps
 from evrobust.preprocess.locks import acquire as acquire_lock
 from evrobust.safeio import check_write_target, remove_file, roundtrip
 from evrobust.safeio.atomic import write_text_atomic
-from evrobust.stats import ci95, format_interval
+from evrobust.stats import format_interval
 
 __all__ = ["LARGE_EPS", "MODES", "result_paths", "run_attack"]
 
 logger = logging.getLogger(__name__)
 
 MODES: tuple[str, ...] = ("whitebox", "blackbox")
-RESULT_FORMAT = "evrobust-attack"
-RESULT_VERSION = 1
 
 _DATA_SHAPE_KEYS = ("kind", "num_classes", "in_channels", "input_size", "frames")
 _CONTENT_KEYS = {
@@ -100,52 +89,6 @@ _CONTENT_KEYS = {
     "store_sha256": "the data store",
 }
 """Fingerprint keys that identify content, not options -> what the resume warning says changed."""
-_ZERO_FIELDS = ("samples", "sample_share", "element_share")
-
-
-@dataclass
-class _Job:
-    """One attack to run over the test set: ``key`` is unique (``pgd10`` or ``pgd10@64/255``)."""
-
-    key: str
-    name: str
-    eps: float
-    in_table: bool
-    attack: Attack | Cascade | None
-
-
-def _jobs(names: tuple[str, ...], eps: float, seed: int, mode: str, checks: bool,
-          budget: dict[str, int | None] | None = None, specs: tuple[Any, ...] = ()) -> list[_Job]:
-    """The table's attacks (with the ``--steps``/``--queries`` budget) and the masking checks' extras.
-
-    ``specs`` is the ensemble of the table's attacks: a cascade drops the members that would rerun one of
-    those attacks under one of those specs (:meth:`Cascade.without`).
-    """
-    jobs = [_Job(n, n, eps, True, create_attack(n, eps, seed, **(budget or {}))) for n in names]
-    # A cascade runs after every other attack of the table: it attacks only their survivors.
-    jobs.sort(key=lambda j: isinstance(j.attack, Cascade))
-    for k, job in enumerate(jobs):
-        if isinstance(job.attack, Cascade):
-            cascade = job.attack
-            for other in jobs[:k]:
-                if isinstance(other.attack, Attack):
-                    cascade = cascade.without(other.attack, specs)
-            jobs[k] = replace(job, attack=cascade)
-    if not checks:
-        return jobs
-    have = {j.key for j in jobs}
-    if "noise" not in have:
-        jobs.append(_Job("noise", "noise", eps, False, create_attack("noise", eps, seed)))
-    if mode == "whitebox" and eps > 0:
-        if "pgd10" not in have:
-            jobs.append(_Job("pgd10", "pgd10", eps, False, create_attack("pgd10", eps, seed)))
-        half = eps / 2
-        half_attack = create_attack("pgd10", half, seed)
-        jobs.append(_Job(f"pgd10@{eps_text(half)}", "pgd10", half, False, half_attack))
-        if LARGE_EPS > eps:
-            big = PGD(LARGE_EPS, alpha=LARGE_EPS / 4, steps=10, seed=seed)
-            jobs.append(_Job(f"pgd10@{eps_text(LARGE_EPS)}", "pgd10", LARGE_EPS, False, big))
-    return jobs
 
 
 def _check_same_data(target: dict[str, Any], source: dict[str, Any]) -> None:
@@ -156,11 +99,6 @@ def _check_same_data(target: dict[str, Any], source: dict[str, Any]) -> None:
             "the source run's data differs from the target's (" + "; ".join(diffs) + "); "
             "use a source trained on the same dataset and input shape"
         )
-
-
-def _batch_seed(seed: int, batch: int) -> int:
-    # Distinct per (seed, batch), reproducible, and independent of how many batches ran before a resume.
-    return (seed * 1_000_003 + batch) % (2**62)
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -189,6 +127,11 @@ def render_markdown(result: dict[str, Any]) -> str:
         + ". Each accuracy comes with its 95 % Clopper–Pearson interval in brackets.",
         "",
     ]
+    # What could not be applied to a model trained elsewhere (unknown neurons, surrogate members): said
+    # before any number, so that no table is read without it.
+    lines += [f"- {note}" for note in result.get("notes") or []]
+    if result.get("notes"):
+        lines.append("")
     header = ["Dataset", "Arch.", "Defense"] + [a.get("label") or a["name"] for a in attacks]
     row = [str(result.get(key) or "?") for key in ("dataset", "arch", "defense")]
     for a in attacks:
@@ -244,10 +187,68 @@ def run_attack(run: str | os.PathLike[str], *, mode: str = "whitebox", **options
     UserInputError before the lock is taken or any file is read or written.
     """
     check_attack_bounds(**{key: options[key] for key in ATTACK_BOUNDS if key in options})
+    if options.get("model") is not None:
+        # A model trained elsewhere: built and checked before its run directory is made, so a refused
+        # factory or weights file leaves nothing behind.
+        options["foreign"] = _prepare_foreign(Path(run), mode, options)
+        Path(run).mkdir(parents=True, exist_ok=True)
     if mode in MODES and Path(run).is_dir():
         with acquire_lock(Path(run) / f"attack-{mode}", "evrobust attack"):
             return _run_attack(run, mode=mode, **options)
     return _run_attack(run, mode=mode, **options)
+
+
+def _refuse_foreign_without_model(run: Path) -> None:
+    """One line when ``run`` evaluates a model built by a factory but no ``--model`` was given."""
+    from evrobust.pipelines.train.run_dir import read_config
+
+    if not os.path.lexists(run / "config.json"):
+        return  # load_evaluated_run says what is missing, in its own words
+    config = read_config(run)
+    if FOREIGN_KEY in config:
+        factory = (config.get(FOREIGN_KEY) or {}).get("factory", "?")
+        raise UserInputError(f"{run} evaluates a model built by {factory}; give --model {factory} and "
+                             "--weights again (evrobust never imports code named only in a file)")
+
+
+def _prepare_foreign(run: Path, mode: str, options: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model, config)`` of ``--model/--weights/--data`` (:mod:`evrobust.pipelines.attack.foreign`).
+
+    Everything is checked before a file is written: white-box only; ``--weights`` and ``--data`` given; an
+    existing ``run`` is a directory evaluating the same factory with the same weights (another one would mix
+    two models in one result); the data resolves; the weights fit the model.
+    """
+    from evrobust.datasets import resolve_data
+    from evrobust.pipelines.attack.foreign import build_foreign_model, foreign_config, parse_factory
+    from evrobust.pipelines.train.run_dir import read_config
+
+    factory = str(options["model"])
+    parse_factory(factory)
+    if mode != "whitebox" or options.get("source") is not None:
+        raise UserInputError("--model evaluates white-box only; drop --mode blackbox and --source")
+    weights, data = options.get("weights"), options.get("data")
+    if weights is None or data is None:
+        raise UserInputError("--model needs --weights FILE (safetensors, or a torch state_dict) and "
+                             "--data NAME (a dataset name or an evrobust store) to evaluate it on")
+    weights = Path(weights)
+    if os.path.lexists(run) and not run.is_dir():
+        raise UserInputError(f"--run {run} exists and is not a directory")
+    # The model first (weights read and checked, then the factory's module imported and called): a refused
+    # model costs neither a data store build nor a file.
+    model = build_foreign_model(factory, weights, resolve_device(options.get("device", "auto")))
+    store = resolve_data(str(data), options.get("data_dir"))
+    config = foreign_config(factory, weights, store, str(data), options.get("defense"))
+    if os.path.lexists(run / "config.json"):
+        existing = read_config(run)
+        recorded = existing.get(FOREIGN_KEY)
+        if not isinstance(recorded, dict):
+            raise UserInputError(f"{run} is a run of `evrobust train`; give --model a new --run directory")
+        for key, what in (("factory", "factory"), ("weights_sha256", "weights")):
+            if recorded.get(key) != config[FOREIGN_KEY][key]:
+                raise UserInputError(f"{run} evaluates another {what} ({recorded.get(key)}); give a new "
+                                     "--run directory for this model")
+        config = existing
+    return model, config
 
 
 def _run_attack(
@@ -269,6 +270,11 @@ def _run_attack(
     steps: int | None = None,
     queries: int | None = None,
     max_doublings: int | None = None,
+    model: str | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    data: str | None = None,
+    defense: str | None = None,
+    foreign: tuple[nn.Module, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained run under an attack suite; write ``attack-<mode>.json`` and ``.md``; return JSON.
 
@@ -292,6 +298,10 @@ def _run_attack(
         queries: Square's and RayS's queries (also inside a cascade); None = 5000.
         max_doublings: doublings of the convergence certificate after a cascade
             (:mod:`evrobust.pipelines.attack.certificate`); None = 3; 0 = no certificate.
+        model, weights, data, defense: a model trained elsewhere (``pkg.module:factory``), its weights file,
+            the data name or store to evaluate it on, and a defense label for the tables
+            (:mod:`evrobust.pipelines.attack.foreign`); ``run`` is then the directory to write into.
+        foreign: set by :func:`run_attack`: the built model and the run's ``config.json``.
     """
     if mode not in MODES:
         raise UserInputError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
@@ -311,7 +321,19 @@ def _run_attack(
     json_path, md_path, partial_path = result_paths(run, mode)
     for path in (json_path, md_path, partial_path):
         check_write_target(path)  # a link or FIFO where the results go: refused before any work, not after
-    model, config = load_evaluated_run(run, which, dev, "target")
+    notes: list[str] = []
+    adapted: Any = None
+    if foreign is not None:
+        from evrobust.adapters import adapt
+
+        built, config = foreign
+        adapted = adapt(built.to(dev))
+        net: nn.Module = adapted
+        if not (run / "config.json").exists():
+            write_text_atomic(run / "config.json", json.dumps(config, indent=1))
+    else:
+        _refuse_foreign_without_model(run)
+        net, config = load_evaluated_run(run, which, dev, "target")
     source_model: nn.Module | None = None
     if source is not None:
         source = Path(source)
@@ -322,8 +344,13 @@ def _run_attack(
         source_model, source_config = load_evaluated_run(source, which, dev, "source")
         _check_same_data(config, source_config)
     specs = ensemble_specs(ensemble)
+    jobs = make_jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries}, specs)
+    if adapted is not None:
+        jobs, specs, dropped = restrict_jobs(jobs, specs, adapted.unsupported)
+        notes = [*adapted.notes(), *dropped]
+        for note in notes:
+            logger.warning("%s", note)
     member_labels = [member_name(s) for s in specs]
-    jobs = _jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries}, specs)
     cascade_job = next((j for j in jobs if isinstance(j.attack, Cascade)), None)
     if cascade_job is None and max_doublings is not None:
         raise UserInputError("--max-doublings certifies a cascade; select --suite reliable or exhaustive")
@@ -350,201 +377,48 @@ def _run_attack(
         "checks": checks,
         "max_doublings": doublings,
         # Content, not options: a resume against other weights or another store would mix two evaluations.
-        "checkpoint_sha256": checkpoint_digest(run, which),
+        "checkpoint_sha256": (config[FOREIGN_KEY]["weights_sha256"] if foreign is not None
+                              else checkpoint_digest(run, which)),
         "source_checkpoint_sha256": None if source is None else checkpoint_digest(Path(source), which),
         "store_sha256": _store_digest(store),
     }
     state = _load_partial(partial_path, fingerprint)
-    flags = {
-        j.key: AttackFlags.from_json(state["flags"][j.key]) if j.key in state["flags"] else AttackFlags(j.key)
-        for j in jobs
-    }
-    seconds: dict[str, float] = {j.key: float(state["seconds"].get(j.key, 0.0)) for j in jobs}
-    saved_zero = state.get("zero")  # its known fields only: the schema lets unknown ones through
-    zero = ZeroGradientStats(*(saved_zero[k] for k in _ZERO_FIELDS) if saved_zero else (0, 0.0, 0.0))
-    done = int(state["batches_done"])
-    plateau: dict[str, list[int]] = {k: list(v) for k, v in (state.get("plateau") or {}).items()}
-    # Seconds per cascade stage, carried over a resume (the cascade object counts only this process's calls).
-    earlier_stages = {str(k): float(v) for k, v in (state.get("stage_seconds") or {}).items()}
+    if state["batches_done"]:
+        logger.info("resuming %s from batch %d (%s)", partial_path.name, state["batches_done"], run)
 
-    def stage_seconds() -> dict[str, float]:
-        if cascade_job is None or not isinstance(cascade_job.attack, Cascade):
-            return {}
-        spent = cascade_job.attack.stage_seconds
-        return {k: earlier_stages.get(k, 0.0) + spent.get(k, 0.0) for k in {*earlier_stages, *spent}}
+    def batches(first: int) -> Any:
+        for b, xb, yb in iter_test_batches(dataset, n, batch_size, first):
+            yield b, xb.to(dev), yb.to(dev)
 
-    if done:
-        logger.info("resuming %s from batch %d (%s)", partial_path.name, done, run)
+    def save(progress: dict[str, Any]) -> None:
+        write_text_atomic(partial_path, json.dumps({"fingerprint": fingerprint, **progress}))
 
-    total_batches = math.ceil(n / batch_size)
-    compatible_checked = False
-    for b, x, y in iter_test_batches(dataset, n, batch_size, done):
-        x, y = x.to(dev), y.to(dev)
-        if source_model is not None and not compatible_checked:
-            check_compatible(source_model, model, x)
-            compatible_checked = True
-        bseed = _batch_seed(seed, b)
-        survivors = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        for job in jobs:
-            start = time.perf_counter()
-            if isinstance(job.attack, Cascade):
-                # Only what every attack before it left standing: the verdict is the per-sample worst case
-                # over all of them either way, and the cascade's cost shrinks with the survivors.
-                crafter = model if source_model is None else source_model
-                with plateau_recorder(job.attack, plateau):
-                    result = job.attack(crafter, x, y, judge=model, seed=bseed, alive=survivors)
-            else:
-                result = evaluate_batch(model, job.attack, x, y, specs=specs, source=source_model, seed=bseed)
-                if job.in_table and job.eps == eps_value:
-                    survivors &= result.correct
-            flags[job.key].append_result(result)
-            seconds[job.key] += time.perf_counter() - start
-        if checks and mode == "whitebox":
-            zero = zero.merge(zero_gradient_stats(model, x, y))
-        done = b + 1
-        state = {
-            "fingerprint": fingerprint,
-            "batches_done": done,
-            "flags": {k: v.to_json() for k, v in flags.items()},
-            "seconds": seconds,
-            "zero": zero.__dict__,
-            "plateau": plateau,
-            "stage_seconds": stage_seconds(),
-        }
-        write_text_atomic(partial_path, json.dumps(state))
-        status = ", ".join(f"{j.key} {100 * flags[j.key].accuracy():.1f}%" for j in jobs if j.in_table)
-        logger.info("batch %d/%d: %s", done, total_batches, status)
-
-    certificate = None
-    cost: dict[str, Any] = {}
-    if cascade_job is not None:
-        cost = {"cascade": seconds[cascade_job.key], "stages": stage_seconds()}
-    if cascade_job is not None and doublings > 0:
-        start = time.perf_counter()
-        crafter = model if source_model is None else source_model
-
-        def batches(first: int) -> Any:
-            for b, xb, yb in iter_test_batches(dataset, n, batch_size, first):
-                yield b, xb.to(dev), yb.to(dev)
-
-        def save(progress: dict[str, Any]) -> None:
-            state.update({"fingerprint": fingerprint, "certificate": progress,
-                          "flags": {k: v.to_json() for k, v in flags.items()}})
-            write_text_atomic(partial_path, json.dumps(state))
-
-        assert isinstance(cascade_job.attack, Cascade)
-        certificate = run_certificate(
-            cascade_job.attack, flags[cascade_job.key], batches, batch_size, crafter, model,
-            lambda b: _batch_seed(seed, b), doublings, state.get("certificate"), save,
-        )
-        cost["certificate"] = time.perf_counter() - start
-        seconds[cascade_job.key] += cost["certificate"]
-    acc = {k: f.accuracy() for k, f in flags.items()}
-    other = read_other_mode(run, mode, eps_value, n, ensemble) if checks else None
-    check_results: list[CheckResult] = []
-    if checks:
-        check_results = masking_checks(
-            mode, eps_value, acc, jobs, zero if mode == "whitebox" else None, other, flags
-        )
-    result = {
-        "format": RESULT_FORMAT,
-        "version": RESULT_VERSION,
-        "run": str(run),
-        "mode": mode,
-        "source": None if source is None else str(source),
-        "checkpoint": which,
-        "dataset": config.get("data", {}).get("dataset", "?"),
-        "arch": config.get("model", {}).get("name", "?"),
-        "defense": (config.get("defense") or {}).get("name", "?"),
-        "ensemble": ensemble,
-        "members": member_labels,
-        "eps": eps_value,
-        "eps_text": eps_text(eps_value),
-        "seed": seed,
-        "samples": n,
-        "test_set": test_set_identity(dataset, store, n),
-        "attacks": [
-            {
-                "name": j.key,
-                "label": _label(j),
-                "in_table": j.in_table,
-                "eps": j.eps,
-                "accuracy": acc[j.key],
-                **flag_interval(flags[j.key].correct == 1),
-                "samples": flags[j.key].count,
-                "seconds": seconds[j.key],
-                "settings": None if j.attack is None else j.attack.describe(),
-                "members": _member_summary(flags[j.key]),
-                "checks": [c.to_json() for c in check_results if c.subject == j.key],
-            }
-            for j in jobs
-        ],
-        "checks": [c.to_json() for c in check_results],
-        "zero_gradients": zero.__dict__ if mode == "whitebox" and checks else None,
-        "flags": {k: f.to_json() for k, f in flags.items()},
-    }
-    result.update(reliable_summary(jobs, flags, acc))
-    if "reliable" in result:
-        result["reliable"].update(
-            certificate or {"max_doublings": 0, "threshold": None, "doublings": [], "converged": None}
-        )
-    if cascade_job is not None:
-        # the attack entry of the cascade names its convergence, so that every table can mark it
-        entry = next(a for a in result["attacks"] if a["name"] == cascade_job.key)
-        entry["converged"] = result["reliable"]["converged"] if "reliable" in result else None
-        if mode == "whitebox" and "reliable" in result:
-            assert isinstance(cascade_job.attack, Cascade)
-            x_sub, y_sub = first_samples(
-                (b, xb.to(dev), yb.to(dev)) for b, xb, yb in iter_test_batches(dataset, n, batch_size, 0)
-            )
-            start = time.perf_counter()
-            result["reliable"].update(
-                compute_indicators(cascade_job.attack, model, x_sub, y_sub, eps_value, plateau, seed)
-            )
-            cost["indicators"] = time.perf_counter() - start
-        if "reliable" in result:
-            # Where the reliable evaluation's time went: the cascade (per stage, the certificate's reruns not
-            # included), the certificate, the indicators. Seconds, wall clock; not part of any verdict.
-            result["reliable"]["seconds"] = cost
+    result = evaluate_jobs(EvaluationInputs(
+        model=net, batches=batches, n=n, batch_size=batch_size, jobs=jobs, specs=specs, eps=eps_value,
+        seed=seed, mode=mode, checks=checks, doublings=doublings, source_model=source_model,
+        state=state, save=save,
+        other=lambda: read_other_mode(run, mode, eps_value, n, ensemble),
+        meta={
+            "run": str(run),
+            "mode": mode,
+            "source": None if source is None else str(source),
+            "checkpoint": which,
+            "dataset": config.get("data", {}).get("dataset", "?"),
+            "arch": config.get("model", {}).get("name", "?"),
+            "defense": (config.get("defense") or {}).get("name", "?"),
+            "ensemble": ensemble,
+            "members": member_labels,
+        },
+        test_set=test_set_identity(dataset, store, n),
+    ))
+    if foreign is not None:
+        result["notes"] = notes
+        result["neurons"] = {library: len(found) for library, found in adapted.found.items()}
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
     remove_file(partial_path)
-    for c in check_results:
-        if not c.passed:
-            logger.warning("masking check %s failed for %s: %s", c.name, c.subject or "the run", c.detail)
     logger.info("wrote %s and %s", json_path, md_path)
     return result
-
-
-def _label(job: _Job) -> str:
-    """Table label: ``PGD10``, or ``PGD10@4/255`` for a check attack at another eps."""
-    label = ATTACKS[job.name].label
-    return label if job.key == job.name else f"{label}@{eps_text(job.eps)}"
-
-
-def flag_interval(robust: torch.Tensor) -> dict[str, Any]:
-    """``{"n", "robust", "ci95"}`` of a ``[N]`` bool robust mask: the sample count, the robust count and the
-    two-sided 95 % Clopper–Pearson interval of their ratio (``None`` when no sample was evaluated)."""
-    n, k = int(robust.numel()), int(robust.sum())
-    return {"n": n, "robust": k, "ci95": ci95(k, n)}
-
-
-def _member_summary(flags: AttackFlags) -> dict[str, dict[str, Any]]:
-    """Per member: own accuracy (None if it skipped samples) and cumulative accuracy up to it, each with its
-    95 % interval over the ``n`` samples."""
-    out: dict[str, dict[str, Any]] = {}
-    own = flags.member_accuracy()
-    alive = torch.ones(flags.count, dtype=torch.bool)
-    for name, row in flags.members.items():
-        alive &= row == 1
-        out[name] = {
-            "accuracy": own[name],
-            "ci95": None if own[name] is None else flag_interval(row == 1)["ci95"],
-            "cumulative": float(alive.float().mean()) if flags.count else 0.0,
-            "cumulative_ci95": flag_interval(alive)["ci95"],
-            "n": flags.count,
-        }
-    return out
 
 
 def _store_digest(store: Path) -> str:

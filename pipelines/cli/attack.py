@@ -122,6 +122,25 @@ def attack_command(
                      help="Queries of Square (per draw) and RayS, also inside a cascade "
                      f"[5000; at most {MAX_QUERIES:,}]."),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Evaluate a model trained elsewhere: an importable factory "
+                     "pkg.module:function returning a torch.nn.Module (spikingjelly, snntorch, norse or "
+                     "plain torch); needs --weights, --data and --run (the directory to write)."),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="With --model: its weights, safetensors or a torch state_dict file "
+                     "(read with weights_only=True; a pickle that needs code is refused)."),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="With --model: a dataset name or an evrobust store; its test split is "
+                     "evaluated."),
+    ] = None,
+    defense: Annotated[
+        str | None, typer.Option("--defense", help="With --model: the defense's name for the tables.")
+    ] = None,
     max_doublings: Annotated[
         int | None,
         typer.Option("--max-doublings", min=0, max=MAX_DOUBLINGS,
@@ -131,11 +150,18 @@ def attack_command(
     ] = None,
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
+    from evrobust.errors import UserInputError
     from evrobust.pipelines.attack.pipeline import render_markdown, result_paths, run_attack
     from evrobust.pipelines.cli.defaults import defaults_line
     from evrobust.pipelines.defaults import RUNS_DIR, newest_run, transfer_source
 
     notes: dict[str, str] = {}
+    if model is None and (weights is not None or data is not None or defense is not None):
+        raise UserInputError(
+            "--weights, --data and --defense describe a --model; give --model pkg.module:factory"
+        )
+    if model is not None and run is None:
+        raise UserInputError("--model needs --run DIR: the directory its results are written to")
     if run is None:
         run, count = newest_run(RUNS_DIR, checkpoint.value)
         notes["run"] = f"newest of {count} runs in {RUNS_DIR}/" if count > 1 else f"the run in {RUNS_DIR}/"
@@ -164,6 +190,7 @@ def attack_command(
         steps=steps,
         queries=queries,
         max_doublings=max_doublings,
+        **({"model": model, "weights": weights, "data": data, "defense": defense} if model else {}),
     )
     # Printed once the inputs were accepted: a bad option stays one error line with nothing before it.
     typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))

@@ -100,7 +100,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("datasets/stores.py", "_open_array", "zarr.open_array"): (
         "read-only, after _check_store_arrays walked the store with store_verify.store_files"
     ),
-    ("evrobust/checkpoint.py", "load_checkpoint", "safe_open"): (
+    ("evrobust/checkpoint.py", "_read_safetensors", "safe_open"): (
         "maps the descriptor opened by safeio.open_read (/proc/self/fd/N)"
     ),
     ("evrobust/checkpoint.py", "load_torch_checkpoint", "torch.load"): (

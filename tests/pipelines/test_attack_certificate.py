@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import evrobust.pipelines.attack.pipeline as attack_pipeline
+import evrobust.pipelines.attack.core as attack_core
 from evrobust.attacks import APGD, SAPGD, Cascade, Square, Stage
 from evrobust.attacks.cascade import cascade_member_seed, reliable_cascade
 from evrobust.errors import UserInputError
@@ -110,7 +110,7 @@ def test_a_kill_during_the_certificate_resumes_identically(
     reference = run_attack(reference_run, **OPTIONS, max_doublings=1)
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    real = attack_pipeline.run_certificate
+    real = attack_core.run_certificate
 
     def dying(*args: Any) -> Any:
         save = args[-1]
@@ -121,12 +121,12 @@ def test_a_kill_during_the_certificate_resumes_identically(
 
         return real(*args[:-1], save_then_die)
 
-    monkeypatch.setattr(attack_pipeline, "run_certificate", dying)
+    monkeypatch.setattr(attack_core, "run_certificate", dying)
     with pytest.raises(KeyboardInterrupt):
         run_attack(run, **OPTIONS, max_doublings=1)
     partial = json.loads(result_paths(run, "whitebox")[2].read_text())
     assert partial["certificate"]["batches_done"] == 1 and partial["batches_done"] == 2
-    monkeypatch.setattr(attack_pipeline, "run_certificate", real)
+    monkeypatch.setattr(attack_core, "run_certificate", real)
     resumed = run_attack(run, **OPTIONS, max_doublings=1)
     assert strip_seconds(resumed) | {"run": None} == strip_seconds(reference) | {"run": None}
 

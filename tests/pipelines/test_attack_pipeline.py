@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from scipy import stats as sps
 
-import evrobust.pipelines.attack.pipeline as attack_pipeline
+import evrobust.pipelines.attack.core as attack_core
 from evrobust.errors import UserInputError
 from evrobust.pipelines.attack.pipeline import result_paths, run_attack
 from evrobust.pipelines.train.config import TrainConfig
@@ -107,7 +107,7 @@ def test_resume_after_interruption_ends_identical(
     result_paths(target, "whitebox")[0].unlink()
 
     calls = {"n": 0}
-    real = attack_pipeline.evaluate_batch
+    real = attack_core.evaluate_batch
 
     def dying(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
@@ -115,13 +115,13 @@ def test_resume_after_interruption_ends_identical(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(attack_pipeline, "evaluate_batch", dying)
+    monkeypatch.setattr(attack_core, "evaluate_batch", dying)
     with pytest.raises(KeyboardInterrupt):
         run_attack(target, **options)
     partial = result_paths(target, "whitebox")[2]
     assert json.loads(partial.read_text())["batches_done"] == 2
     assert not result_paths(target, "whitebox")[0].exists()
-    monkeypatch.setattr(attack_pipeline, "evaluate_batch", real)
+    monkeypatch.setattr(attack_core, "evaluate_batch", real)
     resumed = run_attack(target, **options)
     assert strip_seconds(resumed) == strip_seconds(reference)
     assert not partial.exists()

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 import torch
+from scipy import stats as sps
 from typer.testing import CliRunner
 
+import evrobust.pipelines.attack.core as attack_core
 import evrobust.pipelines.attack.pipeline as attack_pipeline
 from evrobust.analysis.evaluate import flags_from_text
 from evrobust.attacks import Cascade, ensemble_specs, member_name
@@ -43,6 +45,18 @@ def test_reliable_suite_records_the_overestimate_and_who_broke_each_sample(
     assert over["paper"] == paper and over["reliable"] == by_name["reliable"]["accuracy"]
     assert over["difference"] == pytest.approx(paper - over["reliable"])
     assert over["reliable"] <= over["paper"]
+
+    # the difference is a count of its own: paper-protocol survivors the cascade broke, with an exact
+    # Clopper–Pearson interval (scipy's beta quantiles, written out here)
+    paper_key = over["paper_attack"]
+    paper_alive = flags_from_text(result["flags"][paper_key]["correct"]) == 1
+    reliable_alive = flags_from_text(result["flags"]["reliable"]["correct"]) == 1
+    assert bool((reliable_alive <= paper_alive).all())
+    k = int((paper_alive & ~reliable_alive).sum())
+    assert over["difference_robust"] == k and over["difference"] == pytest.approx(k / 40)
+    low = 0.0 if k == 0 else float(sps.beta.ppf(0.025, k, 40 - k + 1))
+    high = 1.0 if k == 40 else float(sps.beta.ppf(0.975, k + 1, 40 - k))
+    assert over["difference_ci95"] == pytest.approx([low, high], abs=1e-9)
 
     # reliable = the per-sample AND of every table attack and the cascade.
     flags = {k: flags_from_text(v["correct"]) for k, v in result["flags"].items()}
@@ -136,7 +150,7 @@ def test_steps_and_queries_reach_the_attacks_that_take_them(run_dir: Path, tmp_p
 
 def test_the_reliable_suite_skips_the_members_its_apgd100_already_ran() -> None:
     specs = ensemble_specs("paper")
-    jobs = attack_pipeline._jobs(("clean", "apgd100", "reliable"), 8 / 255, 0, "whitebox", False, None, specs)
+    jobs = attack_core.make_jobs(("clean", "apgd100", "reliable"), 8 / 255, 0, "whitebox", False, None, specs)
     cascade = jobs[-1].attack
     assert isinstance(cascade, Cascade)
     apgd_ce = [m for m in cascade.members if m.startswith("apgd-ce/")]
@@ -145,6 +159,6 @@ def test_the_reliable_suite_skips_the_members_its_apgd100_already_ran() -> None:
     # With --steps the cascade's APGD-CE is another attack than APGD-CE 100: every member stays.
     budget = {"steps": 50, "queries": None}
     names = ("clean", "apgd100", "reliable")
-    jobs = attack_pipeline._jobs(names, 8 / 255, 0, "whitebox", False, budget, specs)
+    jobs = attack_core.make_jobs(names, 8 / 255, 0, "whitebox", False, budget, specs)
     kept = [m for m in jobs[-1].attack.members if m.startswith("apgd-ce/")]
     assert len(kept) == len(ensemble_specs("wide"))

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import evrobust.pipelines.attack.pipeline as attack_pipeline
+import evrobust.pipelines.attack.core as attack_core
 from evrobust.attacks import SAPGD, Cascade, Square, Stage
 from evrobust.attacks.registry import ATTACKS
 from evrobust.checkpoint import load_checkpoint, save_checkpoint
@@ -368,7 +368,7 @@ RESUME: dict[str, Any] = {"attacks": "clean,fgsm", "ensemble": "single", "limit"
 
 def _kill_during_batch(monkeypatch: pytest.MonkeyPatch, run: Path, **options: Any) -> None:
     """Run the attack and interrupt it in its second batch (two jobs per batch): one batch is saved."""
-    real = attack_pipeline.evaluate_batch
+    real = attack_core.evaluate_batch
     calls = {"n": 0}
 
     def dying(*args: Any, **kwargs: Any) -> Any:
@@ -378,7 +378,7 @@ def _kill_during_batch(monkeypatch: pytest.MonkeyPatch, run: Path, **options: An
         return real(*args, **kwargs)
 
     with monkeypatch.context() as mp:
-        mp.setattr(attack_pipeline, "evaluate_batch", dying)
+        mp.setattr(attack_core, "evaluate_batch", dying)
         with pytest.raises(KeyboardInterrupt):
             run_attack(run, **{**RESUME, **options})
     mode = options.get("mode", "whitebox")

@@ -284,6 +284,8 @@ class OverestimateDoc(Document):
     reliable: Frac
     reliable_ci95: Interval | None = None
     difference: SignedFrac
+    difference_robust: Samples | None = None
+    difference_ci95: Interval | None = None
     n: Samples | None = None
 
 
