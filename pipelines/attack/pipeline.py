@@ -72,7 +72,7 @@ from evrobust.pipelines.attack.inputs import (
 from evrobust.pipelines.attack.reliable import render_reliable
 from evrobust.pipelines.common.options import ATTACK_BOUNDS, MAX_LIMIT, check_attack_bounds, parse_eps
 from evrobust.preprocess.locks import acquire as acquire_lock
-from evrobust.safeio import check_write_target, remove_file, roundtrip
+from evrobust.safeio import check_write_target, remove_file, roundtrip, sha256_file
 from evrobust.safeio.atomic import write_text_atomic
 from evrobust.stats import format_interval
 
@@ -236,18 +236,23 @@ def _prepare_foreign(run: Path, mode: str, options: dict[str, Any]) -> tuple[nn.
     # The model first (weights read and checked, then the factory's module imported and called): a refused
     # model costs neither a data store build nor a file.
     model = build_foreign_model(factory, weights, resolve_device(options.get("device", "auto")))
-    store = resolve_data(str(data), options.get("data_dir"))
-    config = foreign_config(factory, weights, store, str(data), options.get("defense"))
+    existing = None
     if os.path.lexists(run / "config.json"):
         existing = read_config(run)
         recorded = existing.get(FOREIGN_KEY)
         if not isinstance(recorded, dict):
             raise UserInputError(f"{run} is a run of `evrobust train`; give --model a new --run directory")
-        for key, what in (("factory", "factory"), ("weights_sha256", "weights")):
-            if recorded.get(key) != config[FOREIGN_KEY][key]:
+        digest = sha256_file(weights, "checkpoint")
+        for key, value, what in (("factory", factory, "factory"), ("weights_sha256", digest, "weights")):
+            if recorded.get(key) != value:
                 raise UserInputError(f"{run} evaluates another {what} ({recorded.get(key)}); give a new "
                                      "--run directory for this model")
-        config = existing
+        recorded_data = (existing.get("data") or {}).get("name")
+        if recorded_data != str(data):
+            raise UserInputError(f"{run} evaluates this model on --data {recorded_data}; give a new --run "
+                                 f"directory for --data {data}")
+    store = resolve_data(str(data), options.get("data_dir"))
+    config = existing or foreign_config(factory, weights, store, str(data), options.get("defense"))
     return model, config
 
 

@@ -108,6 +108,17 @@ def test_model_from_a_factory_is_evaluated_into_a_run_dir(user_code: Path) -> No
     assert json.loads((out / "attack-whitebox.json").read_text())["flags"] == document["flags"]
     bare = runner.invoke(main_app, ["attack", "--run", str(out), "--device", "cpu"])
     assert bare.exit_code == 2 and "never imports code named only in a file" in bare.output
+    # other weights into the same directory would mix two models in one result: refused, nothing changed
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(weights))
+    tensors["body.3.bias"] = tensors["body.3.bias"] + 1
+    other = user_code / "other.safetensors"
+    save_file(tensors, str(other))
+    before = (out / "attack-whitebox.json").read_bytes()
+    mixed = _invoke(user_code, "--model", f"{MODULE}:build", "--weights", str(other), "--run", str(out))
+    assert mixed.exit_code == 2 and "evaluates another weights" in mixed.output
+    assert (out / "attack-whitebox.json").read_bytes() == before
 
 
 class _RunsCode:
@@ -146,6 +157,7 @@ def _pickle_weights(tmp_path: Path, raw: bool) -> Path:
         ("no-run", "--model needs --run"),
         ("blackbox", "white-box only"),
         ("weights-without-model", "describe a --model"),
+        ("train-run", "is a run of `evrobust train`"),
     ],
 )
 def test_bad_model_input_is_one_line_and_exit_2(user_code: Path, case: str, needle: str) -> None:
@@ -181,10 +193,16 @@ def test_bad_model_input_is_one_line_and_exit_2(user_code: Path, case: str, need
         extra = ["--mode", "blackbox", "--source", str(user_code)]
     elif case == "weights-without-model":
         args = ["--weights", str(weights), "--run", str(out)]
+    elif case == "train-run":
+        out.mkdir()
+        (out / "config.json").write_text('{"format": "evrobust-run", "model": {"name": "vgg11"}}')
     result = _invoke(user_code, *args, *extra)
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.output
     assert "Traceback" not in result.output
     assert not (user_code / "EXECUTED").exists()
-    assert not out.exists()  # nothing half-written
+    if case == "train-run":
+        assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    else:
+        assert not out.exists()  # nothing half-written
