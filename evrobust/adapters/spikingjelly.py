@@ -24,10 +24,7 @@ copy of every state tensor's values besides the reference, and restoring writes 
 
 from __future__ import annotations
 
-import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -35,22 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from evrobust.adapters.base import NeuronAdapter, spike_swap
+from evrobust.neurons.backend_spikingjelly import quiet_triton_probe
 from evrobust.neurons.spec import GradSpec
 
 __all__ = ["SpikingJellyAdapter"]
-
-
-@contextmanager
-def _quiet_triton_probe() -> Iterator[None]:
-    """Silence torch's "Triton not available" warning that spikingjelly's op registration logs on CPU-only
-    machines (expected there; it says nothing about correctness)."""
-    probe = logging.getLogger("torch._library.triton")
-    level = probe.level
-    probe.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        probe.setLevel(level)
 
 
 def _modules() -> tuple[ModuleType, ModuleType] | None:
@@ -62,7 +47,7 @@ def _modules() -> tuple[ModuleType, ModuleType] | None:
     if "spikingjelly" not in sys.modules:
         return None
     try:
-        with _quiet_triton_probe():
+        with quiet_triton_probe():
             from spikingjelly.activation_based import base, neuron
     except ImportError:
         return None

@@ -29,11 +29,11 @@ from torch import Tensor, nn
 from evrobust.neurons.rate import rate_multistep
 from evrobust.neurons.spec import GradSpec
 
-__all__ = ["SpikingJellyBackend", "make_node"]
+__all__ = ["SpikingJellyBackend", "make_node", "quiet_triton_probe"]
 
 
 @contextmanager
-def _quiet_triton_probe() -> Iterator[None]:
+def quiet_triton_probe() -> Iterator[None]:
     """Silence torch's "Triton not available" warning, logged once per op spikingjelly registers on a
     machine without Triton (CPU-only builds); it is expected there and says nothing about correctness."""
     probe = logging.getLogger("torch._library.triton")
@@ -46,7 +46,7 @@ def _quiet_triton_probe() -> Iterator[None]:
 
 
 def _surrogate(spec: GradSpec) -> Any:
-    with _quiet_triton_probe():
+    with quiet_triton_probe():
         from spikingjelly.activation_based import surrogate
 
     if spec.surrogate == "triangle":
@@ -60,7 +60,7 @@ def _surrogate(spec: GradSpec) -> Any:
 
 def make_node(spec: GradSpec, tau: float, theta: float) -> nn.Module:
     """A fresh spikingjelly multi-step node for (spec, tau, theta); rate specs get the triangle (unused)."""
-    with _quiet_triton_probe():
+    with quiet_triton_probe():
         from spikingjelly.activation_based import neuron
 
     sg = _surrogate(spec if not spec.is_rate else GradSpec())
@@ -102,7 +102,7 @@ class SpikingJellyBackend:
         # Every call starts from rest; reset afterwards too so the node does not pin the last potential.
         node.reset()
         try:
-            with _quiet_triton_probe():
+            with quiet_triton_probe():
                 return node(x)
         finally:
             node.reset()

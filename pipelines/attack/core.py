@@ -30,10 +30,12 @@ from torch import Tensor, nn
 
 from evrobust.analysis.evaluate import AttackFlags, evaluate_batch
 from evrobust.analysis.masking import CheckResult, ZeroGradientStats, zero_gradient_stats
-from evrobust.attacks import ATTACKS, PGD, check_compatible, create_attack
+from evrobust.attacks import ATTACKS, ENSEMBLES, PGD, check_budget, check_compatible, create_attack
 from evrobust.attacks.base import Attack
 from evrobust.attacks.cascade import Cascade, Stage
-from evrobust.pipelines.attack.certificate import run_certificate
+from evrobust.attacks.registry import parse_attack_names, suite_attacks
+from evrobust.errors import UserInputError
+from evrobust.pipelines.attack.certificate import check_max_doublings, run_certificate
 from evrobust.pipelines.attack.checks import LARGE_EPS, masking_checks
 from evrobust.pipelines.attack.indicators import compute_indicators, first_samples, plateau_recorder
 from evrobust.pipelines.attack.inputs import eps_text
@@ -47,6 +49,7 @@ __all__ = [
     "RESULT_VERSION",
     "Job",
     "batch_seed",
+    "check_suite_options",
     "evaluate_jobs",
     "flag_interval",
     "make_jobs",
@@ -144,6 +147,21 @@ def restrict_jobs(
             job = replace(job, attack=Cascade(stages))
         out.append(job)
     return out, new_specs, notes
+
+
+def check_suite_options(
+    ensemble: str, suite: str, attacks: str | None, steps: int | None, queries: int | None,
+    max_doublings: int | None,
+) -> tuple[str, ...]:
+    """The attack names of ``attacks`` (else of ``suite``), after the checks every caller shares: a known
+    ensemble, budgets the attacks take, a valid ``max_doublings``. One UserInputError line otherwise."""
+    if ensemble not in ENSEMBLES:
+        raise UserInputError(f"unknown ensemble {ensemble!r}; valid choices: {', '.join(ENSEMBLES)}")
+    names = parse_attack_names(attacks) if attacks else suite_attacks(suite)
+    check_budget(names, steps=steps, queries=queries)
+    if max_doublings is not None:
+        check_max_doublings(max_doublings)
+    return names
 
 
 def batch_seed(seed: int, batch: int) -> int:

@@ -32,13 +32,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from evrobust.attacks import ENSEMBLES, check_budget, ensemble_specs, member_name
+from evrobust.attacks import ensemble_specs, member_name
 from evrobust.attacks.base import check_batch
 from evrobust.attacks.cascade import Cascade
-from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings
-from evrobust.pipelines.attack.core import EvaluationInputs, evaluate_jobs, make_jobs, restrict_jobs
+from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS
+from evrobust.pipelines.attack.core import (
+    EvaluationInputs,
+    check_suite_options,
+    evaluate_jobs,
+    make_jobs,
+    restrict_jobs,
+)
 from evrobust.pipelines.attack.pipeline import render_markdown
 from evrobust.pipelines.common.options import MAX_LIMIT, check_attack_bounds, parse_eps
 
@@ -218,12 +223,7 @@ def evaluate(
                         batch_size=batch_size, seed=seed)
     if not isinstance(model, nn.Module):
         raise UserInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if ensemble not in ENSEMBLES:
-        raise UserInputError(f"unknown ensemble {ensemble!r}; valid choices: {', '.join(ENSEMBLES)}")
-    names = parse_attack_names(attacks) if attacks else suite_attacks(suite)
-    check_budget(names, steps=steps, queries=queries)
-    if max_doublings is not None:
-        check_max_doublings(max_doublings)
+    names = check_suite_options(ensemble, suite, attacks, steps, queries, max_doublings)
     eps_value = parse_eps(eps if isinstance(eps, str) else repr(float(eps)))
     x_all, y_all = _read_inputs(inputs, labels, limit)
     n = int(x_all.shape[0])

@@ -131,7 +131,13 @@ def foreign_config(
 ) -> dict[str, Any]:
     """The ``config.json`` of a run directory that evaluates ``factory`` with ``weights`` on ``store``."""
     from evrobust.datasets.stores import store_info
-    from evrobust.pipelines.train.run_dir import RUN_FORMAT, RUN_FORMAT_VERSION, now_iso, versions
+    from evrobust.pipelines.train.run_dir import (
+        RUN_FORMAT,
+        RUN_FORMAT_VERSION,
+        data_section,
+        now_iso,
+        versions,
+    )
 
     info = store_info(store)
     return {
@@ -140,18 +146,7 @@ def foreign_config(
         "created": now_iso(),
         "model": {"name": factory},
         "defense": {"name": defense or "?"},
-        "data": {
-            "name": data,
-            "dataset": info.name,
-            "store": str(Path(store).resolve()),
-            "kind": info.kind,
-            "num_classes": info.num_classes,
-            "in_channels": info.in_channels,
-            "input_size": info.input_size,
-            "frames": info.frames,
-            "split_sizes": info.split_sizes,
-            "classes": list(info.classes),
-        },
+        "data": data_section(info, data, store),
         FOREIGN_KEY: {
             "factory": factory,
             "weights": str(Path(weights).resolve()),

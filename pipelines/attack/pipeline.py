@@ -40,18 +40,16 @@ from typing import Any
 from torch import nn
 
 from evrobust.attacks import (
-    ENSEMBLES,
-    check_budget,
     ensemble_specs,
     member_name,
 )
 from evrobust.attacks.cascade import Cascade
-from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings
+from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS
 from evrobust.pipelines.attack.checks import LARGE_EPS, read_other_mode
 from evrobust.pipelines.attack.core import (
     EvaluationInputs,
+    check_suite_options,
     evaluate_jobs,
     make_jobs,
     restrict_jobs,
@@ -310,12 +308,7 @@ def _run_attack(
     """
     if mode not in MODES:
         raise UserInputError(f"unknown mode {mode!r}; valid choices: {', '.join(MODES)}")
-    if ensemble not in ENSEMBLES:
-        raise UserInputError(f"unknown ensemble {ensemble!r}; valid choices: {', '.join(ENSEMBLES)}")
-    names = parse_attack_names(attacks) if attacks else suite_attacks(suite)
-    check_budget(names, steps=steps, queries=queries)
-    if max_doublings is not None:
-        check_max_doublings(max_doublings)
+    names = check_suite_options(ensemble, suite, attacks, steps, queries, max_doublings)
     eps_value = parse_eps(eps)
     if mode == "blackbox" and source is None:
         raise UserInputError("--mode blackbox needs --source <run dir of the model that crafts the examples>")

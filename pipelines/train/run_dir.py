@@ -53,6 +53,23 @@ MODEL_PREFIX = "model."
 DATA_IDENTITY_KEYS = ("dataset", "kind", "num_classes", "in_channels", "input_size", "frames", "split_sizes")
 
 
+def data_section(info: Any, name: str, store: str | os.PathLike[str]) -> dict[str, Any]:
+    """``config.json``'s ``data``: the data name as given, the store (absolute) and the shape of its samples
+    (``info``: the store's :class:`~evrobust.datasets.DataInfo`)."""
+    return {
+        "name": name,
+        "dataset": info.name,
+        "store": str(Path(store).resolve()),
+        "kind": info.kind,
+        "num_classes": info.num_classes,
+        "in_channels": info.in_channels,
+        "input_size": info.input_size,
+        "frames": info.frames,
+        "split_sizes": info.split_sizes,
+        "classes": list(info.classes),
+    }
+
+
 def run_identity(document: dict[str, Any]) -> dict[str, Any]:
     """What must match for a run directory to be reused: options (without runtime ones), model, data."""
     data = document.get("data", {})
