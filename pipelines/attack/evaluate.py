@@ -92,6 +92,17 @@ class EvaluationResult:
         return (self.document.get("reliable") or {}).get("converged")
 
     @property
+    def checks(self) -> list[dict[str, Any]]:
+        """The masking checks (``name``, ``subject``, ``passed``, ``detail``), failed ones included."""
+        return list(self.document.get("checks") or [])
+
+    @property
+    def indicators(self) -> list[dict[str, Any]]:
+        """The attack-failure indicators of a reliable run (unbounded eps, loss plateau, binarization per
+        stage), each with ``passed`` and its numbers; empty without a cascade."""
+        return list((self.document.get("reliable") or {}).get("indicators") or [])
+
+    @property
     def notes(self) -> list[str]:
         """What the evaluation could not apply (surrogate members, unknown neuron types), one line each."""
         return list(self.document.get("notes") or [])

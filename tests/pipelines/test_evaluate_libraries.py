@@ -139,6 +139,10 @@ def test_reliable_suite_on_a_library_model(name: str, digits: tuple[Tensor, ...]
     assert 0.0 <= result.robust_accuracy <= result.accuracy["clean"]
     low, high = result.intervals["reliable"]
     assert low <= result.robust_accuracy <= high
+    assert {c["name"] for c in result.checks} >= {"adv_le_noise", "monotone_eps", "large_eps"}
+    names = [i["name"] for i in result.indicators]
+    assert "loss_plateau/apgd-ce" in names and any(n.startswith("binarization") for n in names)
+    assert any(n.startswith("unbounded_eps/") for n in names)
     stages = [s["name"] for s in document["cascade"]["stages"]]
     assert stages == ["sapgd", "apgd-ce", "apgd-t", "square", "rays"]
     # given back exactly: same outputs (twice in a row: no state left behind), same flags
