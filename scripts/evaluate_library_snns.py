@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--eps", default="8/255")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--libraries", default="spikingjelly,snntorch")
+    parser.add_argument("--max-doublings", type=int, default=None, help="the certificate's (default 3)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ def main() -> None:
         start = time.perf_counter()
         result = evrobust.evaluate(model, x_test, y_test, suite="reliable", eps=args.eps, ensemble="paper",
                                    batch_size=128, seed=args.seed, name=library, dataset="digits",
-                                   defense="vanilla")
+                                   defense="vanilla", max_doublings=args.max_doublings)
         seconds = time.perf_counter() - start
         result.to_json(args.out / f"{library}-attack.json")
         (args.out / f"{library}-attack.md").write_text(result.to_markdown())
