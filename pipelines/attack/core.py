@@ -35,7 +35,7 @@ from evrobust.attacks.base import Attack
 from evrobust.attacks.cascade import Cascade, Stage
 from evrobust.attacks.registry import parse_attack_names, suite_attacks
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack.certificate import check_max_doublings, run_certificate
+from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS, check_max_doublings, run_certificate
 from evrobust.pipelines.attack.checks import LARGE_EPS, masking_checks
 from evrobust.pipelines.attack.indicators import compute_indicators, first_samples, plateau_recorder
 from evrobust.pipelines.attack.inputs import eps_text
@@ -49,6 +49,8 @@ __all__ = [
     "RESULT_VERSION",
     "Job",
     "batch_seed",
+    "certificate_doublings",
+    "fit_to_model",
     "check_suite_options",
     "evaluate_jobs",
     "flag_interval",
@@ -162,6 +164,31 @@ def check_suite_options(
     if max_doublings is not None:
         check_max_doublings(max_doublings)
     return names
+
+
+def certificate_doublings(jobs: list[Job], max_doublings: int | None, refusal: str) -> int:
+    """The certificate's doublings for ``jobs``: ``max_doublings`` (default
+    :data:`~evrobust.pipelines.attack.certificate.DEFAULT_MAX_DOUBLINGS`) with a cascade, 0 without one; a
+    ``max_doublings`` given without a cascade is the one error line ``refusal`` (in the caller's words)."""
+    if not any(isinstance(j.attack, Cascade) for j in jobs):
+        if max_doublings is not None:
+            raise UserInputError(refusal)
+        return 0
+    return DEFAULT_MAX_DOUBLINGS if max_doublings is None else max_doublings
+
+
+def fit_to_model(
+    adapted: Any, jobs: list[Job], specs: tuple[Any, ...]
+) -> tuple[list[Job], tuple[Any, ...], dict[str, Any]]:
+    """:func:`restrict_jobs` for an :class:`~evrobust.adapters.AdaptedModel`: ``(jobs, specs, fields)``, where
+    ``fields`` are the result's ``notes`` (what the adapters cannot apply, then each dropped member; each also
+    logged as a warning) and ``neurons`` (library -> neurons found)."""
+    jobs, specs, dropped = restrict_jobs(jobs, specs, adapted.unsupported)
+    notes = [*adapted.notes(), *dropped]
+    for note in notes:
+        logger.warning("%s", note)
+    neurons = {library: len(found) for library, found in adapted.found.items()}
+    return jobs, specs, {"notes": notes, "neurons": neurons}
 
 
 def batch_seed(seed: int, batch: int) -> int:

@@ -34,15 +34,14 @@ from torch import Tensor, nn
 
 from evrobust.attacks import ensemble_specs, member_name
 from evrobust.attacks.base import check_batch
-from evrobust.attacks.cascade import Cascade
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS
 from evrobust.pipelines.attack.core import (
     EvaluationInputs,
+    certificate_doublings,
     check_suite_options,
     evaluate_jobs,
+    fit_to_model,
     make_jobs,
-    restrict_jobs,
 )
 from evrobust.pipelines.attack.pipeline import render_markdown
 from evrobust.pipelines.common.options import MAX_LIMIT, check_attack_bounds, parse_eps
@@ -242,16 +241,12 @@ def evaluate(
     from evrobust.adapters import adapt
 
     adapted = adapt(model)
-    jobs = make_jobs(names, eps_value, seed, "whitebox", checks, {"steps": steps, "queries": queries},
-                     ensemble_specs(ensemble))
-    cascade_job = next((j for j in jobs if isinstance(j.attack, Cascade)), None)
-    if cascade_job is None and max_doublings is not None:
-        raise UserInputError("max_doublings certifies a cascade; use suite='reliable' or 'exhaustive'")
-    doublings = (DEFAULT_MAX_DOUBLINGS if max_doublings is None else max_doublings) if cascade_job else 0
-    jobs, specs, dropped = restrict_jobs(jobs, ensemble_specs(ensemble), adapted.unsupported)
-    notes = [*adapted.notes(), *dropped]
-    for note in notes:
-        logger.warning("%s", note)
+    specs = ensemble_specs(ensemble)
+    jobs = make_jobs(names, eps_value, seed, "whitebox", checks, {"steps": steps, "queries": queries}, specs)
+    doublings = certificate_doublings(
+        jobs, max_doublings, "max_doublings certifies a cascade; use suite='reliable' or 'exhaustive'"
+    )
+    jobs, specs, fields = fit_to_model(adapted, jobs, specs)
     device = model_device(model)
 
     def batches(first: int) -> Iterator[tuple[int, Tensor, Tensor]]:
@@ -276,6 +271,5 @@ def evaluate(
             },
             test_set={"store": None, "split": "test", "samples": n, "labels_sha256": labels_digest(y_all)},
         ))
-    document["notes"] = notes
-    document["neurons"] = {library: len(found) for library, found in adapted.found.items()}
+    document.update(fields)
     return EvaluationResult(document)

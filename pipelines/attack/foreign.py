@@ -26,7 +26,6 @@ import torch
 from torch import nn
 
 from evrobust.errors import UserInputError
-from evrobust.safeio import sha256_file
 
 __all__ = ["FOREIGN_KEY", "build_foreign_model", "foreign_config", "parse_factory"]
 
@@ -127,9 +126,10 @@ def build_foreign_model(factory: str, weights: Path, device: torch.device) -> nn
 
 
 def foreign_config(
-    factory: str, weights: Path, store: Path, data: str, defense: str | None
+    factory: str, weights: Path, digest: str, store: Path, data: str, defense: str | None
 ) -> dict[str, Any]:
-    """The ``config.json`` of a run directory that evaluates ``factory`` with ``weights`` on ``store``."""
+    """The ``config.json`` of a run directory that evaluates ``factory`` with ``weights`` (sha256 ``digest``)
+    on ``store``."""
     from evrobust.datasets.stores import store_info
     from evrobust.pipelines.train.run_dir import (
         RUN_FORMAT,
@@ -150,7 +150,7 @@ def foreign_config(
         FOREIGN_KEY: {
             "factory": factory,
             "weights": str(Path(weights).resolve()),
-            "weights_sha256": sha256_file(Path(weights), "checkpoint"),
+            "weights_sha256": digest,
         },
         "versions": versions(),
     }

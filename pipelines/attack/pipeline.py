@@ -43,16 +43,15 @@ from evrobust.attacks import (
     ensemble_specs,
     member_name,
 )
-from evrobust.attacks.cascade import Cascade
 from evrobust.errors import UserInputError
-from evrobust.pipelines.attack.certificate import DEFAULT_MAX_DOUBLINGS
 from evrobust.pipelines.attack.checks import LARGE_EPS, read_other_mode
 from evrobust.pipelines.attack.core import (
     EvaluationInputs,
+    certificate_doublings,
     check_suite_options,
     evaluate_jobs,
+    fit_to_model,
     make_jobs,
-    restrict_jobs,
 )
 from evrobust.pipelines.attack.foreign import FOREIGN_KEY
 from evrobust.pipelines.attack.inputs import (
@@ -235,12 +234,12 @@ def _prepare_foreign(run: Path, mode: str, options: dict[str, Any]) -> tuple[nn.
     # model costs neither a data store build nor a file.
     model = build_foreign_model(factory, weights, resolve_device(options.get("device", "auto")))
     existing = None
+    digest = sha256_file(weights, "checkpoint")  # once: the identity recorded and compared
     if os.path.lexists(run / "config.json"):
         existing = read_config(run)
         recorded = existing.get(FOREIGN_KEY)
         if not isinstance(recorded, dict):
             raise UserInputError(f"{run} is a run of `evrobust train`; give --model a new --run directory")
-        digest = sha256_file(weights, "checkpoint")
         for key, value, what in (("factory", factory, "factory"), ("weights_sha256", digest, "weights")):
             if recorded.get(key) != value:
                 raise UserInputError(f"{run} evaluates another {what} ({recorded.get(key)}); give a new "
@@ -250,7 +249,7 @@ def _prepare_foreign(run: Path, mode: str, options: dict[str, Any]) -> tuple[nn.
             raise UserInputError(f"{run} evaluates this model on --data {recorded_data}; give a new --run "
                                  f"directory for --data {data}")
     store = resolve_data(str(data), options.get("data_dir"))
-    config = existing or foreign_config(factory, weights, store, str(data), options.get("defense"))
+    config = existing or foreign_config(factory, weights, digest, store, str(data), options.get("defense"))
     return model, config
 
 
@@ -319,7 +318,7 @@ def _run_attack(
     json_path, md_path, partial_path = result_paths(run, mode)
     for path in (json_path, md_path, partial_path):
         check_write_target(path)  # a link or FIFO where the results go: refused before any work, not after
-    notes: list[str] = []
+    fields: dict[str, Any] = {}
     adapted: Any = None
     if foreign is not None:
         from evrobust.adapters import adapt
@@ -344,15 +343,11 @@ def _run_attack(
     specs = ensemble_specs(ensemble)
     jobs = make_jobs(names, eps_value, seed, mode, checks, {"steps": steps, "queries": queries}, specs)
     if adapted is not None:
-        jobs, specs, dropped = restrict_jobs(jobs, specs, adapted.unsupported)
-        notes = [*adapted.notes(), *dropped]
-        for note in notes:
-            logger.warning("%s", note)
+        jobs, specs, fields = fit_to_model(adapted, jobs, specs)
     member_labels = [member_name(s) for s in specs]
-    cascade_job = next((j for j in jobs if isinstance(j.attack, Cascade)), None)
-    if cascade_job is None and max_doublings is not None:
-        raise UserInputError("--max-doublings certifies a cascade; select --suite reliable or exhaustive")
-    doublings = (DEFAULT_MAX_DOUBLINGS if max_doublings is None else max_doublings) if cascade_job else 0
+    doublings = certificate_doublings(
+        jobs, max_doublings, "--max-doublings certifies a cascade; select --suite reliable or exhaustive"
+    )
     store = run_test_store(config, data_dir)
     dataset, n = open_test_split(store, limit)
     if n == 0:
@@ -409,9 +404,7 @@ def _run_attack(
         },
         test_set=test_set_identity(dataset, store, n),
     ))
-    if foreign is not None:
-        result["notes"] = notes
-        result["neurons"] = {library: len(found) for library, found in adapted.found.items()}
+    result.update(fields)
     write_text_atomic(json_path, json.dumps(result, indent=1))
     write_text_atomic(md_path, render_markdown(result))
     remove_file(partial_path)
