@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from evrobust.errors import UserInputError
@@ -17,7 +18,9 @@ class IFNeuron(nn.Module):
     """Multi-step IF/LIF neuron layer: ``forward(x [T, ...]) -> spikes [T, ...]`` in {0, 1}.
 
     Stateless between calls (every forward starts from ``u = 0``), without parameters or buffers, so a model's
-    ``state_dict`` does not depend on the backend and a checkpoint loads under any backend.
+    ``state_dict`` does not depend on the backend and a checkpoint loads under any backend. The one exception
+    is opt-in: :meth:`enable_input_gain` adds DLIF's learnable per-step input gain ``input_gain`` ``[T]``
+    (then, and only then, the layer has a parameter and a state-dict key).
 
     Args:
         backend: ``native`` | ``spikingjelly`` | ``norse`` (see :func:`evrobust.neurons.list_backends`).
@@ -48,6 +51,27 @@ class IFNeuron(nn.Module):
         # Per-attack ASSG statistics; set and cleared only by gradient_spec (a plain attribute, not a buffer,
         # so it never reaches a state dict).
         self._assg_state: AssgState | None = None
+        # Set and restored only by record_neurons / membrane_noise (evrobust.neurons.recording): plain
+        # attributes, never in a state dict, never a persistent switch.
+        self._recorder = None
+        self._noise_std = 0.0
+
+    def enable_input_gain(self, T: int) -> None:
+        """Add DLIF's learnable per-step input gain: the dynamics integrate ``gain[t] * I[t]``.
+
+        ``input_gain`` is a parameter ``[T]`` initialised to ones (so the layer computes exactly what it did
+        before until training moves it); calling this twice with the same ``T`` is a no-op.
+        """
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise UserInputError(f"input gain needs the number of time steps T >= 1 (got {T!r})")
+        gain = getattr(self, "input_gain", None)
+        if isinstance(gain, nn.Parameter):
+            if gain.shape[0] != T:
+                raise UserInputError(
+                    f"this layer already has an input gain over {gain.shape[0]} steps, not {T}"
+                )
+            return
+        self.input_gain = nn.Parameter(torch.ones(T))
 
     @property
     def backend(self) -> str:
@@ -77,9 +101,31 @@ class IFNeuron(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Spikes for input current ``x`` of shape ``[T, ...]`` (time first); same shape and dtype.
 
-        Under the ``ann`` crafting spec the output is ``relu(x) / theta`` instead (same shape).
+        Under the ``ann`` crafting spec the output is ``relu(x) / theta`` instead (same shape). With the input
+        gain on, ``x[t]`` is first scaled by ``input_gain[t]``; inside ``membrane_noise`` Gaussian noise is
+        added to the (scaled) current; inside ``record_neurons`` the call is recorded.
         """
         check_time_major(x)
+        current = x
+        gain = self._parameters.get("input_gain")
+        if gain is not None:
+            if gain.shape[0] != x.shape[0]:
+                raise UserInputError(
+                    f"this layer's input gain covers {gain.shape[0]} time steps, the input has {x.shape[0]}"
+                )
+            x = x * gain.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+        noise = getattr(self, "_noise_std", 0.0)
+        if noise > 0.0:
+            x = x + noise * torch.randn_like(x)
+        spikes = self._run(x)
+        recorder = getattr(self, "_recorder", None)
+        if recorder is not None:
+            from evrobust.neurons.recording import NeuronTrace  # recording imports this module
+
+            recorder.traces.append(NeuronTrace(self, current, x, spikes))
+        return spikes
+
+    def _run(self, x: Tensor) -> Tensor:
         if self._spec.stateful:
             state = getattr(self, "_assg_state", None)
             if state is None:
@@ -88,7 +134,9 @@ class IFNeuron(nn.Module):
         return get_backend(self._backend_name).run(x, self._spec, self.tau, self.theta)
 
     def extra_repr(self) -> str:
-        return f"backend={self.backend}, spec={self._spec}, tau={self.tau:g}, theta={self.theta:g}"
+        gain = self._parameters.get("input_gain")
+        extra = f", input_gain=[{gain.shape[0]}]" if gain is not None else ""
+        return f"backend={self.backend}, spec={self._spec}, tau={self.tau:g}, theta={self.theta:g}{extra}"
 
 
 def _own_spec(value: GradSpec | str) -> GradSpec:
