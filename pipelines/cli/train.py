@@ -23,6 +23,18 @@ class Defense(StrEnum):
     at = "at"
     sr_star = "sr_star"
     rat = "rat"
+    trades = "trades"
+    dsd = "dsd"
+    dlif = "dlif"
+    tgo = "tgo"
+
+
+class DsdBase(StrEnum):
+    """The loss DSD deflates the gradients of (the values of ``evrobust.defenses.DSD_BASES``)."""
+
+    vanilla = "vanilla"
+    at = "at"
+    trades = "trades"
 
 
 class Penalty(StrEnum):
@@ -149,11 +161,47 @@ def train_command(
         AtMethod | None, typer.Option("--at-method", help="Training attack [fgsm for cifar10dvs, else pgd].")
     ] = None,
     at_eps: Annotated[
-        str, typer.Option("--at-eps", help="Training attack radius, e.g. 2/255 or 0.0078.")
-    ] = "2/255",
-    at_step: Annotated[str, typer.Option("--at-step", help="PGD step size, e.g. 0.01 or 2.55/255.")] = "0.01",
-    at_steps: Annotated[int, typer.Option("--at-steps", help="PGD iterations.")] = 5,
+        str | None,
+        typer.Option(
+            "--at-eps", help="Training attack radius, e.g. 2/255 [2/255; trades 8/255; dlif 4/255]."
+        ),
+    ] = None,
+    at_step: Annotated[
+        str | None, typer.Option("--at-step", help="PGD/TRADES step size, e.g. 0.01 [0.01; trades 3/255].")
+    ] = None,
+    at_steps: Annotated[
+        int | None, typer.Option("--at-steps", help="PGD/TRADES iterations [5; trades 4].")
+    ] = None,
     rat_beta: Annotated[float, typer.Option("--rat-beta", help="RAT Parseval retraction strength.")] = 5e-4,
+    trades_beta: Annotated[
+        float | None, typer.Option("--trades-beta", help="TRADES weight of the KL term [5].")
+    ] = None,
+    trades_tau: Annotated[
+        float | None, typer.Option("--trades-tau", help="TRADES softmax temperature [2].")
+    ] = None,
+    dsd_base: Annotated[
+        DsdBase | None, typer.Option("--dsd-base", help="Loss DSD deflates: vanilla | at | trades [at].")
+    ] = None,
+    dlif_kappa: Annotated[
+        float | None, typer.Option("--dlif-kappa", help="DLIF share of the clean cross-entropy [0.5].")
+    ] = None,
+    dlif_alpha: Annotated[
+        float | None, typer.Option("--dlif-alpha", help="DLIF weight of the perturbation energy [1].")
+    ] = None,
+    input_gain: Annotated[
+        bool | None,
+        typer.Option("--input-gain/--no-input-gain", help="Learnable per-step IF input gain [on for dlif]."),
+    ] = None,
+    tgo_delta: Annotated[
+        float | None, typer.Option("--tgo-delta", help="TGO margin to the threshold [0.1, not the authors'].")
+    ] = None,
+    tgo_lam: Annotated[float | None, typer.Option("--tgo-lam", help="TGO final penalty weight [1].")] = None,
+    tgo_warmup: Annotated[
+        float | None, typer.Option("--tgo-warmup", help="TGO linear warm-up, share of the epochs [0.5].")
+    ] = None,
+    tgo_noise: Annotated[
+        float | None, typer.Option("--tgo-noise", help="TGO training membrane noise sigma [0 = off].")
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Epochs (cosine schedule length).")] = 200,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Global batch [64; 24 for cifar10dvs].")
@@ -224,10 +272,20 @@ def train_command(
         sr_penalty=sr_penalty.value,
         h=h,
         at_method=None if at_method is None else at_method.value,
-        at_eps=parse_eps(at_eps, "--at-eps"),
-        at_step=parse_fraction(at_step, "--at-step"),
+        at_eps=None if at_eps is None else parse_eps(at_eps, "--at-eps"),
+        at_step=None if at_step is None else parse_fraction(at_step, "--at-step"),
         at_steps=at_steps,
         rat_beta=rat_beta,
+        trades_beta=trades_beta,
+        trades_tau=trades_tau,
+        dsd_base=None if dsd_base is None else dsd_base.value,
+        dlif_kappa=dlif_kappa,
+        dlif_alpha=dlif_alpha,
+        input_gain=input_gain,
+        tgo_delta=tgo_delta,
+        tgo_lam=tgo_lam,
+        tgo_warmup=tgo_warmup,
+        tgo_noise=tgo_noise,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -1,7 +1,8 @@
-"""``evrobust train``: train a spiking network with a defense (vanilla, SR, AT, SR*, RAT) into a run dir.
+"""``evrobust train``: train a spiking network with a defense (``evrobust.defenses.DEFENSES``) into a run dir.
 
 The loop (paper Appendix D): SGD with momentum, cosine annealing over ``epochs`` (stepped once per epoch),
-the defense's loss on each (augmented) batch, the RAT retraction after each optimizer step; after each
+the defense's loss on each (augmented) batch, DSD's gradient deflation between the backward pass and the
+optimizer step, the RAT retraction after each optimizer step; after each
 epoch the validation split is scored, ``metrics.jsonl`` gets a line, ``checkpoint-last`` is written and
 ``checkpoint-best`` when validation accuracy improved. The test split is never touched.
 
@@ -31,11 +32,13 @@ from evrobust.datasets import augment_frames, augment_images, open_split, resolv
 from evrobust.defenses import (
     DefenseObjective,
     after_optimizer_step,
+    before_optimizer_step,
     strongest_other_class,
     two_class_probability,
 )
 from evrobust.errors import UserInputError
 from evrobust.models import create_model, list_models
+from evrobust.neurons import enable_input_gains
 from evrobust.pipelines.train import distributed as dd
 from evrobust.pipelines.train.checkpoints import (
     check_checkpoint_meta,
@@ -139,6 +142,8 @@ class Trainer:
         model_kwargs = build_model_kwargs(config, self.info)
         check_model_fits_data(model_kwargs, self.info)
         self.model = create_model(**model_kwargs)
+        if config.input_gain:  # DLIF's learnable per-step gain: parameters the optimizer below must see
+            enable_input_gains(self.model, int(self.model.config["T"]))
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -148,7 +153,8 @@ class Trainer:
             self.parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.epochs)
-        self.objective: nn.Module = DefenseObjective(self.model, self.defense)
+        self.defense_objective = DefenseObjective(self.model, self.defense)
+        self.objective: nn.Module = self.defense_objective
         if ctx.distributed:
             device_ids = [self.device] if self.device.type == "cuda" else None
             self.objective = DistributedDataParallel(self.objective, device_ids=device_ids)
@@ -370,6 +376,7 @@ class Trainer:
         steps = -(-order.numel() // batch)
         progress.start(f"epoch {epoch}/{config.epochs}", steps)
         self.objective.train()
+        self.defense_objective.progress = epoch / config.epochs  # TGO's lambda warm-up
         lr = self.optimizer.param_groups[0]["lr"]
         sums = torch.zeros(5, dtype=torch.float64)  # loss*n, ce*n, reg*n, correct, n (over all ranks)
         started = time.perf_counter()
@@ -401,6 +408,7 @@ class Trainer:
             # Gradients for the parameters only: SR's clean pass starts at an input leaf that requires grad,
             # and its input gradient (a first-layer backward per step) is not needed here.
             out["loss"].backward(inputs=self.parameters)
+            before_optimizer_step(self.model, self.defense)  # DSD: on the gradients DDP has already reduced
             self.optimizer.step()
             after_optimizer_step(self.model, self.defense, generator=self.rat_generator)
             self.global_step += 1

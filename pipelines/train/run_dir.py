@@ -32,6 +32,7 @@ from torch import nn
 from evrobust.checkpoint import load_checkpoint
 from evrobust.errors import UserInputError
 from evrobust.models import create_model
+from evrobust.neurons import enable_input_gains
 from evrobust.pipelines.train.config import check_model_config_limits
 from evrobust.safeio import UnsafeFileError, open_append, parse_json, read_bytes
 from evrobust.safeio.atomic import write_text_atomic
@@ -366,6 +367,9 @@ def load_run(
     try:
         _check_model_size(model_config)
         model = create_model(**model_config)
+        train_options = config.get("train") or {}
+        if train_options.get("input_gain") is True:  # DLIF's per-step gain: its weights are in the checkpoint
+            enable_input_gains(model, int(model_config.get("T", 8)))
     except UserInputError as exc:
         raise UserInputError(
             f"{run_dir / CONFIG_FILE} describes a model that cannot be built: {exc}"
