@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from evrobust.datasets import resolve_data
-from evrobust.defenses import AT_METHODS, DEFENSES, PENALTIES
+from evrobust.defenses import AT_METHODS, DEFENSES, DSD_BASES, PENALTIES
 from evrobust.pipelines.cli.app import app
-from evrobust.pipelines.cli.train import AtMethod, Defense, Penalty
-from evrobust.pipelines.train.run_dir import read_config, read_metrics
+from evrobust.pipelines.cli.train import AtMethod, Defense, DsdBase, Penalty
+from evrobust.pipelines.train.run_dir import load_run, read_config, read_metrics
 
 runner = CliRunner()
 
@@ -54,6 +54,34 @@ def test_enums_match_the_library() -> None:
     assert [d.value for d in Defense] == list(DEFENSES)
     assert [p.value for p in Penalty] == list(PENALTIES)
     assert [m.value for m in AtMethod] == list(AT_METHODS)
+    assert [b.value for b in DsdBase] == list(DSD_BASES)
+
+
+def test_quick_dlif_run_trains_and_reloads_the_input_gain(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, quick(data_dir, out, "--defense", "dlif", "--dlif-alpha", "0.5"))
+    assert result.exit_code == 0, result.output
+    cfg = read_config(out)
+    assert cfg["train"]["input_gain"] is True and cfg["identity"]["input_gain"] is True
+    assert (cfg["defense"]["at_method"], cfg["defense"]["dlif_alpha"]) == ("fgsm", 0.5)
+    assert cfg["defense"]["at_eps"] == pytest.approx(4 / 255)
+    model, _ = load_run(out)
+    gains = [k for k in model.state_dict() if k.endswith("input_gain")]
+    assert gains and all(model.state_dict()[k].shape == (2,) for k in gains)
+
+
+def test_quick_dsd_on_trades_run(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    extra = ("--defense", "dsd", "--dsd-base", "trades", "--at-steps", "1", "--trades-beta", "2")
+    result = runner.invoke(app, quick(data_dir, out, *extra))
+    assert result.exit_code == 0, result.output
+    cfg = read_config(out)
+    assert (cfg["defense"]["dsd_base"], cfg["defense"]["trades_beta"], cfg["defense"]["at_steps"]) == (
+        "trades",
+        2.0,
+        1,
+    )
+    assert "input_gain" not in cfg["identity"] and "tgo_lam" not in cfg["identity"]
 
 
 def test_quick_sr_star_run_with_fraction_eps(data_dir: Path, tmp_path: Path) -> None:
@@ -104,6 +132,10 @@ def _one_error_line(result) -> str:
         (["--at-eps", "-1/255"], "--at-eps must be a number"),
         (["--at-eps", "2/0"], "divides by zero"),
         (["--at-eps", "abc"], "--at-eps must be a number"),
+        (["--defense", "trades", "--trades-tau", "0"], "--trades-tau must be > 0"),
+        (["--defense", "trades", "--at-method", "fgsm"], "own sign-gradient attack"),
+        (["--defense", "dlif", "--dlif-kappa", "2"], "--dlif-kappa must be >= 0 and <= 1"),
+        (["--defense", "tgo", "--tgo-noise", "-1"], "--tgo-noise must be >= 0"),
         (["--epochs", "0"], "--epochs must be an integer >= 1"),
         (["--model-opt", "tau"], "not KEY=VALUE"),
         (["--data", str(Path("/nonexistent/store.zarr"))], "neither a known dataset"),
@@ -131,7 +163,9 @@ def test_frames_store_into_a_three_channel_model(data_dir: Path, tmp_path: Path)
     assert not out.exists()
 
 
-@pytest.mark.parametrize("extra", [["--defense", "trades"], ["--sr-penalty", "l3"], ["--device", "tpu"]])
+@pytest.mark.parametrize(
+    "extra", [["--defense", "madry"], ["--sr-penalty", "l3"], ["--device", "tpu"], ["--dsd-base", "sr"]]
+)
 def test_unknown_choice_is_a_usage_error(data_dir: Path, tmp_path: Path, extra: list[str]) -> None:
     out = tmp_path / "run"
     result = runner.invoke(app, [*quick(data_dir, out), *extra])

@@ -67,7 +67,14 @@ def test_identity_ignores_runtime_fields() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
-        ({"defense": "trades"}, "vanilla, sr, at, sr_star, rat"),
+        ({"defense": "madry"}, "vanilla, sr, at, sr_star, rat, trades, dsd, dlif, tgo"),
+        ({"defense": "dsd", "dsd_base": "sr"}, "--dsd-base"),
+        ({"defense": "trades", "trades_tau": 0.0}, "--trades-tau"),
+        ({"defense": "trades", "at_method": "fgsm"}, "own sign-gradient attack"),
+        ({"defense": "dlif", "dlif_kappa": 1.5}, "--dlif-kappa"),
+        ({"defense": "tgo", "tgo_warmup": 2.0}, "--tgo-warmup"),
+        ({"defense": "tgo", "tgo_delta": 0.0}, "--tgo-delta"),
+        ({"input_gain": 1}, "--input-gain"),
         ({"sr_penalty": "l2"}, "l2sq, l1"),
         ({"at_method": "cw"}, "pgd, fgsm"),
         ({"device": "tpu"}, "auto, cpu, cuda"),
@@ -135,3 +142,45 @@ def test_shards_cover_every_sample_with_equal_lengths(n: int, world: int) -> Non
     assert set(torch.cat(parts).tolist()) == set(range(n))
     assert torch.equal(order, epoch_permutation(n, seed=3, epoch=2))
     assert not torch.equal(epoch_permutation(50, 3, 2), epoch_permutation(50, 3, 3))
+
+
+@pytest.mark.parametrize(
+    ("defense", "dataset", "expected"),
+    [
+        ("at", "cifar10dvs", ("fgsm", 2 / 255, 0.01, 5)),
+        ("trades", "cifar10dvs", ("pgd", 8 / 255, 3 / 255, 4)),
+        ("trades", "digits", ("pgd", 8 / 255, 3 / 255, 4)),
+        ("dlif", "digits", ("fgsm", 4 / 255, 0.01, 5)),
+        ("dsd", "digits", ("pgd", 2 / 255, 0.01, 5)),
+    ],
+)
+def test_attack_defaults_per_defense(defense: str, dataset: str, expected: tuple) -> None:
+    kind, frames = ("frames", 10) if dataset == "cifar10dvs" else ("images", None)
+    c = resolve_config(TrainConfig(data=dataset, defense=defense), dataset, kind, frames)
+    assert c.at_method == expected[0]
+    assert (c.at_eps, c.at_step, c.at_steps) == pytest.approx(expected[1:])
+    d = c.defense_config()
+    assert (d.at_method, d.at_eps, d.at_steps) == (c.at_method, c.at_eps, c.at_steps)
+
+
+def test_new_defense_options_resolve_and_stay_out_of_old_identities(caplog) -> None:
+    old_keys = {
+        "model", "width", "T", "model_options", "defense", "lam", "sr_penalty", "h", "at_method", "at_eps",
+        "at_step", "at_steps", "rat_beta", "epochs", "batch_size", "lr", "momentum", "weight_decay",
+        "neuron_backend", "augment", "limit_train", "limit_val", "seed", "amp",
+    }  # fmt: skip
+    for defense in ("vanilla", "sr", "at", "sr_star", "rat"):
+        c = resolve_config(TrainConfig(data="digits", defense=defense), "digits", "images", None)
+        assert set(c.identity()) == old_keys, defense  # runs from before these options still match
+        assert c.at_eps == 2 / 255 and c.input_gain is False
+    c = resolve_config(TrainConfig(data="digits", defense="dlif"), "digits", "images", None)
+    assert (c.dlif_kappa, c.dlif_alpha, c.input_gain) == (0.5, 1.0, True)
+    assert c.trades_beta is None and "trades_beta" not in c.identity()
+    c = resolve_config(TrainConfig(data="digits", defense="dsd", dsd_base="trades"), "digits", "images", None)
+    assert (c.dsd_base, c.trades_beta, c.trades_tau, c.at_eps) == ("trades", 5.0, 2.0, 8 / 255)
+    c = resolve_config(TrainConfig(data="digits", defense="tgo", tgo_noise=0.2), "digits", "images", None)
+    assert (c.tgo_noise, c.defense_config().tgo_noise) == (0.2, 0.2)
+    with caplog.at_level("WARNING"):
+        user = TrainConfig(data="digits", defense="at", trades_beta=3.0)
+        c = resolve_config(user, "digits", "images", None)
+    assert c.trades_beta is None and "--trades-beta 3.0 is ignored" in caplog.text
