@@ -47,6 +47,14 @@ BREAK_SHARE = 0.5
 """A model counts as broken at the first eps where PGD-10 leaves at most this share of its clean accuracy."""
 HOLD_MARGIN = 0.05
 """A defense holds where it keeps at least this much more accuracy than vanilla (0.05 = 5 points)."""
+RELIABLE_DATA = ("digits-dvs",)
+"""Datasets whose runs the demo also evaluates with the converged reliable suite (its cascade, convergence
+certificate and attack-failure indicators): the event data, where eps 8/255 breaks the vanilla model."""
+RELIABLE_LIMIT = 40
+"""Test samples of the converged evaluation per run (measured to fit the 6-minute budget: docs/results.md)."""
+RELIABLE_FILE = "evaluate-reliable"
+"""``<run>/evaluate-reliable.json`` and ``.md``: the demo's converged evaluation of a run, kept apart from
+``attack-whitebox.json`` (the paper-protocol table on more samples) so that neither overwrites the other."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,13 @@ class DemoConfig:
     curve_limit: int = 100
     eps_grids: dict[str, str] = field(default_factory=lambda: dict(EPS_GRIDS))
     attack_batch: int = 100
+    # The converged reliable evaluation of each run of ``reliable_data``: on the first ``reliable_limit`` test
+    # samples, as many as keep `make demo` within about 6 minutes on 2 idle cores (docs/results.md, "Demo").
+    reliable_data: tuple[str, ...] = RELIABLE_DATA
+    reliable_limit: int = RELIABLE_LIMIT
+    # Budgets of that evaluation (``steps``, ``queries``, ``max_doublings`` of ``evrobust attack``); empty:
+    # the defaults (100 steps, 5000 queries, 3 doublings). Tests shrink them.
+    reliable_budget: dict[str, int] = field(default_factory=dict)
     data_dir: str | None = None
     device: str = "auto"
     extra_train: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +124,54 @@ def _interval(result: dict[str, Any], name: str) -> list[float] | None:
     return None
 
 
+def converged_evaluation(cfg: DemoConfig, run: Path, data: str, defense: str) -> dict[str, Any]:
+    """Evaluate ``run`` with the converged reliable suite on its first ``cfg.reliable_limit`` test samples.
+
+    The paper protocol, the reliable cascade, the convergence certificate (up to 3 doublings) and the
+    attack-failure indicators, white box at eps 8/255 with the paper ensemble, through
+    :func:`evrobust.pipelines.attack.evaluate.evaluate` (the same loop as ``evrobust attack --suite
+    reliable``). Writes ``<run>/evaluate-reliable.json`` (an ``attack_result`` document that ``evrobust
+    compare`` reads) and ``.md``.
+
+    Returns:
+        ``{"n", "paper", "paper_ci95", "accuracy", "ci95", "converged", "doublings", "path"}``: accuracies as
+        fractions of the ``n`` samples; ``paper`` is the lowest paper-protocol accuracy.
+    """
+    import torch
+
+    from evrobust.pipelines.attack.evaluate import evaluate
+    from evrobust.pipelines.attack.inputs import (
+        iter_test_batches,
+        load_evaluated_run,
+        open_test_split,
+        resolve_device,
+        run_test_store,
+    )
+
+    model, config = load_evaluated_run(run, "best", resolve_device(cfg.device), "demo")
+    dataset, n = open_test_split(run_test_store(config, cfg.data_dir), cfg.reliable_limit)
+    batches = list(iter_test_batches(dataset, n, max(n, 1), 0))
+    x = torch.cat([b[1] for b in batches])
+    y = torch.cat([b[2] for b in batches])
+    result = evaluate(model, x, y, suite="reliable", batch_size=cfg.attack_batch, dataset=data,
+                      defense=defense, name=str(run), **cfg.reliable_budget)
+    path = run / f"{RELIABLE_FILE}.json"
+    result.to_json(path)
+    write_text_atomic(run / f"{RELIABLE_FILE}.md", result.to_markdown())
+    reliable = result.document["reliable"]
+    over = result.document["overestimate"]
+    return {
+        "n": int(reliable["n"]),
+        "paper": over["paper"],
+        "paper_ci95": over["paper_ci95"],
+        "accuracy": reliable["accuracy"],
+        "ci95": reliable["ci95"],
+        "converged": reliable.get("converged"),
+        "doublings": len(reliable.get("doublings") or []),
+        "path": str(path),
+    }
+
+
 def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
     """Train, attack and summarise; return the summary path and its rows."""
     root = Path(cfg.out)
@@ -138,6 +201,8 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
             run_analysis(run, "heatmap", limit=few, count=4, **analysis)
             grad = sparsity["targets"]["two_class"]["mean"]
             metrics = read_metrics(run)
+            reliable = (converged_evaluation(cfg, run, data, defense)
+                        if data in cfg.reliable_data and cfg.reliable_limit > 0 else None)
             rows.append(
                 {
                     "data": data,
@@ -159,11 +224,13 @@ def run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
                     "curve_eps": curve["eps"],
                     "curve_eps_text": curve["eps_text"],
                     "curves": curve["curves"],
+                    "reliable": reliable,
                 }
             )
     path = root / "summary.md"
     write_text_atomic(path, render_summary(cfg, rows))
-    report = write_report([r["run"] for r in rows], root, preface=findings(rows) + paired_findings(rows))
+    preface = converged_findings(rows) + findings(rows) + paired_findings(rows)
+    report = write_report([r["run"] for r in rows], root, preface=preface)
     log.info("report written to %s", report)
     return path, rows
 
@@ -179,36 +246,74 @@ def paired_findings(rows: list[dict[str, Any]]) -> list[str]:
     worst case over the suite's attacks): the most robust defense against vanilla and against the runner-up.
     A defense is called more robust only at p < 0.05. Rows need ``run`` (a run directory holding
     ``attack-whitebox.json``); datasets without a vanilla run or two defenses are left out."""
-    from evrobust.pipelines.common.paired import (
-        WORST_CASE,
-        compare_attack_documents,
-        load_attack_file,
-        robust_flags,
-    )
+    from evrobust.pipelines.common.paired import load_attack_file
+
+    def documents(mine: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {r["defense"]: load_attack_file(r["run"]) for r in mine if r.get("run")}
+
+    def opening(data: str, n: int, eps: str, best: str, kept: str) -> str:
+        return (f"On {data}, paired on the {n} attacked samples (white box, eps {eps}, worst case over the "
+                f"suite's attacks), {best} keeps {kept}")
+
+    return _paired_sentences(rows, documents, opening)
+
+
+def converged_findings(rows: list[dict[str, Any]]) -> list[str]:
+    """The demo's headline: per dataset evaluated to convergence (rows with a ``reliable`` entry, see
+    :func:`converged_evaluation`), the most robust defense's converged reliable accuracy and the paired test
+    (exact McNemar on the reliable verdict's per-sample flags) against vanilla and against the runner-up.
+    A number the certificate did not converge reads "≤ X (not converged)": it is an upper bound."""
+    from evrobust.pipelines.common.paired import load_attack_file
+
+    def documents(mine: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {r["defense"]: load_attack_file(r["reliable"]["path"]) for r in mine if r.get("reliable")}
+
+    def opening(data: str, n: int, eps: str, best: str, kept: str) -> str:
+        return (f"On {data}, evaluated to convergence (the reliable suite and its certificate, white box, "
+                f"eps {eps}, paired on the first {n} test samples), {best} keeps {kept}")
+
+    return _paired_sentences(rows, documents, opening)
+
+
+def _paired_sentences(rows: list[dict[str, Any]], documents_of: Any, opening: Any) -> list[str]:
+    """Per dataset: ``opening(data, n, eps, best, kept)`` then the paired verdicts of the best defense (the
+    most samples robust under the documents' headline verdict) against vanilla and the runner-up."""
+    from evrobust.pipelines.common.paired import compare_attack_documents, headline_key, robust_flags
 
     sentences = []
     for data in dict.fromkeys(r["data"] for r in rows):
-        mine = [r for r in rows if r["data"] == data and r.get("run")]
-        documents = {r["defense"]: load_attack_file(r["run"]) for r in mine}
+        documents = documents_of([r for r in rows if r["data"] == data])
         if "vanilla" not in documents or len(documents) < 2:
             continue
-        worst = {d: robust_flags(doc, WORST_CASE) for d, doc in documents.items()}
-        ranked = sorted((d for d in worst if d != "vanilla"), key=lambda d: -sum(worst[d]))
+        robust = {d: robust_flags(doc, headline_key(doc)) for d, doc in documents.items()}
+        ranked = sorted((d for d in robust if d != "vanilla"), key=lambda d: -sum(robust[d]))
         best = ranked[0]
         others = ["vanilla"] + ([ranked[1]] if len(ranked) > 1 else [])
         heads = []
         for other in others:
             result = compare_attack_documents(documents[best], documents[other], best, other)
-            heads.append((other, next(r for r in result["rows"] if r["headline"])))
-        parts = [f"against {other} ({100 * h['b']['accuracy']:.1f} %): {h['verdict']}" for other, h in heads]
+            heads.append((other, next(r for r in result["rows"] if r["headline"]), result["b"]["converged"]))
+        parts = [f"against {other} ({_bound(h['b'], converged)}): {h['verdict']}"
+                 for other, h, converged in heads]
         kept = heads[0][1]["a"]
+        interval = f"[{100 * kept['ci95'][0]:.1f}, {100 * kept['ci95'][1]:.1f}]"
+        kept_text = f"{_bound(kept, _converged(documents[best]))} {interval}"
         eps = documents[best].get("eps_text", "?")
-        sentences.append(
-            f"On {data}, paired on the {len(worst[best])} attacked samples (white box, eps {eps}, worst case "
-            f"over the suite's attacks), {best} keeps {100 * kept['accuracy']:.1f} % "
-            f"[{100 * kept['ci95'][0]:.1f}, {100 * kept['ci95'][1]:.1f}]; " + "; ".join(parts) + "."
-        )
+        head = opening(data, len(robust[best]), eps, best, kept_text)
+        sentences.append(head + "; " + "; ".join(parts) + ".")
     return sentences
+
+
+def _converged(document: dict[str, Any]) -> bool | None:
+    reliable = document.get("reliable")
+    return reliable.get("converged") if isinstance(reliable, dict) else None
+
+
+def _bound(side: dict[str, Any], converged: bool | None) -> str:
+    """``"48.0 %"``, or ``"≤ 3.0 % (not converged)"`` where the certificate did not converge (the reliable
+    number is then an upper bound)."""
+    value = f"{100 * side['accuracy']:.1f} %"
+    return value if converged is not False else f"≤ {value} (not converged)"
 
 
 def _num(value: float | None) -> str:
@@ -243,9 +348,45 @@ def render_summary(cfg: DemoConfig, rows: list[dict[str, Any]]) -> str:
             f"{_num(r.get('grad_density'))} | {checks} |"
         )
     lines.append("")
+    lines += converged_table(rows)
+    lines += [sentence + "\n" for sentence in converged_findings(rows)]
     lines += [sentence + "\n" for sentence in findings(rows)]
     lines += [sentence + "\n" for sentence in paired_findings(rows)]
     return "\n".join(lines)
+
+
+def converged_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per run with a converged evaluation, the paper protocol beside the reliable number
+    after the certificate, both with intervals, on the same samples (nothing where no run has one)."""
+    mine = [r for r in rows if r.get("reliable")]
+    if not mine:
+        return []
+    lines = [
+        "## Evaluated to convergence (white box, eps 8/255)",
+        "",
+        "The same runs under the reliable suite: the paper protocol (the lowest of FGSM, PGD-10/30/50 and "
+        "APGD-CE 100 over the paper ensemble), then the reliable cascade on the samples it leaves standing "
+        "(SA-PGD and APGD-T under ASSG, APGD-CE over the wide ensemble, Square, RayS), then the convergence "
+        "certificate (the strongest stages again at doubled budgets until a doubling breaks at most "
+        "max(1, 0.5 % of n) more samples; at most 3 doublings). \"≤ X (not converged)\" is an upper bound. "
+        f"Each run's full result: `{RELIABLE_FILE}.json` / `.md` in its directory (`evrobust compare` "
+        "reads them).",
+        "",
+        "| data | defense | samples | paper protocol | reliable, after the certificate | doublings | "
+        "overestimate (points) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in mine:
+        rel = r["reliable"]
+        value = _pct(rel["accuracy"], rel["ci95"])
+        if rel["converged"] is False:
+            value = f"≤ {value} (not converged)"
+        lines.append(
+            f"| {r['data']} | {r['defense']} | {rel['n']} | {_pct(rel['paper'], rel['paper_ci95'])} | "
+            f"{value} | {rel['doublings']} | {100 * (rel['paper'] - rel['accuracy']):+.1f} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _at(row: dict[str, Any], attack: str, index: int) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.demo import DemoConfig, findings, run_demo
+from evrobust.pipelines.demo import DemoConfig, converged_findings, findings, run_demo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -98,9 +98,33 @@ def test_demo_at_test_scale_ends_with_a_report_with_plots(tmp_path: Path) -> Non
         device="cpu",
         eps_grids={"digits-dvs": "0,4/255,16/255"},
         extra_train={"limit_train": 96, "limit_val": 16, "batch_size": 32},
+        reliable_limit=6,
+        reliable_budget={"steps": 4, "queries": 40, "max_doublings": 1},
     )
     summary, rows = run_demo(cfg)
     root = tmp_path / "demo"
+    # The converged evaluation of each digits-dvs run: its own file; the reliable verdict an AND over every
+    # table attack (never robust where the paper protocol broke the sample); numbers as the file holds them.
+    for r in rows:
+        doc = json.loads((Path(r["run"]) / "evaluate-reliable.json").read_text())
+        assert doc["samples"] == r["reliable"]["n"] == 6 and doc["dataset"] == "digits-dvs"
+        assert r["reliable"]["accuracy"] == doc["reliable"]["accuracy"]
+        assert r["reliable"]["paper"] == doc["overestimate"]["paper"] >= doc["reliable"]["accuracy"]
+        assert r["reliable"]["converged"] == doc["reliable"]["converged"]
+        table = [a["name"] for a in doc["attacks"] if a.get("in_table", True) and a["eps"] == doc["eps"]]
+        assert "pgd50" in table and "reliable" in table
+        for key in table:
+            if key != "reliable":
+                broken = [c == "0" for c in doc["flags"][key]["correct"]]
+                assert not any(b and c == "1" for b, c in zip(broken, doc["flags"]["reliable"]["correct"],
+                                                               strict=True)), key
+        assert (Path(r["run"]) / "evaluate-reliable.md").is_file()
+        assert (Path(r["run"]) / "attack-whitebox.json").is_file()  # the paper-protocol table is kept
+    summary_text = summary.read_text()
+    assert "## Evaluated to convergence (white box, eps 8/255)" in summary_text
+    (headline,) = converged_findings(rows)
+    assert headline.startswith("On digits-dvs, evaluated to convergence")
+    assert headline in summary_text and headline in (root / "report.md").read_text()
     report = root / "report.md"
     text = report.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
@@ -179,3 +203,65 @@ def test_paired_findings_call_a_lead_only_when_the_paired_test_says_so(tmp_path:
     # 25 samples only sr survives against vanilla: established; 3 against at: not
     assert "against vanilla (10.0 %): sr is more robust than vanilla (p < 0.001)" in sentence
     assert "against at (54.0 %): not established (p = 0.25)" in sentence
+
+
+def _reliable_doc(run: Path, robust: str, paper: str, converged: bool) -> dict[str, Any]:
+    """A converged-evaluation document as :func:`converged_evaluation` writes it (the fields read here)."""
+    n = len(robust)
+    doc = {"format": "evrobust-attack", "samples": n, "eps": 0.03, "eps_text": "8/255",
+           "attacks": [{"name": "apgd100", "in_table": True, "eps": 0.03},
+                       {"name": "reliable", "in_table": True, "eps": 0.03}],
+           "cascade": {"attack": "reliable"},
+           "reliable": {"accuracy": robust.count("1") / n, "n": n, "converged": converged},
+           "flags": {"apgd100": {"name": "apgd100", "correct": paper, "members": {}},
+                     "reliable": {"name": "reliable", "correct": robust, "members": {}}}}
+    run.mkdir()
+    path = run / "evaluate-reliable.json"
+    path.write_text(json.dumps(doc))
+    return {"path": str(path)}
+
+
+def test_converged_findings_headline_the_reliable_verdict_and_mark_upper_bounds(tmp_path: Path) -> None:
+    from evrobust.pipelines.demo import converged_findings
+
+    # 40 samples. vanilla: 2 robust; sr_star: 18 (converged); at: 4, not converged (an upper bound).
+    rows = [
+        {"data": "digits-dvs", "defense": "vanilla",
+         "reliable": _reliable_doc(tmp_path / "v", "11" + "0" * 38, "1" * 20 + "0" * 20, True)},
+        {"data": "digits-dvs", "defense": "sr_star",
+         "reliable": _reliable_doc(tmp_path / "s", "1" * 18 + "0" * 22, "1" * 30 + "0" * 10, True)},
+        {"data": "digits-dvs", "defense": "at",
+         "reliable": _reliable_doc(tmp_path / "a", "0" * 14 + "1111" + "0" * 22, "1" * 25 + "0" * 15, False)},
+        {"data": "digits", "defense": "vanilla"},  # no converged evaluation: no sentence for digits
+    ]
+    (sentence,) = converged_findings(rows)
+    assert sentence.startswith(
+        "On digits-dvs, evaluated to convergence (the reliable suite and its certificate, white box, "
+        "eps 8/255, paired on the first 40 test samples), sr_star keeps 45.0 % [29.3, 61.5]"
+    )
+    # The paired test is on the reliable flags, not on the paper protocol's (apgd100): against vanilla
+    # sr_star alone survives 16 samples (exact McNemar p = 2 * 0.5**16), against at 14 (at's 4 are all
+    # among sr_star's 18).
+    assert "against vanilla (5.0 %): sr_star is more robust than vanilla (p < 0.001)" in sentence
+    assert "against at (≤ 10.0 % (not converged)): sr_star is more robust than at (p < 0.001)" in sentence
+
+
+def test_converged_table_shows_paper_and_reliable_with_intervals() -> None:
+    from evrobust.pipelines.demo import converged_table
+
+    rows = [{"data": "digits-dvs", "defense": "at",
+             "reliable": {"n": 40, "paper": 0.5, "paper_ci95": [0.338, 0.662], "accuracy": 0.1,
+                          "ci95": [0.028, 0.237], "converged": False, "doublings": 3, "path": "x"}},
+            {"data": "digits", "defense": "at"}]
+    lines = converged_table(rows)
+    assert lines[0] == "## Evaluated to convergence (white box, eps 8/255)"
+    assert lines[-2] == ("| digits-dvs | at | 40 | 50.0 [33.8, 66.2] | ≤ 10.0 [2.8, 23.7] (not converged) "
+                         "| 3 | +40.0 |")
+    assert converged_table([{"data": "digits", "defense": "at"}]) == []
+
+
+def test_demo_reliable_limit_default_matches_the_pipeline() -> None:
+    from evrobust.pipelines.cli.demo import RELIABLE
+    from evrobust.pipelines.demo import RELIABLE_LIMIT
+
+    assert RELIABLE == RELIABLE_LIMIT == DemoConfig().reliable_limit
