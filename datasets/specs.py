@@ -56,6 +56,17 @@ SPECS: dict[str, DatasetSpec] = {
         size=48,
         build_hint="evrobust preprocess cifar10dvs",
     ),
+    "cifar10dvs-emu": DatasetSpec(
+        "cifar10dvs-emu",
+        "events",
+        CIFAR10_CLASSES,
+        False,
+        sensor=(128, 128),
+        frames=10,
+        split_by="number",
+        size=48,
+        build_hint="evrobust preprocess cifar10dvs-emu",
+    ),
     "cifar10": DatasetSpec(
         "cifar10", "images", CIFAR10_CLASSES, False, build_hint="evrobust preprocess cifar10"
     ),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from evrobust.datasets.specs import SPECS, default_store_path
 from evrobust.errors import UserInputError
-from evrobust.preprocess.build import BuildReport, write_event_store, write_image_store
+from evrobust.preprocess.build import BuildReport, write_event_store, write_image_store, write_recording_store
 from evrobust.preprocess.convert import ON_ERROR, FrameParams, SampleResult
 from evrobust.preprocess.embedded import build_digits, build_digits_dvs
 from evrobust.preprocess.orientation import CIFAR10DVS_ORIENTATION, ORIENTATIONS
@@ -229,6 +229,154 @@ def preprocess_cifar(
             source_sha256=sha,
             workers=workers,
             on_result=_chain(hook, on_result),
+        )
+
+
+CIFAR10DVS_EMU_SPLIT_RULE = (
+    "standard: the CIFAR-10 images' own split -- the emulated recordings of CIFAR-10's official train images "
+    "train, those of its test images test (the random 9000/1000 and TEBN splits of CIFAR10-DVS do not apply: "
+    "those index recordings of 10,000 test images); val = floor(0.1 m) of the m train indices drawn by numpy "
+    "default_rng(0).permutation, train = the rest"
+)
+EMULATED_NOTE = (
+    "EMULATED data: recordings made by evrobust's CIFAR10-DVS emulator from CIFAR-10 images, not by a DVS"
+)
+SEED_RULE = "sample seed = seed_base + the image's row in the CIFAR-10 source (train batches 1-5, then test)"
+
+
+def _check_raw_out(raw_out: Path, store_path: Path) -> None:
+    """Refuse a --raw-out that holds anything but an earlier emulated release (never overwrite real data)."""
+    if raw_out.exists() and not raw_out.is_dir():
+        raise UserInputError(f"--raw-out {raw_out} is a file; pass a new or empty directory")
+    if raw_out.is_dir() and any(raw_out.iterdir()) and not (raw_out / RAW_OUT_MARKER).is_file():
+        raise UserInputError(
+            f"--raw-out {raw_out} is not empty and was not written by cifar10dvs-emu; pass a new or empty "
+            "directory (emulated files never go beside real recordings)"
+        )
+    if raw_out.resolve() == store_path.resolve() or store_path.resolve().is_relative_to(raw_out.resolve()):
+        raise UserInputError(f"--raw-out {raw_out} must not contain the store {store_path}")
+
+
+RAW_OUT_MARKER = "EMULATED-cifar10dvs-emu.txt"
+
+
+def preprocess_cifar10dvs_emu(
+    raw: str | Path,
+    *,
+    frames: int = 10,
+    split_by: str = "number",
+    size: int | None = 48,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    raw_out: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    settings: dict[str, object] | None = None,
+    workers: int = 1,
+    mode: str = DEFAULT_MODE,
+    progress: bool = False,
+    on_result: ProgressHook | None = None,
+) -> BuildReport:
+    """Emulated CIFAR10-DVS: CIFAR-10 images -> emulated DVS recordings -> the frame store, in one step.
+
+    Args:
+        raw: the CIFAR-10 python-pickle folder (``cifar-10-batches-py`` or the folder holding it).
+        frames, split_by, size: frame options, as for ``cifar10dvs`` (default 10 frames by count, 48x48).
+        out, data_dir: the store path (default ``<data dir>/cifar10dvs-emu.zarr``).
+        raw_out: also write every recording in the original release layout (``<class>/cifar10_<class>_<i>
+            .aedat``, AEDAT 2.0, DVS128 addresses), which ``preprocess cifar10dvs --raw`` reads; a new or
+            empty directory (or one this command wrote before).
+        limit: take only the first ``limit`` images of CIFAR-10's train and of its test set.
+        seed: base seed (see :data:`SEED_RULE`); settings: emulator settings that differ from the defaults
+            of :class:`~evrobust.preprocess.emulator_recording.RecordingParams`.
+        workers, mode: parallelism over blocks of samples (see :mod:`evrobust.preprocess.parallel`).
+
+    The store's attrs say ``extra.data == "emulated"`` and carry the emulator settings and seed rule; the
+    split is CIFAR-10's own (:data:`CIFAR10DVS_EMU_SPLIT_RULE`).
+    """
+    import numpy as np
+
+    from evrobust.preprocess.emulator_recording import RecordingParams, release_names
+    from evrobust.preprocess.sources import ImageSet
+
+    if not isinstance(frames, int) or frames < 1:
+        raise UserInputError(f"--frames must be a positive integer, got {frames!r}")
+    if split_by not in SPLIT_BY:
+        raise UserInputError(f"unknown --split-by {split_by!r}; choose one of {', '.join(SPLIT_BY)}")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise UserInputError(f"--size must be a positive integer, got {size!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise UserInputError(f"--limit must be a positive integer, got {limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62:
+        raise UserInputError(f"--seed must be an integer in [0, 2**62), got {seed!r}")
+    check_workers(workers, mode)
+    emu = RecordingParams.from_dict(settings or {})
+    params = FrameParams(frames, split_by, size, emu.sensor_size, CIFAR10DVS_ORIENTATION)
+    path = _out_path("cifar10dvs-emu", out, data_dir, frames=frames, split_by=split_by, size=size)
+    if raw_out is not None:
+        _check_raw_out(Path(raw_out), path)
+    images = read_cifar10(raw)
+    n_train = images.counts["train"]
+    n_all = int(images.labels.shape[0])
+    rows = np.arange(n_all)
+    if limit is not None:
+        rows = np.concatenate([rows[:n_train][:limit], rows[n_train:][:limit]])
+    n_tr = int(np.count_nonzero(rows < n_train))
+    subset = ImageSet(
+        images=images.images[rows],
+        labels=images.labels[rows],
+        classes=images.classes,
+        files=images.files,
+        root=images.root,
+        counts={"train": n_tr, "test": int(rows.shape[0]) - n_tr},
+    )
+    splits = {"standard": scheme(range(n_tr), range(n_tr, int(rows.shape[0])))}
+    names = release_names(subset.labels, subset.classes)
+    root = images.root if images.root is not None else Path(raw)
+    extra = {
+        "data": "emulated",
+        "note": EMULATED_NOTE,
+        "seed_base": seed,
+        "seed_rule": SEED_RULE,
+        "source_rows": [int(r) for r in rows],
+        "source_sha256": {f: sha256_file(root / f) for f in images.files},
+        "release_names": "<class>/cifar10_<class>_<i>.aedat, i counting per class in store order",
+        "limit": limit,
+        # part of the build's identity: a rerun with another --raw-out is refused rather than silently
+        # leaving that directory empty (a complete store has nothing left to emulate)
+        "raw_out": None if raw_out is None else str(Path(raw_out).resolve()),
+    }
+
+    def prepare_raw_out() -> None:
+        if raw_out is None:
+            return
+        from evrobust.safeio.atomic import write_text_atomic
+
+        raw_dir = Path(raw_out)
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(raw_dir / RAW_OUT_MARKER, EMULATED_NOTE + "\n")  # first: marks the folder as ours
+        for c in subset.classes:  # every class folder, so the layout always reads back
+            (raw_dir / c).mkdir(exist_ok=True)
+    logger.info("cifar10dvs-emu: %d images from %s -> %s (EMULATED)", rows.shape[0], root, path)
+    with progress_bar(int(rows.shape[0]), "cifar10dvs-emu", progress) as hook:
+        return write_recording_store(
+            path,
+            dataset="cifar10dvs-emu",
+            images=subset,
+            params=params,
+            settings=emu.to_dict(),
+            seeds=[seed + int(r) for r in rows],
+            sources=[f"cifar10[{int(r)}]" for r in rows],
+            splits=splits,
+            default_split="standard",
+            split_rule=CIFAR10DVS_EMU_SPLIT_RULE,
+            extra=extra,
+            raw_out=raw_out,
+            raw_names=names if raw_out is not None else None,
+            workers=workers,
+            mode=mode,
+            on_result=_chain(hook, on_result),
+            before_tasks=prepare_raw_out,
         )
 
 

@@ -26,6 +26,7 @@ from evrobust.preprocess.convert import (
     convert_emulated_block,
     convert_event_files,
     convert_image_block,
+    convert_recording_block,
     sample_from_bytes,
 )
 from evrobust.preprocess.locks import exclusive
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_BLOCK = 1000  # images per task: one task writes a block of per-sample chunks
 EMULATED_BLOCK = 64  # emulated samples per task (~2 ms of emulation each)
+RECORDING_BLOCK = 8  # emulated CIFAR10-DVS recordings per task (~0.05-0.1 s each)
 
 
 @dataclass
@@ -343,5 +345,79 @@ def write_emulated_store(
         if any(i in pending for i in range(s, min(s + EMULATED_BLOCK, n)))
     ]
     _run(path, convert_emulated_block, tasks, sources, "fail", workers, mode, None, on_result, report)
+    store_stats.finalize_store(path)
+    return report
+
+
+@_locked
+def write_recording_store(
+    path: str | Path,
+    *,
+    dataset: str,
+    images: ImageSet,
+    params: FrameParams,
+    settings: Mapping[str, Any],
+    seeds: Sequence[int],
+    sources: Sequence[str],
+    splits: Mapping[str, Mapping[str, Sequence[int]]],
+    default_split: str,
+    split_rule: str,
+    extra: Mapping[str, Any],
+    raw_out: str | Path | None = None,
+    raw_names: Sequence[str] | None = None,
+    workers: int = 1,
+    mode: str = DEFAULT_MODE,
+    on_result: Callable[[SampleResult], None] | None = None,
+    before_tasks: Callable[[], None] | None = None,
+) -> BuildReport:
+    """Build (or resume) an events store of emulated CIFAR10-DVS recordings, one per image.
+
+    ``settings`` are the emulator's :class:`~evrobust.preprocess.emulator_recording.RecordingParams` (as a
+    dict), recorded in the attrs, and ``seeds[i]`` the seed of sample ``i`` (the caller records its rule in
+    ``extra``), so a resumed build must use the same. With ``raw_out`` every recording is also written as
+    ``<raw_out>/<raw_names[i]>`` (the original release layout). Tasks cover :data:`RECORDING_BLOCK` samples
+    each. ``before_tasks`` runs once the store is created or reopened and before any sample is emulated (the
+    caller prepares ``raw_out`` there, so a refused store leaves no raw directory behind).
+    """
+    check_workers(workers, mode)
+    path = Path(path)
+    n = int(images.images.shape[0])
+    resumed = not store.create_store(
+        path,
+        dataset=dataset,
+        kind="events",
+        sample_shape=params.sample_shape(),
+        labels=images.labels,
+        classes=images.classes,
+        splits=splits,
+        default_split=default_split,
+        split_rule=split_rule,
+        sources=list(sources),
+        sensor=params.sensor,
+        orientation=params.orientation,
+        frames=params.n_frames,
+        split_by=params.split_by,
+        resize=params.size,
+        count_unit=params.count_unit(),
+        extra={**extra, "emulator": dict(settings)},
+    )
+    report = BuildReport(path, n, resumed=resumed)
+    if resumed and _already_complete(path):
+        logger.info("%s is already complete; nothing to do", path)
+        return report
+    if before_tasks is not None:
+        before_tasks()
+    pending = set(store.pending_indices(path).tolist())
+    names = list(raw_names) if raw_names is not None else None
+    raw = str(raw_out) if raw_out is not None else None
+    tasks = []
+    for s in range(0, n, RECORDING_BLOCK):
+        e = min(s + RECORDING_BLOCK, n)
+        if any(i in pending for i in range(s, e)):
+            block_names = names[s:e] if names is not None else None
+            seeds_b = [int(v) for v in seeds[s:e]]
+            block = images.images[s:e]
+            tasks.append((str(path), s, block, params, dict(settings), seeds_b, raw, block_names))
+    _run(path, convert_recording_block, tasks, list(sources), "fail", workers, mode, None, on_result, report)
     store_stats.finalize_store(path)
     return report

@@ -273,3 +273,38 @@ def convert_emulated_block(
         )
     store.write_block(store_path, start, np.stack(samples), np.stack(digests))
     return SampleResult(start, n_events, "written", n_samples=len(samples))
+
+
+def convert_recording_block(
+    store_path: str,
+    start: int,
+    images: np.ndarray,
+    params: FrameParams,
+    settings: dict[str, object],
+    seeds: list[int],
+    raw_out: str | None = None,
+    names: list[str] | None = None,
+) -> SampleResult:
+    """Emulate CIFAR10-DVS recordings of images ``[B, 3, H, W]``, bin them, write samples ``start..start+B``.
+
+    ``settings`` are :class:`~evrobust.preprocess.emulator_recording.RecordingParams` as a dict, ``seeds``
+    the per-sample seeds. With ``raw_out`` each recording is also written as ``<raw_out>/<names[b]>`` in the
+    release layout (AEDAT 2.0, atomically, before the block's chunks and done flags). The recorded checksum
+    of a sample is the sha256 of its image bytes.
+    """
+    from evrobust.preprocess.emulator_recording import RecordingParams, emulate_recording, write_recordings
+
+    emu = RecordingParams.from_dict(settings)
+    unit = params.count_unit()
+    samples, digests, n_events = [], [], 0
+    for b, image in enumerate(images):
+        events = emulate_recording(image, emu, seeds[b])
+        n_events += int(events.shape[0])
+        if raw_out is not None and names is not None:
+            write_recordings(raw_out, [names[b]], [events], emu.sensor_size)
+        samples.append(events_to_sample(events, params, unit))
+        digests.append(
+            np.frombuffer(hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest(), np.uint8)
+        )
+    store.write_block(store_path, start, np.stack(samples), np.stack(digests))
+    return SampleResult(start, n_events, "written", n_samples=len(samples))

@@ -224,6 +224,92 @@ def cifar100_command(
     _cifar(ctx, "cifar100", raw, out, data_dir, progress, no_download)
 
 
+def _parse_settings(pairs: list[str]) -> dict[str, object]:
+    """``--set name=value`` pairs -> emulator settings (numbers; ``sensor_size`` as ``W,H``)."""
+    from evrobust.errors import UserInputError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserInputError(f"--set {pair!r}: expected NAME=VALUE, e.g. --set pos_thres=0.25")
+        name = name.strip()
+        try:
+            if name == "sensor_size":
+                out[name] = tuple(int(v) for v in value.split(","))
+            elif name == "n_loops":
+                out[name] = int(value)
+            else:
+                out[name] = float(value)
+        except ValueError:
+            raise UserInputError(f"--set {pair!r}: {value!r} is not a number") from None
+    return out
+
+
+@app.command(
+    "cifar10dvs-emu",
+    help="EMULATED CIFAR10-DVS: CIFAR-10 images (python pickles) -> emulated DVS128 recordings -> frames, in "
+    "one step (see docs/emulated-cifar10dvs.md). The store keeps CIFAR-10's own train/test split.",
+)
+def cifar10dvs_emu_command(
+    ctx: typer.Context,
+    raw: RawCifar = None,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per sample (T).")] = 10,
+    split_by: Annotated[SplitBy, typer.Option("--split-by", help="Equal event counts or equal time.")] = (
+        SplitBy.number
+    ),
+    size: Annotated[int, typer.Option("--size", min=1, help="Output side in pixels after resizing.")] = 48,
+    out: Out = None,
+    raw_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--raw-out",
+            help="Also write the recordings in the original release layout "
+            "(<class>/cifar10_<class>_<i>.aedat, AEDAT 2.0), readable by `preprocess cifar10dvs --raw`.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="Only the first N images of the train and of the test set."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Base seed; a sample's seed = base + its source row.")
+    ] = 0,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Emulator setting NAME=VALUE (e.g. pos_thres=0.25); repeatable."),
+    ] = None,
+    workers: Workers = 1,
+    mode: Annotated[Mode, typer.Option("--mode", help="Local worker kind.")] = Mode.threads,
+    data_dir: DataDir = None,
+    progress: Progress = True,
+    no_download: NoDownload = False,
+) -> None:
+    from evrobust.pipelines.preprocess import preprocess_cifar10dvs_emu
+
+    emulator = _parse_settings(settings or [])
+    store = _out_default("cifar10dvs-emu", out, data_dir, frames=frames, split_by=split_by.value, size=size)
+    _echo_defaults(ctx, _raw_default("cifar10", raw, data_dir, no_download), raw is not None, store)
+    raw_dir = _raw_or_download("cifar10", raw, data_dir, no_download, progress)
+    _report(
+        preprocess_cifar10dvs_emu(
+            raw_dir,
+            frames=frames,
+            split_by=split_by.value,
+            size=size,
+            out=out,
+            data_dir=data_dir,
+            raw_out=raw_out,
+            limit=limit,
+            seed=seed,
+            settings=emulator,
+            workers=workers,
+            mode=mode.value,
+            progress=progress,
+        )
+    )
+
+
 @app.command("digits", help="scikit-learn's digits (embedded, no download) -> image store.")
 def digits_command(out: Out = None, data_dir: DataDir = None) -> None:
     from evrobust.pipelines.preprocess import preprocess_embedded
