@@ -131,3 +131,90 @@ def test_cifar10_and_digits(real_data: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "meta" in r.output and "is missing" in r.output
     r = invoke("digits", "--data-dir", str(tmp_path / "d"))
     assert r.exit_code == 0 and "wrote 1797 of 1797 samples" in r.output
+
+
+def _cifar10_layout(real_data: Path, root: Path, per_batch: int = 10) -> Path:
+    """A small official-layout cifar-10-batches-py from the exact subsets: ``per_batch`` rows per batch."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
+    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
+    for b in range(1, 6):
+        rows = np.flatnonzero(train["batch"] == b)[:per_batch]
+        batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
+        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
+    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
+    batch = {b"labels": test["labels"][:per_batch].tolist(), b"data": test["data"][:per_batch]}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    return folder
+
+
+def test_cifar10dvs_emu_then_release_layout_reads_back(real_data: Path, tmp_path: Path) -> None:
+    import zarr
+
+    from evrobust.preprocess.emulator_recording import RecordingParams, emulate_recording, release_names
+    from evrobust.preprocess.orientation import CIFAR10DVS_ORIENTATION
+    from evrobust.preprocess.sources import read_cifar10
+    from evrobust.preprocess.store import read_attrs
+
+    folder = _cifar10_layout(real_data, tmp_path / "raw")
+    store, rel = tmp_path / "emu.zarr", tmp_path / "release"
+    # 30 train images (batches 1-3 hold all 10 classes) + 10 test; one loop keeps the test fast
+    args = ["--raw", str(folder), "--limit", "30", "--frames", "4", "--size", "16", "--set", "n_loops=1"]
+    r = invoke("cifar10dvs-emu", *args, "--out", str(store), "--raw-out", str(rel), "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "wrote 40 of 40 samples" in r.output
+    attrs = read_attrs(store)
+    assert attrs["dataset"] == "cifar10dvs-emu" and attrs["extra"]["data"] == "emulated"
+    assert "EMULATED" in attrs["extra"]["note"] and attrs["orientation"] == CIFAR10DVS_ORIENTATION
+    split = attrs["splits"]["standard"]
+    assert sorted(split["train"] + split["val"]) == list(range(30)) and split["test"] == list(range(30, 40))
+    # the release layout: every class folder, the real release's names, files that read back exactly
+    assert sorted(p.name for p in rel.iterdir() if p.is_dir()) == sorted(CLASSES)
+    images = read_cifar10(folder)
+    params = RecordingParams(n_loops=1)
+    stored = [int(v) for v in zarr.open_array(store / "labels", mode="r")[:]]
+    emu_names = release_names(stored, CLASSES)
+    rows = attrs["extra"]["source_rows"]
+    assert rows[:30] == list(range(30)) and rows[30] == images.counts["train"]  # test rows after train
+    for k in (0, 29, 30, 39):  # seed = base (0) + the image's source row
+        back = read_aedat2(rel / emu_names[k], orientation=CIFAR10DVS_ORIENTATION)
+        assert back.tobytes() == emulate_recording(images.images[rows[k]], params, seed=rows[k]).tobytes()
+    # the real-data command reads the layout with no special case, to the same frames
+    real = tmp_path / "real.zarr"
+    r = invoke("cifar10dvs", "--raw", str(rel), "--frames", "4", "--size", "16", "--out", str(real),
+               "--no-progress")
+    assert r.exit_code == 0, r.output
+    emu_frames = zarr.open_array(store / "frames", mode="r")[:]
+    real_frames = zarr.open_array(real / "frames", mode="r")[:]
+    real_sources = read_attrs(real)["sources"]
+    for k, name in enumerate(emu_names):
+        np.testing.assert_array_equal(emu_frames[k], real_frames[real_sources.index(name)])
+    again = invoke("cifar10dvs-emu", *args, "--out", str(store), "--raw-out", str(rel))
+    assert again.exit_code == 0 and "already complete" in again.output
+
+
+def test_cifar10dvs_emu_bad_input_is_one_line_exit_2_nothing_written(real_data: Path, tmp_path: Path) -> None:
+    folder = _cifar10_layout(real_data, tmp_path / "raw", per_batch=2)
+    store, rel = tmp_path / "emu.zarr", tmp_path / "release"
+    cases = [
+        (["--set", "threshold=0.2"], "error: unknown emulator setting(s) threshold; known: "),
+        (["--set", "pos_thres"], "error: --set 'pos_thres': expected NAME=VALUE"),
+        (["--set", "pos_thres=-1"], "error: emulator: pos_thres and neg_thres must be > 0"),
+    ]
+    for extra, start in cases:
+        r = invoke("cifar10dvs-emu", "--raw", str(folder), "--out", str(store), "--raw-out", str(rel), *extra)
+        assert r.exit_code == 2, r.output
+        assert r.output.strip().splitlines()[-1].startswith(start), r.output
+        assert not store.exists() and not rel.exists()
+    occupied = tmp_path / "real-recordings"
+    (occupied / "airplane").mkdir(parents=True)
+    (occupied / "airplane" / "cifar10_airplane_0.aedat").write_bytes(b"real data")
+    r = invoke("cifar10dvs-emu", "--raw", str(folder), "--out", str(store), "--raw-out", str(occupied))
+    assert r.exit_code == 2 and "is not empty and was not written by cifar10dvs-emu" in r.output
+    assert not store.exists() and sorted(p.name for p in occupied.rglob("*")) == sorted(
+        ["airplane", "cifar10_airplane_0.aedat"]
+    )
+    r = invoke("cifar10dvs-emu", "--raw", str(tmp_path / "nowhere"), "--out", str(store))
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith("error:")
+    assert not store.exists()
