@@ -1,7 +1,26 @@
 """Why a model is (not) robust: per-sample robustness flags, masking checks, gradient sparsity, random vs
-adversarial vulnerability curves and the measured Theorem 1 check (DESIGN §6–7)."""
+adversarial vulnerability curves, the measured Theorem 1 check (DESIGN §6–7), and the instruments of the
+masking study: the loss landscape around a sample and the surrogate-gradient fidelity."""
 
 from evrobust.analysis.evaluate import AttackFlags, evaluate_batch, flags_from_text, flags_to_text, worst_case
+from evrobust.analysis.fidelity import (
+    DEFAULT_STEPS,
+    central_difference,
+    check_steps,
+    fidelity_check,
+    sign_directions,
+    summarize_fidelity,
+)
+from evrobust.analysis.landscape import (
+    DEFAULT_POINTS,
+    DEFAULT_RISE,
+    adversarial_direction,
+    check_radii,
+    default_radii,
+    loss_along,
+    median_rise,
+    rise_radius,
+)
 from evrobust.analysis.masking import (
     CheckResult,
     ZeroGradientStats,
@@ -36,28 +55,42 @@ from evrobust.analysis.vulnerability import (
 __all__ = [
     "DEFAULT_ATTACKS",
     "DEFAULT_EPS_GRID",
+    "DEFAULT_POINTS",
     "DEFAULT_REL_TOL",
+    "DEFAULT_RISE",
+    "DEFAULT_STEPS",
     "DEFAULT_TOL",
     "TARGETS",
     "AttackFlags",
     "CheckResult",
     "ZeroGradientStats",
     "accuracy_counts",
+    "adversarial_direction",
+    "central_difference",
     "check_adversarial_below_noise",
     "check_eps_grid",
     "check_large_eps",
     "check_monotone_in_eps",
+    "check_radii",
     "check_reliable_below_paper",
     "check_whitebox_below_blackbox",
     "check_whitebox_below_square",
+    "check_steps",
     "check_zero_gradients",
+    "default_radii",
     "evaluate_batch",
+    "fidelity_check",
     "flags_from_text",
     "flags_to_text",
     "gradient_norms",
     "input_gradient",
+    "loss_along",
+    "median_rise",
     "model_spec",
     "norms_of",
+    "rise_radius",
+    "sign_directions",
+    "summarize_fidelity",
     "summarize_theorem",
     "target_values",
     "theorem_check",
