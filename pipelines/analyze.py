@@ -14,7 +14,10 @@ holds the checkpoint's sha256 and the store's digest.
 
 Kinds: ``sparsity`` (l0/l1/l2 of grad_x f_y), ``vulnerability`` (accuracy vs eps under noise/FGSM/PGD,
 Fig. 1), ``theorem`` (measured rho_adv/rho_rand vs 3 l1^2/l2^2 and [3, 3 l0]), ``distribution`` (histogram
-of gradient components, Fig. 4), ``heatmap`` (|grad| maps of a few samples, Fig. 5).
+of gradient components, Fig. 4), ``heatmap`` (|grad| maps of a few samples, Fig. 5), and the masking study's
+``landscape`` (the loss along gradient, random and adversarial directions over radii around eps) and
+``fidelity`` (surrogate directional derivatives vs finite differences of the exact forward pass), which live
+in :mod:`evrobust.pipelines.analyze_masking` (docs/masking-study.md).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from evrobust.analysis.theorem import DEFAULT_MC_SAMPLES, DEFAULT_PGD_STEPS
 from evrobust.attacks import ATTACKS, ENSEMBLES, create_attack, ensemble_specs, member_name, predict
 from evrobust.errors import UserInputError
 from evrobust.neurons import GradSpec
+from evrobust.pipelines import analyze_masking
 from evrobust.pipelines.attack.inputs import (
     checkpoint_digest,
     eps_text,
@@ -68,7 +72,9 @@ __all__ = ["DEFAULT_LIMIT", "KINDS", "THEOREM_EPS_GRID", "compare_plot", "result
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("sparsity", "vulnerability", "theorem", "distribution", "heatmap")
+KINDS: tuple[str, ...] = (
+    "sparsity", "vulnerability", "theorem", "distribution", "heatmap", *analyze_masking.KINDS
+)
 RESULT_FORMAT = "evrobust-analysis"
 RESULT_VERSION = 1
 DEFAULT_LIMIT = 256
@@ -87,6 +93,7 @@ _OPTIONS: dict[str, dict[str, Any]] = {
     },
     "distribution": {"target": "two_class", "bins": 101},
     "heatmap": {"target": "two_class", "count": 4},
+    **analyze_masking.OPTIONS,
 }
 """Kind-specific keyword options of :func:`run_analysis` and their defaults."""
 
@@ -137,6 +144,8 @@ def _resolve_options(kind: str, options: dict[str, Any]) -> dict[str, Any]:
         valid = ", ".join(allowed) or "none"
         raise UserInputError(f"option {unknown[0]!r} does not apply to analysis {kind!r}; valid: {valid}")
     resolved = {**allowed, **{k: v for k, v in options.items() if v is not None}}
+    if kind in analyze_masking.KINDS:
+        return analyze_masking.resolve_options(kind, resolved)
     if "targets" in resolved:
         targets = resolved["targets"]
         targets = [t for t in targets.split(",") if t.strip()] if isinstance(targets, str) else list(targets)
@@ -379,6 +388,8 @@ _KINDS: dict[str, Callable[[_Context, dict[str, Any], list[float]], dict[str, An
     "theorem": _kind_theorem,
     "distribution": _kind_distribution,
     "heatmap": _kind_heatmap,
+    "landscape": analyze_masking.kind_landscape,
+    "fidelity": analyze_masking.kind_fidelity,
 }
 
 
@@ -392,6 +403,11 @@ def _plots(kind: str, result: dict[str, Any], run: Path) -> list[str]:
         return [str(plots.plot_theorem(result, path))]
     if kind == "distribution":
         return [str(plots.plot_distribution([result], path))]
+    if kind in analyze_masking.KINDS:
+        from evrobust.pipelines.report import masking_plots
+
+        draw = masking_plots.plot_landscape if kind == "landscape" else masking_plots.plot_fidelity
+        return [str(draw(result, path))]
     if kind == "heatmap":
         drawn = [str(plots.plot_heatmaps([result], path))]
         if "input_frames" in result:
@@ -499,7 +515,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def compare_plot(results: Sequence[dict[str, Any]], kind: str, path: str | os.PathLike[str]) -> Path:
-    """One PNG comparing several runs' ``distribution`` (overlaid) or ``heatmap`` (one row each) results."""
+    """One PNG comparing several runs' ``distribution`` (overlaid), ``heatmap`` (one row each) or
+    ``landscape`` (median loss curves with quartile bands, one colour per run) results."""
     from evrobust.pipelines.report import plots
 
     if kind == "distribution":
@@ -509,4 +526,8 @@ def compare_plot(results: Sequence[dict[str, Any]], kind: str, path: str | os.Pa
         if len(indices) > 1:
             raise UserInputError("heatmaps of several runs need the same samples; use the same --count")
         return plots.plot_heatmaps(results, path)
-    raise UserInputError(f"comparison plots exist for distribution and heatmap, not {kind!r}")
+    if kind == "landscape":
+        from evrobust.pipelines.report.masking_plots import plot_landscape_compare
+
+        return plot_landscape_compare(results, path)
+    raise UserInputError(f"comparison plots exist for distribution, heatmap and landscape, not {kind!r}")

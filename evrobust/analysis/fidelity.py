@@ -15,8 +15,8 @@ lies within ``h`` of a bound of [0, 1] (it cannot move both ways), and the same 
 
 :func:`fidelity_check` returns per sample and direction the surrogate derivative, the finite difference at
 each step, the relative disagreement ``|a - b| / max(|a|, |b|)`` (0 = agree, 1 = one of the two is zero and
-the other not) and how much the loss changes at the attack radius ``eps`` along the same direction;
-:func:`summarize_fidelity` turns them into the numbers ``evrobust analyze fidelity`` reports.
+the other not, 2 = opposite signs) and how much the loss changes at the attack radius ``eps`` along the same
+direction; :func:`summarize_fidelity` turns them into the numbers ``evrobust analyze fidelity`` reports.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def directional(grad: Tensor, u: Tensor) -> Tensor:
 
 
 def disagreement(a: Tensor, b: Tensor) -> Tensor:
-    """``|a - b| / max(|a|, |b|, 1e-12)`` elementwise: 0 when equal, 1 when one is zero and the other not."""
+    """``|a - b| / max(|a|, |b|, 1e-12)`` elementwise, in [0, 2]: 0 when equal, 1 when one is zero and the
+    other not, 2 when they have equal size and opposite signs."""
     return (a - b).abs() / torch.maximum(a.abs(), b.abs()).clamp_min(1e-12)
 
 
@@ -185,7 +186,7 @@ def _cosine(a: Tensor, b: Tensor) -> float | None:
         return None
     if na == 0.0 or nb == 0.0:
         return 0.0
-    return float((a * b).sum()) / (na * nb)
+    return max(-1.0, min(1.0, float((a * b).sum()) / (na * nb)))  # rounding may step past +-1
 
 
 def summarize_fidelity(surrogate: Tensor, fd: Tensor, delta_eps: Tensor) -> dict[str, Any]:
