@@ -22,7 +22,7 @@ from evrobust.errors import UserInputError
 from evrobust.neurons.recording import NeuronRecord, membrane_noise, record_neurons
 
 # Chosen by scripts/tgo_search.py (docs/architecture.md, "TGO"); not published by the authors.
-DEFAULT_DELTA = 0.1
+DEFAULT_DELTA = 0.3
 DEFAULT_LAM = 1.0
 DEFAULT_WARMUP = 0.5
 

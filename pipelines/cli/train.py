@@ -193,7 +193,7 @@ def train_command(
         typer.Option("--input-gain/--no-input-gain", help="Learnable per-step IF input gain [on for dlif]."),
     ] = None,
     tgo_delta: Annotated[
-        float | None, typer.Option("--tgo-delta", help="TGO margin to the threshold [0.1, not the authors'].")
+        float | None, typer.Option("--tgo-delta", help="TGO margin to the threshold [0.3, not the authors'].")
     ] = None,
     tgo_lam: Annotated[float | None, typer.Option("--tgo-lam", help="TGO final penalty weight [1].")] = None,
     tgo_warmup: Annotated[
