@@ -13,7 +13,8 @@ import typer
 
 app = typer.Typer(
     name="analyze",
-    help="Gradient sparsity, random vs adversarial vulnerability, the Theorem 1 check and gradient plots.",
+    help="Gradient sparsity, random vs adversarial vulnerability, the Theorem 1 check, gradient plots and "
+    "the masking study's loss landscape and surrogate fidelity.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -264,3 +265,92 @@ def heatmap_command(
         results.append(result)
     if plots:
         _compare(results, "heatmap", out)
+
+
+
+def _radius_text(value: float | None) -> str:
+    return "never (within the grid, for half the samples or more)" if value is None else f"{value:.4g}"
+
+
+MaskEps = Annotated[
+    str, typer.Option("--eps", help="Attack radius: the default radii end at 4 eps.")
+]
+Random = Annotated[int, typer.Option("--random", min=0, max=16, help="Random sign directions (seeded).")]
+Radii = Annotated[
+    str | None,
+    typer.Option("--radii", help="Strictly increasing comma list in (0, 1] [log-spaced 1e-3 .. 4 eps]."),
+]
+Steps = Annotated[
+    str, typer.Option("--steps", help="Strictly increasing comma list of steps in (0, 0.5] (input units).")
+]
+AdvSteps = Annotated[
+    int, typer.Option("--adv-steps", min=0, max=1000, help="PGD steps to the adversarial example (0: none).")
+]
+
+
+@app.command("landscape")
+def landscape_command(
+    run: Runs,
+    limit: Limit = 64,
+    eps: MaskEps = "8/255",
+    radii: Radii = None,
+    points: Annotated[int, typer.Option("--points", min=2, max=256, help="Radii of the default grid.")] = 16,
+    rise: Annotated[
+        float, typer.Option("--rise", help="Loss rise (nats) that ends the flat region around a sample.")
+    ] = 0.1,
+    random: Random = 2,
+    adv_steps: AdvSteps = 10,
+    out: Out = None,
+    spec: Spec = None, batch_size: BatchSize = 64, device: Device = "auto", seed: Seed = 0,
+    checkpoint: Which = Checkpoint.best, data_dir: DataDir = None, plots: Plots = True,
+) -> None:
+    """The loss around each test sample along gradient, random and adversarial directions, over radii."""
+    from evrobust.pipelines.analyze import run_analysis
+
+    common = _common(limit, spec, batch_size, device, seed, checkpoint, data_dir, plots)
+    results = []
+    for one in run:
+        result = run_analysis(one, "landscape", eps=eps, radii=radii, points=points, rise=rise, random=random,
+                              adv_steps=adv_steps, **common)
+        typer.echo(_header(result))
+        typer.echo(f"{len(result['radii'])} radii {result['radii'][0]:.3g} .. {result['radii'][-1]:.3g}; "
+                   f"flat region = loss rise below {result['rise']:g} nats (SR's h = {result['sr_h']:g})")
+        for name, body in result["directions"].items():
+            typer.echo(f"{name:>12}: median rise radius {_radius_text(body['rise']['median_radius'])}, "
+                       f"{100 * body['rise']['share']:.1f}% rise within the grid")
+        if result["adversarial"] is not None:
+            typer.echo(result["adversarial"]["note"])
+        _echo_written(result, "landscape")
+        results.append(result)
+    if plots:
+        _compare(results, "landscape", out)
+
+
+@app.command("fidelity")
+def fidelity_command(
+    run: Run,
+    limit: Limit = 64,
+    steps: Steps = "1e-3,1e-2,3e-2",
+    eps: MaskEps = "8/255",
+    random: Random = 2,
+    ensemble: Annotated[
+        EnsembleName, typer.Option("--ensemble", help="Gradient specs compared (ignored with --spec).")
+    ] = EnsembleName.paper,
+    spec: Spec = None, batch_size: BatchSize = 64, device: Device = "auto", seed: Seed = 0,
+    checkpoint: Which = Checkpoint.best, data_dir: DataDir = None, plots: Plots = True,
+) -> None:
+    """Surrogate directional derivatives against finite differences of the exact spiking forward pass."""
+    from evrobust.pipelines.analyze import run_analysis
+
+    common = _common(limit, spec, batch_size, device, seed, checkpoint, data_dir, plots)
+    result = run_analysis(run, "fidelity", steps=steps, eps=eps, random=random, ensemble=ensemble.value,
+                          **common)
+    typer.echo(_header(result))
+    for name, body in result["specs"].items():
+        for entry in body["results"]:
+            cosine = "n/a" if entry["cosine"] is None else f"{entry['cosine']:.3f}"
+            ratio = "n/a" if entry["ratio"] is None else f"{entry['ratio']:.3g}"
+            typer.echo(f"{name:>12} step {entry['step']:<6g}: cosine {cosine}, ratio {ratio}, "
+                       f"fd exactly zero {100 * entry['zero_fd_share']:.1f}%, flat but moving at eps "
+                       f"{100 * entry['flat_changes_share']:.1f}% of samples")
+    _echo_written(result, "fidelity")

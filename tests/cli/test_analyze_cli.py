@@ -84,3 +84,46 @@ def test_bad_input_exits_2_with_one_line(runs: tuple[Path, Path], args: list[str
 def test_missing_run_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(main_app, ["analyze", "sparsity", "--run", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_landscape_and_fidelity_commands(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    args = ["analyze", "landscape", "--run", str(runs[0]), "--run", str(runs[1]), "--limit", "3"]
+    out = tmp_path / "landscape.png"
+    options = ["--points", "4", "--random", "1", "--adv-steps", "1", "--out", str(out)]
+    result = runner.invoke(main_app, [*args, *options])
+    assert result.exit_code == 0, result.output
+    document = json.loads((runs[0] / "analysis-landscape.json").read_text())
+    assert len(document["radii"]) == 4 and "gradient: median rise radius" in result.output
+    assert document["adversarial"]["note"] in result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    args = ["analyze", "fidelity", "--run", str(runs[0]), "--limit", "2", "--steps", "1e-2"]
+    args += ["--spec", "atan:2"]
+    result = runner.invoke(main_app, [*args, "--no-plots"])
+    assert result.exit_code == 0, result.output
+    document = json.loads((runs[0] / "analysis-fidelity.json").read_text())
+    assert list(document["specs"]) == ["atan:2"] and "atan:2 step 0.01" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["landscape", "--radii", "0.03,0.01"], "strictly increasing"),
+        (["landscape", "--rise", "0"], "--rise must be a number > 0"),
+        (["landscape", "--limit", "0"], "'--limit'"),
+        (["fidelity", "--steps", "0"], "(0, 0.5]"),
+        (["fidelity", "--steps", "1e-2,1e-3"], "strictly increasing"),
+        (["fidelity", "--limit", "0"], "'--limit'"),
+    ],
+)
+def test_masking_bad_input_exits_2_with_one_line_and_writes_nothing(
+    runs: tuple[Path, Path], tmp_path: Path, args: list[str], words: str
+) -> None:
+    run = Path(shutil.copytree(runs[0], tmp_path / "run", ignore=shutil.ignore_patterns("analysis-*")))
+    before = sorted(p.name for p in run.iterdir())
+    limit = ["--limit", "2"] if "--limit" not in args else []
+    command = ["analyze", args[0], "--run", str(run), *limit, *args[1:]]
+    result = runner.invoke(main_app, command)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], result.output
+    assert sorted(p.name for p in run.iterdir()) == before
