@@ -286,6 +286,21 @@ def fig_frames(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     )
 
 
+def fig_landscape(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
+    """Loss vs radius of every run of ``dataset`` with a landscape analysis, one colour per defense."""
+    from evrobust.pipelines.report.masking_plots import plot_landscape_compare
+
+    mine = [r for r in runs if r.dataset == dataset and "landscape" in r.analyses]
+    if not mine:
+        raise SkipPlot(
+            f"loss landscape ({dataset}): no `analysis-landscape.json` "
+            "(`evrobust analyze landscape --run RUN`)"
+        )
+    return plot_landscape_compare([r.analyses["landscape"] for r in mine], path,
+                                  labels=[r.defense for r in mine],
+                                  title=f"{dataset}: cross-entropy around the test samples by defense")
+
+
 def fig_scatter(runs: Sequence[RunData], path: Path) -> Path:
     """Clean vs worst white-box accuracy per run, coloured by gradient l1, one marker per dataset."""
     from evrobust.pipelines.report.plots import plot_accuracy_scatter
@@ -409,6 +424,15 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
                 lambda p, d=dataset: fig_heatmaps(runs, d, p),
             ),
         ]
+        if any("landscape" in r.analyses for r in runs if r.dataset == dataset):
+            plans.append(
+                (
+                    f"loss-landscape-{slug}",
+                    f"{dataset}: loss vs radius along gradient, random and adversarial directions",
+                    False,
+                    lambda p, d=dataset: fig_landscape(runs, d, p),
+                )
+            )
         if any(
             (r.analyses.get("heatmap") or {}).get("input_kind") == "frames"
             for r in runs

@@ -241,6 +241,10 @@ def _analysis_lines(key: str, a: dict[str, Any], base: Path) -> list[str]:
         zero = a.get("zero_count") or 0
         lines.append(f"  - {total} components, {_fmt(100 * zero / total if total else None)}% exactly zero, "
                      f"std {_fmt(a.get('std'))}, max |g| {_fmt(a.get('abs_max'))}")
+    elif kind in ("landscape", "fidelity"):
+        from evrobust.pipelines.report.masking import analysis_lines
+
+        lines += analysis_lines(a)
     failed = [c for c in a.get("checks") or [] if not c.get("passed", True)]
     for c in failed:
         lines.append(f"  - {CHECK_MARK} check `{c['name']}` failed ({c.get('subject')}): {c.get('detail')}")
@@ -311,6 +315,10 @@ def repro_section(directory: Path, base: Path, record: OutputRecord | None = Non
                 f"{_fmt(summary['clean_vs_robust'])}.",
                 "",
             ]
+    if name == "masking":
+        from evrobust.pipelines.report.masking import repro_lines
+
+        lines += repro_lines(results, directory, lambda png: _link(png, base), record)
     if results["analyses"]:
         lines += ["Analyses:", ""]
         for key, a in results["analyses"].items():

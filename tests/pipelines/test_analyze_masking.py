@@ -131,3 +131,19 @@ def test_bad_options_are_one_line_before_any_work(
         run_analysis(run_dir, kind, device="cpu", **options)
     assert words in str(info.value) and "\n" not in str(info.value)
     assert sorted(p.name for p in run_dir.iterdir()) == before
+
+
+def test_report_draws_the_landscape_beside_the_runs(run_dir: Path, tmp_path: Path) -> None:
+    from evrobust.pipelines.report.pipeline import write_report
+
+    run_attack(run_dir, attacks="clean,fgsm", ensemble="single", limit=4, batch_size=4, device="cpu")
+    run_analysis(run_dir, "landscape", limit=4, radii="0.01,0.1", random=0, adv_steps=0, device="cpu",
+                 plots=False)
+    run_analysis(run_dir, "fidelity", limit=2, steps="1e-2", random=0, spec="triangle:1", device="cpu",
+                 plots=False)
+    report = write_report([run_dir], out=tmp_path / "report")
+    text = report.read_text()
+    png = tmp_path / "report" / "plot-loss-landscape-digits.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.name in text
+    assert "gradient: median radius of a 0.1-nat loss rise" in text
+    assert "triangle:1 at step 0.01: cosine surrogate vs finite difference" in text
