@@ -231,6 +231,8 @@ def attack_run(
         "ensemble": spec.ensemble,
         "limit": limit,
     }
+    if spec.budget:  # only then: the cache keys of every attack without a budget stay what they were
+        options["budget"] = dict(spec.budget)
     fingerprint = options | {
         "checkpoint_sha256": digests.checkpoint(run),
         "source_checkpoint_sha256": None if source is None else digests.checkpoint(source),
@@ -253,6 +255,7 @@ def attack_run(
         batch_size=batch_size,
         device=device,
         data_dir=data_dir,
+        **spec.budget,
     )
     # Per-sample flags are large and not needed by the tables: keep accuracies, members and checks.
     result = {k: v for k, v in full.items() if k != "flags"}

@@ -46,6 +46,8 @@ class Scale:
         lam_sweep: the lambda grid of the Fig. 3 sweep.
         extra: further TrainConfig fields for every run (e.g. ``batch_size``).
         analysis_options: analysis kind -> extra ``run_analysis`` options at this scale.
+        cascade_budget: ``steps`` / ``queries`` / ``max_doublings`` of the reliable cascade (empty: the
+            defaults of ``evrobust attack --suite reliable``).
     """
 
     name: str
@@ -63,6 +65,7 @@ class Scale:
     lam_sweep: tuple[float, ...]
     extra: dict[str, Any] = field(default_factory=dict)
     analysis_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cascade_budget: dict[str, int] = field(default_factory=dict)
 
 
 _SMALL_MODELS = {"vgg11": "vgg_small", "wrn16": "wrn_small"}
@@ -153,7 +156,11 @@ SCALE_SETTINGS: dict[str, Scale] = {
             "theorem": {"mc_samples": 8, "pgd_steps": 3, "eps_grid": "8/255"},
             "vulnerability": {"eps_grid": "0,8/255,32/255"},
             "heatmap": {"count": 2},
+            "landscape": {"points": 4, "random": 1, "adv_steps": 2},
+            "fidelity": {"steps": "1e-3,1e-2", "random": 1, "ensemble": "single"},
         },
+        # seconds, not the certificate's minutes: the reliable suite is exercised, not converged
+        cascade_budget={"steps": 5, "queries": 40, "max_doublings": 0},
     ),
 }
 

@@ -22,7 +22,9 @@ from typing import Any
 from evrobust.pipelines.common.paper import PAPER_NAMES
 from evrobust.pipelines.reproduce.scales import Scale
 
-ANALYSIS_KINDS: tuple[str, ...] = ("sparsity", "vulnerability", "theorem", "distribution", "heatmap")
+ANALYSIS_KINDS: tuple[str, ...] = (
+    "sparsity", "vulnerability", "theorem", "distribution", "heatmap", "landscape", "fidelity"
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One ``run_attack`` call: attack names, eps, member ensemble; black-box crafts on ``source``."""
+    """One ``run_attack`` call: attack names, eps, member ensemble; black-box crafts on ``source``.
+
+    ``budget``: ``run_attack``'s ``steps`` / ``queries`` / ``max_doublings`` for a cascade (the reliable
+    suite), empty for the defaults; only a non-empty budget enters the step's cache key.
+    """
 
     key: str
     run: str
@@ -54,6 +60,7 @@ class AttackSpec:
     attacks: tuple[str, ...] = ("clean", "pgd10")
     eps: float = 8 / 255
     ensemble: str = "paper"
+    budget: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,9 @@ class PipelineSpec:
             "title": self.title,
             "scale": self.scale,
             "runs": {r.key: {"dir": r.dirname, "train": r.train} for r in self.runs},
-            "attacks": [a.__dict__ | {"attacks": list(a.attacks)} for a in self.attacks],
+            # an empty budget is left out: the spec documents of existing results stay what they were
+            "attacks": [{k: v for k, v in a.__dict__.items() if k != "budget" or v}
+                        | {"attacks": list(a.attacks)} for a in self.attacks],
             "analyses": [a.__dict__ for a in self.analyses],
             "tables": [dataclasses.asdict(t) for t in self.tables],
             "figures": list(self.figures),
@@ -292,7 +301,10 @@ class SpecBuilder:
         tag: str = "",
     ) -> str:
         key = f"{run}:{mode}" + (f":{ensemble}" if ensemble != "paper" else "") + (f":{tag}" if tag else "")
-        self.attacks[key] = AttackSpec(key, run, mode, source, self.attack_names(names), eps, ensemble)
+        names = self.attack_names(names)
+        # A cascade (the reliable suite) takes the scale's budget; other attacks have fixed settings.
+        budget = dict(self.scale.cascade_budget) if "reliable" in names else {}
+        self.attacks[key] = AttackSpec(key, run, mode, source, names, eps, ensemble, budget)
         return key
 
     def analysis(self, run: str, kind: str, **options: Any) -> str:

@@ -18,7 +18,7 @@ from evrobust.pipelines.train.run_dir import load_run, read_metrics
 # Ordered so that later pipelines reuse the runs of earlier ones (the wrn_small vanilla / sr / sr_star runs
 # are shared by table3, table4, fig1, fig3, fig4 and fig5).
 ORDER = ["table4", "table3", "fig1", "fig3", "fig6", "fig4", "fig5", "table6", "table2", "table7", "table1",
-         "tradeoff"]
+         "tradeoff", "masking"]
 
 
 @pytest.fixture(scope="module")
