@@ -44,3 +44,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], needl
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0], result.output
     assert not any(tmp_path.iterdir()), "nothing may be written before the input is validated"
+
+
+def test_reproduce_masking_stops_after_one_unit_and_says_how_to_resume(tmp_path: Path) -> None:
+    args = ["reproduce", "masking", "--scale", "tiny", "--out", str(tmp_path / "out"), "--data-dir",
+            str(tmp_path / "data"), "--device", "cpu", "--stop-after", "1", "--no-report"]
+    result = runner.invoke(main_app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "out" / "masking" / "results.json").read_text())
+    assert document["complete"] is False and len(document["runs"]) == 1
+    assert "digits-wrn_small-sr-h0.001" in document["pending"]["runs"]
