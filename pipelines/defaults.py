@@ -237,5 +237,14 @@ def train_defaults(config: Any) -> tuple[dict[str, Any], str]:
         name: getattr(resolved, name)
         for name in ("T", "batch_size", "augment", "at_method", "lam", "weight_decay")
     }
+    # The training attack's radius, step and iterations depend on the defense (evrobust.defenses.
+    # attack_defaults), so the defaults line names the resolved ones; eps in 255ths where it is one.
+    from evrobust.pipelines.attack.inputs import eps_text
+
+    if resolved.at_eps is not None:
+        values["at_eps"] = eps_text(float(resolved.at_eps))
+    for name in ("at_step", "at_steps"):
+        if getattr(resolved, name) is not None:
+            values[name] = getattr(resolved, name)
     values["out"] = Path(config.out) if config.out else default_run_dir(resolved, info.name)
     return values, info.name

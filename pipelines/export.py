@@ -73,7 +73,12 @@ def robustness_metadata(run: Path, config: dict[str, Any], which: str) -> dict[s
     defense = config.get("defense") if isinstance(config.get("defense"), dict) else {}
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     uses_sr = defense.get("name") in ("sr", "sr_star")
-    uses_at = defense.get("name") in ("at", "sr_star", "rat")
+    # Every defense that crafts perturbed inputs while training (AT-type, DLIF, TRADES, DSD on those bases)
+    # records the radius it trained at; the loss kinds are evrobust.defenses' own.
+    from evrobust.defenses.objectives import ATTACK_DEFENSES, loss_kind
+
+    kind = loss_kind(str(defense.get("name")), str(defense.get("dsd_base", "at")))
+    uses_at = kind in ATTACK_DEFENSES or kind == "trades"
     meta: dict[str, Any] = {
         "run": str(run),
         "checkpoint": which,

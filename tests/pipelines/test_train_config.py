@@ -43,6 +43,14 @@ def test_cifar10dvs_defaults_table5() -> None:
     )  # no SR term: an explicit lam is dropped (with a warning)
 
 
+def test_emulated_cifar10dvs_trains_with_the_real_recipe() -> None:
+    # the emulated recordings stand in for the real ones: Table 5's batch, FGSM AT, augmentation, lambdas
+    c = resolve_config(TrainConfig(data="x", defense="sr_star"), "cifar10dvs-emu", "frames", 10)
+    assert (c.batch_size, c.at_method, c.T, c.augment, c.lam) == (24, "fgsm", 10, True, 0.002)
+    c = resolve_config(TrainConfig(data="x", defense="sr"), "cifar10dvs-emu", "frames", 10)
+    assert c.lam == 0.002
+
+
 def test_explicit_values_win() -> None:
     user = TrainConfig(
         data="cifar10", defense="sr", lam=0.01, batch_size=8, at_method="fgsm", weight_decay=0.0
