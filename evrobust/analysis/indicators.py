@@ -225,25 +225,22 @@ def fd_disagreement(
     ``zero share``: the fraction of exactly-zero components of the input gradient of the CE loss (under the
     model's current surrogate). ``disagreement``: along one random sign direction ``u``,
     ``|g.u - fd| / max(|g.u|, |fd|, 1e-12)`` with the central difference ``fd = (L(x + h u) - L(x - h u)) /
-    (2h)``: 0 when the surrogate predicts the loss's change, 1 when one of the two is zero and the other
-    not (a spiking network's loss is piecewise constant, so a small step often leaves it unchanged).
+    (2h)``, in [0, 2]: 0 when the surrogate predicts the loss's change, 1 when one of the two is zero and
+    the other not (a spiking network's loss is piecewise constant, so a small step often leaves it
+    unchanged), 2 when they have opposite signs and equal size. The pieces are
+    :mod:`evrobust.analysis.fidelity`'s, which ``evrobust analyze fidelity`` uses at several steps.
     """
-    gen = torch.Generator().manual_seed(seed)
-    u = torch.where(torch.rand(x.shape, generator=gen) < 0.5, -1.0, 1.0).to(x.device, x.dtype)
+    from evrobust.analysis.fidelity import (
+        ce_and_gradient,
+        central_difference,
+        directional,
+        disagreement,
+        interior,
+        sign_directions,
+    )
+
     # components within h of a bound of [0, 1] cannot move both ways: the direction leaves them alone
-    u = torch.where((x >= h) & (x <= 1 - h), u, torch.zeros_like(u))
-    loss_fn = nn.functional.cross_entropy
-    with eval_mode(model):
-        xg = x.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            loss = loss_fn(model(xg), y, reduction="none")
-            (grad,) = torch.autograd.grad(loss.sum(), [xg])
-        with torch.no_grad():
-            plus = loss_fn(model(x + h * u), y, reduction="none")
-            minus = loss_fn(model(x - h * u), y, reduction="none")
-    flat = grad.reshape(x.shape[0], -1)
-    zero_share = (flat == 0).float().mean(1)
-    directional = (flat * u.reshape(x.shape[0], -1)).sum(1)
-    fd = (plus - minus) / (2 * h)
-    scale = torch.maximum(directional.abs(), fd.abs()).clamp_min(1e-12)
-    return zero_share.detach(), ((directional - fd).abs() / scale).detach()
+    u = interior(sign_directions(x, 1, seed)[0], x, h)
+    _, grad = ce_and_gradient(model, x, y)  # the model's current spec, eval mode
+    zero_share = (grad.reshape(x.shape[0], -1) == 0).float().mean(1)
+    return zero_share, disagreement(directional(grad, u), central_difference(model, x, y, u, h)).detach()

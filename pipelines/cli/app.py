@@ -77,7 +77,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "reproduce": LazyCommand(
         f"{_CLI}.reproduce",
         "reproduce_command",
-        "Reproduce a paper table or figure (table1..7, fig1/3/4/5/6, tradeoff) at a scale.",
+        "Reproduce a paper table or figure (table1..7, fig1/3/4/5/6, tradeoff) or the masking study at a "
+        "scale.",
     ),
     "report": LazyCommand(
         f"{_CLI}.report",

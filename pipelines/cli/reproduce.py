@@ -21,7 +21,7 @@ def reproduce_command(
         str,
         typer.Argument(
             help="table1 | table2 | table3 | table4 | table6 | table7 | fig1 | fig3 | fig4 | fig5 | fig6 | "
-            "tradeoff"
+            "tradeoff | masking"
         ),
     ],
     scale: Annotated[
