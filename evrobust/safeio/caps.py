@@ -29,6 +29,7 @@ CAPS: dict[str, int] = {
     "store_metadata": 16 * MiB,  # a store's zarr.json files (root attributes: about 10 KB)
     "nir_metadata": 1 * MiB,  # the JSON attributes of an exported NIR graph
     "compare_input": 128 * MiB,  # a file given to `evrobust compare` (an attack JSON)
+    "leaderboard": 16 * MiB,  # `evrobust leaderboard`'s leaderboard.json (9 entries: about 30 KB)
     # Binary inputs.
     "checkpoint": 8 * GiB,  # safetensors / torch.save weights (WRN-16-4 at width 1: 11 MB)
     "nir_graph": 8 * GiB,  # an exported .nir (HDF5) graph

@@ -80,6 +80,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "Reproduce a paper table or figure (table1..7, fig1/3/4/5/6, tradeoff) or the masking study at a "
         "scale.",
     ),
+    "leaderboard": LazyCommand(
+        f"{_CLI}.leaderboard",
+        "leaderboard_command",
+        "Train every defense, evaluate each with the converged reliable suite, rank what the data separates.",
+    ),
     "report": LazyCommand(
         f"{_CLI}.report",
         "report_command",

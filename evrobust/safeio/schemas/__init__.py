@@ -32,6 +32,7 @@ SCHEMAS: dict[str, str] = {
     "lock": "evrobust.safeio.schemas.preprocess:LockHolder",
     "verified_cache": "evrobust.safeio.schemas.preprocess:VerifiedCache",
     "nir_metadata": "evrobust.safeio.schemas.nir:NirMetadata",
+    "leaderboard": "evrobust.safeio.schemas.leaderboard:Leaderboard",
 }
 """Kind -> ``module:Model`` of its schema."""
 
