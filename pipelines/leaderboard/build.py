@@ -53,12 +53,11 @@ DEFAULT_OUT = "runs/reproduce"
 OUTPUT_FILES = ("leaderboard.json", "leaderboard.md", "leaderboard-robust.png", "leaderboard-pareto.png")
 
 
-def _external_entries(add: list[str], test_set: dict[str, Any]) -> list[tuple[str, Path, dict, dict | None]]:
-    """``(key, run, attack document, config)`` of each ``--add``, each checked against the table's samples."""
+def _load_externals(add: list[str]) -> list[tuple[str, Path, dict[str, Any], dict[str, Any] | None]]:
+    """``(key, run, attack document, config)`` of each ``--add`` (results present, a reliable verdict)."""
     out = []
     for path in add:
         run, document, config = load_external(path)
-        check_same_samples(test_set, document, f"--add {run}")
         out.append((f"add:{run.name}", run, document, config))
     keys = [k for k, *_ in out]
     twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -112,8 +111,10 @@ def execute_leaderboard(
     target = root / spec.name
     for name in OUTPUT_FILES:
         check_write_target(target / name)  # a link or FIFO where a result goes: refused before any work
+    externals = _load_externals(list(add or []))
     test_set = test_set_of(spec.data, spec.evaluation.limit, data_dir)
-    externals = _external_entries(list(add or []), test_set)
+    for _, run, document, _ in externals:
+        check_same_samples(test_set, document, f"--add {run}")
     left = stop_after
     digests = ContentDigests(data_dir)
     entries: list[dict[str, Any]] = []

@@ -14,7 +14,8 @@ from evrobust.pipelines.cli.app import app
 from evrobust.pipelines.cli.errors import guard
 
 runner = CliRunner()
-COMMANDS = ("preprocess", "train", "attack", "analyze", "reproduce", "report", "compare", "demo", "info")
+COMMANDS = ("preprocess", "train", "attack", "analyze", "reproduce", "leaderboard", "report", "compare",
+            "demo", "info")
 
 
 def test_help_lists_every_command() -> None:
