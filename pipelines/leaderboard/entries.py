@@ -184,7 +184,8 @@ def _snn_fields(config: dict[str, Any] | None) -> dict[str, Any]:
         neuron = (f"IF (tau {model.get('tau', 1.0):g}, theta {model.get('theta', 1.0):g}, hard reset), "
                   f"surrogate {model.get('spec', '?')}, readout {model.get('readout', 'mean')}")
     kind = data.get("kind")
-    encoding = {"images": "direct (image repeated over T)", "events": "event frames"}.get(kind)
+    encoding = {"images": "direct (image repeated over T)", "frames": "event frames",
+                "events": "event frames"}.get(kind)
     return {
         "T": model.get("T"),
         "neuron": neuron,
