@@ -14,7 +14,23 @@ a table read documents only.
 
 from __future__ import annotations
 
-from evrobust.pipelines.leaderboard.build import DEFAULT_OUT, build_leaderboard, execute_leaderboard
-from evrobust.pipelines.leaderboard.spec import ENTRIES, build_leaderboard_spec
+import importlib
+from typing import Any
 
 __all__ = ["DEFAULT_OUT", "ENTRIES", "build_leaderboard", "build_leaderboard_spec", "execute_leaderboard"]
+
+_EXPORTS = {
+    "DEFAULT_OUT": "build",
+    "build_leaderboard": "build",
+    "execute_leaderboard": "build",
+    "ENTRIES": "spec",
+    "build_leaderboard_spec": "spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load :mod:`.build` / :mod:`.spec` on first use: they import the reproduction package (and torch),
+    which re-ranking, rendering or validating a table never needs."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.common.paired import headline_key, load_attack_file, robust_flags
-from evrobust.pipelines.leaderboard.spec import EvalSettings
+
+if TYPE_CHECKING:  # the spec imports the reproduction package (and torch); the entries read documents only
+    from evrobust.pipelines.leaderboard.spec import EvalSettings
 
 __all__ = ["attack_command", "entry_document", "load_external", "reliability", "train_command",
            "training_seconds", "verdict_flags"]

@@ -4,6 +4,8 @@ front; and the table's marking of an entry whose number did not converge."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from itertools import combinations
 
 import pytest
@@ -160,3 +162,16 @@ def test_the_schema_refuses_a_ranked_unreliable_entry_and_duplicate_keys_are_ref
         validate(bad, "leaderboard", "leaderboard.json")
     with pytest.raises(UserInputError, match="on the table twice"):
         assemble(PROTOCOL, [_entry("a", 30, 80.0, True)] * 2, {"a": robust_on(30)})
+
+
+def test_ranking_rendering_and_reading_a_table_never_import_torch() -> None:
+    """Only the build trains and attacks; a table is re-ranked, rendered and validated from documents."""
+    code = ("import sys\n"
+            "import evrobust.pipelines.leaderboard.table, evrobust.pipelines.leaderboard.render\n"
+            "import evrobust.pipelines.leaderboard.entries, evrobust.pipelines.leaderboard.figures\n"
+            "from evrobust.safeio.schemas import model_of\n"
+            "model_of('leaderboard')\n"
+            "print('torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert proc.stdout.strip() == "False", proc.stderr
