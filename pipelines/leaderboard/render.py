@@ -29,13 +29,13 @@ def _robust_cell(entry: dict[str, Any], note: int | None) -> str:
     return cell + (f" [^{note}]" if note is not None else "")
 
 
-def _cost(card: dict[str, Any], vanilla: float | None) -> str:
+def _cost(card: dict[str, Any]) -> str:
     cost = card.get("training_cost")
     if not cost:
         return "unknown (no metrics.jsonl)"
     text = f"{cost['s_per_epoch']:.3g} s/epoch over {cost['epochs']} epochs"
-    if vanilla:
-        text += f" ({cost['s_per_epoch'] / vanilla:.2f}× vanilla's {vanilla:.3g} s/epoch)"
+    if cost.get("vs_vanilla") is not None:
+        text += f" ({cost['vs_vanilla']:.2f}× vanilla's {cost['vanilla_s_per_epoch']:.3g} s/epoch)"
     return text
 
 
@@ -109,9 +109,6 @@ def _pairs_lines(document: dict[str, Any]) -> list[str]:
 
 
 def _card_lines(document: dict[str, Any]) -> list[str]:
-    vanilla = next((e["card"]["training_cost"] for e in document["entries"]
-                    if e["key"] == "vanilla" and e["card"]["training_cost"]), None)
-    vanilla_s = vanilla["s_per_epoch"] if vanilla else None
     lines = ["## Entry cards", ""]
     for e in document["entries"]:
         card = e["card"]
@@ -131,7 +128,7 @@ def _card_lines(document: dict[str, Any]) -> list[str]:
             f"- Train: `{card['train_command']}`" if card["train_command"] else
             "- Train: not an `evrobust train` run (command unknown)",
             f"- Attack: `{card['attack_command']}`",
-            f"- Training cost: {_cost(card, vanilla_s)}",
+            f"- Training cost: {_cost(card)}",
             f"- Evaluation cost: {card['evaluation_cost']['seconds']:.3g} s",
             f"- Convergence: {convergence}",
             f"- Failed checks: {', '.join(card['failed_checks']) or 'none'}",

@@ -47,7 +47,7 @@ class EntrySpec:
 
 ENTRIES: dict[str, EntrySpec] = {e.key: e for e in (
     EntrySpec("vanilla", "Vanilla", "vanilla", None),
-    EntrySpec("at", "AT (PGD)", "at", "Madry et al., ICLR 2018; SNN setting: Ding et al., NeurIPS 2022"),
+    EntrySpec("at", "AT (PGD)", "at", "Madry et al., ICLR 2018"),
     EntrySpec("rat", "RAT", "rat", "Ding et al., NeurIPS 2022"),
     EntrySpec("sr", "SR", "sr", "Liu et al., ICML 2024 (sparse gradients)"),
     EntrySpec("sr_star", "SR*", "sr_star", "Liu et al., ICML 2024 (sparse gradients)"),

@@ -49,6 +49,20 @@ def _order_key(entry: Mapping[str, Any]) -> tuple[float, float, str]:
     return (-(entry["robust_acc"] or 0.0), -(entry["clean_acc"] or 0.0), entry["key"])
 
 
+def _training_cost_against_vanilla(by_key: dict[str, dict[str, Any]]) -> None:
+    """Put the vanilla entry's seconds per epoch and the ratio to it in every card's ``training_cost`` (the
+    cost of a defense is its factor over plain training on the same machine, not its absolute seconds)."""
+    vanilla = ((by_key.get("vanilla") or {}).get("card") or {}).get("training_cost")
+    base = vanilla["s_per_epoch"] if vanilla else None
+    for entry in by_key.values():
+        cost = entry["card"].get("training_cost")
+        if cost is None:
+            continue
+        ratio = cost["s_per_epoch"] / base if base else None
+        entry["card"] = {**entry["card"], "training_cost": {**cost, "vanilla_s_per_epoch": base,
+                                                            "vs_vanilla": ratio}}
+
+
 def assemble(protocol: dict[str, Any], entries: Sequence[dict[str, Any]],
              flags: Mapping[str, Sequence[bool]], pending: Sequence[str] = ()) -> dict[str, Any]:
     """The leaderboard document.
@@ -72,6 +86,7 @@ def assemble(protocol: dict[str, Any], entries: Sequence[dict[str, Any]],
     tests = pair_tests(order, flags)
     groups = group_ranks(order, tests)
     by_key = {e["key"]: dict(e) for e in entries}
+    _training_cost_against_vanilla(by_key)
     position = 1
     for index, group in enumerate(groups, start=1):
         label = rank_label(position, len(group))

@@ -70,6 +70,11 @@ def test_writes_the_three_outputs_with_one_protocol(built: tuple[Path, Path, dic
         attack = json.loads((Path(card["run"]) / "attack-whitebox.json").read_text())
         assert e["robust"] == attack["reliable"]["robust"]
         assert e["robust_acc"] == round(100 * attack["reliable"]["accuracy"], 2)
+    vanilla = next(e for e in document["entries"] if e["key"] == "vanilla")["card"]["training_cost"]
+    for e in document["entries"]:
+        cost = e["card"]["training_cost"]
+        assert cost["vanilla_s_per_epoch"] == vanilla["s_per_epoch"]
+        assert cost["vs_vanilla"] == pytest.approx(cost["s_per_epoch"] / vanilla["s_per_epoch"])
     sr = next(e for e in document["entries"] if e["key"] == "sr")
     assert sr["card"]["settings"] == {"lam": 0.01, "h": 0.01, "penalty": "l2sq"}
     markdown = (path.parent / "leaderboard.md").read_text()

@@ -41,8 +41,12 @@ class ProtocolDoc(Document):
 
 
 class CostDoc(Document):
+    """``card.training_cost``: seconds per epoch, and against the vanilla entry's (null without one)."""
+
     s_per_epoch: Annotated[float, Field(allow_inf_nan=False, ge=0.0)]
     epochs: Count
+    vanilla_s_per_epoch: Annotated[float, Field(allow_inf_nan=False, ge=0.0)] | None = None
+    vs_vanilla: Annotated[float, Field(allow_inf_nan=False, ge=0.0)] | None = None
 
 
 class CardDoc(Document):
