@@ -17,8 +17,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -51,8 +52,19 @@ from evrobust.errors import UserInputError
 from evrobust.pipelines.attack.inputs import eps_text
 from evrobust.pipelines.common.options import parse_eps
 
-if TYPE_CHECKING:
-    from evrobust.pipelines.analyze import _Context
+
+class _Context(Protocol):
+    """What ``run_analysis`` hands a kind (:class:`evrobust.pipelines.analyze._Context` satisfies it; named
+    here as a protocol so that this module, which ``analyze`` imports, does not import ``analyze``)."""
+
+    run: Path
+    model: nn.Module
+    spec: str | None
+    seed: int
+
+    def batches(self) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """``(batch index, x [B, ...], y [B])`` on the model's device."""
+        ...
 
 __all__ = ["KINDS", "OPTIONS", "SR_STEP", "kind_fidelity", "kind_landscape", "resolve_options"]
 

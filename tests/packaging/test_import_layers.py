@@ -20,11 +20,13 @@ LAYERS: dict[str, int] = {
     "attack": 2,
     "export": 2,
     "report": 2,
-    "analyze": 3,
+    "analyze_masking": 3,
+    "analyze": 4,
     "defaults": 3,
-    "reproduce": 4,
-    "demo": 5,
-    "cli": 6,
+    "reproduce": 5,
+    "demo": 6,
+    "leaderboard": 6,
+    "cli": 7,
 }
 
 
