@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from evrobust.pipelines.cli.app import app as main_app
-from evrobust.pipelines.demo import DemoConfig, converged_findings, findings, run_demo
+from evrobust.pipelines.demo import DemoConfig, converged_evaluations, converged_findings, findings, run_demo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -100,6 +101,7 @@ def test_demo_at_test_scale_ends_with_a_report_with_plots(tmp_path: Path) -> Non
         extra_train={"limit_train": 96, "limit_val": 16, "batch_size": 32},
         reliable_limit=6,
         reliable_budget={"steps": 4, "queries": 40, "max_doublings": 1},
+        reliable_workers=2,
     )
     summary, rows = run_demo(cfg)
     root = tmp_path / "demo"
@@ -120,6 +122,15 @@ def test_demo_at_test_scale_ends_with_a_report_with_plots(tmp_path: Path) -> Non
                                                                strict=True)), key
         assert (Path(r["run"]) / "evaluate-reliable.md").is_file()
         assert (Path(r["run"]) / "attack-whitebox.json").is_file()  # the paper-protocol table is kept
+    # Two worker processes of one thread give the same flags as one evaluation after another in this process.
+    def flags_of(row: dict[str, Any]) -> dict[str, Any]:
+        return json.loads((Path(row["run"]) / "evaluate-reliable.json").read_text())["flags"]
+
+    flags = {r["defense"]: flags_of(r) for r in rows}
+    again = converged_evaluations(dataclasses.replace(cfg, reliable_workers=1), rows)
+    assert again == [r["reliable"] for r in rows]
+    for r in rows:
+        assert flags_of(r) == flags[r["defense"]]
     summary_text = summary.read_text()
     assert "## Evaluated to convergence (white box, eps 8/255)" in summary_text
     (headline,) = converged_findings(rows)
@@ -265,3 +276,19 @@ def test_demo_reliable_limit_default_matches_the_pipeline() -> None:
     from evrobust.pipelines.demo import RELIABLE_LIMIT
 
     assert RELIABLE == RELIABLE_LIMIT == DemoConfig().reliable_limit
+
+
+def test_demo_command_passes_the_converged_sample_count(tmp_path: Path, monkeypatch: Any) -> None:
+    seen: list[int] = []
+
+    def fake_run_demo(cfg: DemoConfig) -> tuple[Path, list[dict[str, Any]]]:
+        seen.append(cfg.reliable_limit)
+        return tmp_path / "summary.md", []
+
+    monkeypatch.setattr("evrobust.pipelines.demo.run_demo", fake_run_demo)
+    for args, expected in (([], 20), (["--reliable-limit", "0"], 0), (["--reliable-limit", "50"], 50)):
+        result = CliRunner().invoke(main_app, ["demo", "--out", str(tmp_path), *args])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] == expected
+    result = CliRunner().invoke(main_app, ["demo", "--out", str(tmp_path), "--reliable-limit", "-1"])
+    assert result.exit_code == 2
