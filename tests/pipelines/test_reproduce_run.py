@@ -54,6 +54,10 @@ def test_pipeline_runs_at_tiny_scale_and_fills_its_tables(name: str, root: Path,
         for row in table["rows"]:
             for header, cell in row["cells"].items():
                 value, _ = cell_value(results, cell)
+                if str(cell.get("item", "")).endswith("rise.median_radius"):
+                    # the masking table's rise radius is documented as "–" where half the samples never
+                    # rise within 4 eps, as on the near-constant models of the tiny scale
+                    continue
                 assert value is not None, (name, row["labels"], header)
                 if cell["source"] == "attack":
                     assert 0.0 <= value <= 100.0
