@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-RELIABLE = 20
+RELIABLE = 30
 """Default of ``--reliable-limit``; equals :data:`evrobust.pipelines.demo.RELIABLE_LIMIT` (a test says so),
 kept here so that ``--help`` does not import the pipeline (and torch)."""
 

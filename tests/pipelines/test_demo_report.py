@@ -286,7 +286,7 @@ def test_demo_command_passes_the_converged_sample_count(tmp_path: Path, monkeypa
         return tmp_path / "summary.md", []
 
     monkeypatch.setattr("evrobust.pipelines.demo.run_demo", fake_run_demo)
-    for args, expected in (([], 20), (["--reliable-limit", "0"], 0), (["--reliable-limit", "50"], 50)):
+    for args, expected in (([], 30), (["--reliable-limit", "0"], 0), (["--reliable-limit", "50"], 50)):
         result = CliRunner().invoke(main_app, ["demo", "--out", str(tmp_path), *args])
         assert result.exit_code == 0, result.output
         assert seen[-1] == expected
