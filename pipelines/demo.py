@@ -194,9 +194,9 @@ def converged_evaluations(cfg: DemoConfig, rows: list[dict[str, Any]]) -> list[d
     """:func:`converged_evaluation` of each row's run, in ``cfg.reliable_workers`` processes at once.
 
     The evaluations are independent and each is mostly sequential (Square's and RayS's queries come one
-    iteration after another), so on a 2-core machine two processes of one thread each finish them in about
-    half the time of one process. Each result is the same as in-process: the flags depend on the seed, the
-    samples and the batch size, not on the thread count (tested).
+    iteration after another and gain little from a second thread), so on a 2-core machine they are spread
+    over two processes of one thread each. Each result is the same as in-process: the flags depend on the
+    seed, the samples and the batch size, not on the thread count (tested).
     """
     jobs = [(str(r["run"]), r["data"], r["defense"]) for r in rows]
     workers = min(cfg.reliable_workers, len(jobs))
