@@ -180,7 +180,8 @@ def converged_evaluation(cfg: DemoConfig, run: Path, data: str, defense: str) ->
 
 def _one_thread() -> None:
     """Worker start-up: one torch thread per process, so that two workers share two cores without
-    oversubscribing them (a spiking network's small batches gain little from a second thread)."""
+    oversubscribing them (two-thread workers on two cores would make their OpenMP threads wait on each other,
+    the slowdown measured in docs/results.md, "CIFAR-10 converged evidence")."""
     import torch
 
     torch.set_num_threads(1)
@@ -194,7 +195,7 @@ def converged_evaluations(cfg: DemoConfig, rows: list[dict[str, Any]]) -> list[d
     """:func:`converged_evaluation` of each row's run, in ``cfg.reliable_workers`` processes at once.
 
     The evaluations are independent and each is mostly sequential (Square's and RayS's queries come one
-    iteration after another and gain little from a second thread), so on a 2-core machine they are spread
+    iteration after another and cannot use a second thread), so on a 2-core machine they are spread
     over two processes of one thread each. Each result is the same as in-process: the flags depend on the
     seed, the samples and the batch size, not on the thread count (tested).
     """
