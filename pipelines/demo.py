@@ -195,7 +195,7 @@ def converged_evaluations(cfg: DemoConfig, rows: list[dict[str, Any]]) -> list[d
     """:func:`converged_evaluation` of each row's run, in ``cfg.reliable_workers`` processes at once.
 
     The evaluations are independent and each is mostly sequential (Square's and RayS's queries come one
-    iteration after another and cannot use a second thread), so on a 2-core machine they are spread
+    iteration after another), so on a 2-core machine they are spread
     over two processes of one thread each. Each result is the same as in-process: the flags depend on the
     seed, the samples and the batch size, not on the thread count (tested).
     """
