@@ -296,6 +296,39 @@ def write_image_store(
     return report
 
 
+
+def _create_emulated_store(
+    path: Path,
+    dataset: str,
+    images: ImageSet,
+    params: FrameParams,
+    splits: Mapping[str, Mapping[str, Sequence[int]]],
+    default_split: str,
+    split_rule: str,
+    sources: list[str],
+    extra: Mapping[str, Any],
+) -> bool:
+    """Create (or reopen) the events store of an image-to-event emulation; True when it was reopened."""
+    return not store.create_store(
+        path,
+        dataset=dataset,
+        kind="events",
+        sample_shape=params.sample_shape(),
+        labels=images.labels,
+        classes=images.classes,
+        splits=splits,
+        default_split=default_split,
+        split_rule=split_rule,
+        sources=sources,
+        sensor=params.sensor,
+        orientation=params.orientation,
+        frames=params.n_frames,
+        split_by=params.split_by,
+        resize=params.size,
+        count_unit=params.count_unit(),
+        extra=dict(extra),
+    )
+
 @_locked
 def write_emulated_store(
     path: str | Path,
@@ -316,25 +349,8 @@ def write_emulated_store(
     path = Path(path)
     n = int(images.images.shape[0])
     sources = [f"{dataset}[{i}]" for i in range(n)]
-    resumed = not store.create_store(
-        path,
-        dataset=dataset,
-        kind="events",
-        sample_shape=params.sample_shape(),
-        labels=images.labels,
-        classes=images.classes,
-        splits=splits,
-        default_split=default_split,
-        split_rule=split_rule,
-        sources=sources,
-        sensor=params.sensor,
-        orientation=params.orientation,
-        frames=params.n_frames,
-        split_by=params.split_by,
-        resize=params.size,
-        count_unit=params.count_unit(),
-        extra={"emulator": dict(emulator)},
-    )
+    resumed = _create_emulated_store(path, dataset, images, params, splits, default_split, split_rule,
+                                     sources, {"emulator": dict(emulator)})
     report = BuildReport(path, n, resumed=resumed)
     if resumed and _already_complete(path):
         return report
@@ -382,25 +398,8 @@ def write_recording_store(
     check_workers(workers, mode)
     path = Path(path)
     n = int(images.images.shape[0])
-    resumed = not store.create_store(
-        path,
-        dataset=dataset,
-        kind="events",
-        sample_shape=params.sample_shape(),
-        labels=images.labels,
-        classes=images.classes,
-        splits=splits,
-        default_split=default_split,
-        split_rule=split_rule,
-        sources=list(sources),
-        sensor=params.sensor,
-        orientation=params.orientation,
-        frames=params.n_frames,
-        split_by=params.split_by,
-        resize=params.size,
-        count_unit=params.count_unit(),
-        extra={**extra, "emulator": dict(settings)},
-    )
+    resumed = _create_emulated_store(path, dataset, images, params, splits, default_split, split_rule,
+                                     list(sources), {**extra, "emulator": dict(settings)})
     report = BuildReport(path, n, resumed=resumed)
     if resumed and _already_complete(path):
         logger.info("%s is already complete; nothing to do", path)
