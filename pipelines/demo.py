@@ -335,24 +335,17 @@ def _paired_sentences(rows: list[dict[str, Any]], documents_of: Any, opening: An
         ranked = sorted((d for d in robust if d != "vanilla"), key=lambda d: -sum(robust[d]))
         best = ranked[0]
         others = ["vanilla"] + ([ranked[1]] if len(ranked) > 1 else [])
-        heads = []
-        for other in others:
-            result = compare_attack_documents(documents[best], documents[other], best, other)
-            heads.append((other, next(r for r in result["rows"] if r["headline"]), result["b"]["converged"]))
-        parts = [f"against {other} ({_bound(h['b'], converged)}): {h['verdict']}"
-                 for other, h, converged in heads]
-        kept = heads[0][1]["a"]
+        results = [compare_attack_documents(documents[best], documents[o], best, o) for o in others]
+        heads = [next(r for r in result["rows"] if r["headline"]) for result in results]
+        parts = [f"against {other} ({_bound(h['b'], result['b']['converged'])}): {h['verdict']}"
+                 for other, h, result in zip(others, heads, results, strict=True)]
+        kept = heads[0]["a"]
         interval = f"[{100 * kept['ci95'][0]:.1f}, {100 * kept['ci95'][1]:.1f}]"
-        kept_text = f"{_bound(kept, _converged(documents[best]))} {interval}"
+        kept_text = f"{_bound(kept, results[0]['a']['converged'])} {interval}"
         eps = documents[best].get("eps_text", "?")
         head = opening(data, len(robust[best]), eps, best, kept_text)
         sentences.append(head + "; " + "; ".join(parts) + ".")
     return sentences
-
-
-def _converged(document: dict[str, Any]) -> bool | None:
-    reliable = document.get("reliable")
-    return reliable.get("converged") if isinstance(reliable, dict) else None
 
 
 def _bound(side: dict[str, Any], converged: bool | None) -> str:
@@ -401,6 +394,12 @@ def render_summary(cfg: DemoConfig, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def reliable_cell(reliable: dict[str, Any]) -> str:
+    """``"56.7 [37.4, 74.5]"`` of a :func:`converged_evaluation` result, or ``"≤ ... (not converged)"``."""
+    value = _pct(reliable["accuracy"], reliable["ci95"])
+    return value if reliable["converged"] is not False else f"≤ {value} (not converged)"
+
+
 def converged_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines: per run with a converged evaluation, the paper protocol beside the reliable number
     after the certificate, both with intervals, on the same samples (nothing where no run has one)."""
@@ -424,9 +423,7 @@ def converged_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for r in mine:
         rel = r["reliable"]
-        value = _pct(rel["accuracy"], rel["ci95"])
-        if rel["converged"] is False:
-            value = f"≤ {value} (not converged)"
+        value = reliable_cell(rel)
         lines.append(
             f"| {r['data']} | {r['defense']} | {rel['n']} | {_pct(rel['paper'], rel['paper_ci95'])} | "
             f"{value} | {rel['doublings']} | {100 * (rel['paper'] - rel['accuracy']):+.1f} |"

@@ -47,7 +47,7 @@ def _converged_table(rows: list[dict[str, Any]]) -> Any:
     """The converged evaluation as a rich table (None where no run has one)."""
     from rich.table import Table
 
-    from evrobust.pipelines.demo import _pct
+    from evrobust.pipelines.demo import _pct, reliable_cell
 
     mine = [r for r in rows if r.get("reliable")]
     if not mine:
@@ -58,9 +58,8 @@ def _converged_table(rows: list[dict[str, Any]]) -> Any:
         table.add_column(header, justify="left" if header in ("data", "defense") else "right")
     for r in mine:
         rel = r["reliable"]
-        value = _pct(rel["accuracy"], rel["ci95"])
         table.add_row(r["data"], r["defense"], str(rel["n"]), _pct(rel["paper"], rel["paper_ci95"]),
-                      value if rel["converged"] is not False else f"≤ {value} (not converged)")
+                      reliable_cell(rel))
     return table
 
 
