@@ -23,6 +23,7 @@ __all__ = [
     "ATTACK_BOUNDS",
     "MAX_BATCH_SIZE",
     "MAX_DOUBLINGS",
+    "MAX_EVENT_BUDGET",
     "MAX_LIMIT",
     "MAX_QUERIES",
     "MAX_SEED",
@@ -48,6 +49,8 @@ MAX_BATCH_SIZE = 100_000
 """``--batch-size``: samples per batch (also the resume granularity)."""
 MAX_SEED = 2**63 - 1
 """``--seed``: from 0 to the largest seed a torch generator takes on every platform."""
+MAX_EVENT_BUDGET = 10**9
+"""``--max-events``, ``--max-shift``, ``--max-moved``: event budgets (events, bins); beyond any recording."""
 
 ATTACK_BOUNDS: dict[str, tuple[int, int]] = {
     "steps": (1, MAX_STEPS),
@@ -56,6 +59,9 @@ ATTACK_BOUNDS: dict[str, tuple[int, int]] = {
     "limit": (1, MAX_LIMIT),
     "batch_size": (1, MAX_BATCH_SIZE),
     "seed": (0, MAX_SEED),
+    "max_events": (0, MAX_EVENT_BUDGET),
+    "max_shift": (0, MAX_EVENT_BUDGET),
+    "max_moved": (0, MAX_EVENT_BUDGET),
 }
 """Option (``run_attack``'s keyword) -> inclusive ``(low, high)`` bounds."""
 
@@ -79,6 +85,7 @@ def check_attack_bounds(**options: object) -> None:
     for option, value in options.items():
         if value is not None:
             check_int_option(value, option, *ATTACK_BOUNDS[option])
+
 
 _FRACTION = re.compile(
     r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?:/\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?))?\s*$"

@@ -76,6 +76,9 @@ def _flag_text(value: str) -> str:
 
 
 FlagText = Annotated[str, Field(max_length=MAX_SAMPLES), AfterValidator(_flag_text)]
+
+EventCount = Annotated[int, Field(strict=True, ge=0, le=2**62)]
+"""A number of events (changed, moved) or of bins (a shift)."""
 """One character per sample: ``1`` robust, ``0`` broken, ``-`` not attacked."""
 
 
@@ -150,6 +153,10 @@ class AttackEntryDoc(Document):
     members: dict[Name, MemberSummaryDoc] = Field(default_factory=dict, max_length=MAX_ENTRIES)
     checks: list[CheckDoc] = Field(default_factory=list, max_length=MAX_ENTRIES)
     converged: StrictBool | None = None
+    # Event threats (``--threat events|retiming``): per sample, events changed (moved) and the largest shift
+    # in bins; null where the sample was not attacked (wrong on the clean counts).
+    events_changed: list[EventCount | None] | None = Field(default=None, max_length=MAX_SAMPLES)
+    max_shift: list[EventCount | None] | None = Field(default=None, max_length=MAX_SAMPLES)
 
     @model_validator(mode="after")
     def _counts(self) -> AttackEntryDoc:
@@ -306,6 +313,7 @@ class AttackResult(Document):
     version: Annotated[int, Field(strict=True, ge=1, le=1000)] | None = None
     run: Text | None = None
     mode: Literal["whitebox", "blackbox"] | None = None
+    threat: Literal["frames", "events", "retiming"] | None = None
     source: Text | None = None
     checkpoint: Name | None = None
     dataset: Name | None = None
@@ -357,6 +365,9 @@ def _check_entry(entry: AttackEntryDoc, n: int, flags: AttackFlagsDoc | None) ->
     name = entry.name
     for field, value in (("n", entry.n), ("samples", entry.samples)):
         _need(value is None or value == n, f"attack {name!r} states {field} = {value}, not {n}")
+    for field, values in (("events_changed", entry.events_changed), ("max_shift", entry.max_shift)):
+        _need(values is None or len(values) == n,
+              f"attack {name!r} has {len(values or ())} {field} entries for {n} samples")
     for label, member in entry.members.items():
         _need(member.n is None or member.n == n,
               f"attack {name!r} member {label!r} states n = {member.n}, not {n}")
