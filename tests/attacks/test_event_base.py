@@ -109,7 +109,7 @@ def test_check_budget_int_refuses(value: object) -> None:
 
 
 class _OnePixel(nn.Module):
-    """Logits ``[c - 0.5, 0.5 - c]`` of the count ``c`` at bin 0, polarity 0, pixel (0, 0): class 0 iff c>0."""
+    """Logits ``[c - 0.5, 0.5 - c]`` of the count ``c`` at bin 0, polarity 0, pixel (0, 0): class 0 if c>0."""
 
     def forward(self, x: Tensor) -> Tensor:
         c = x[:, 0, 0, 0, 0]
