@@ -4,8 +4,9 @@ A sample counts as robust only if it survives every member. The model is always 
 forward pass (a gradient spec changes only the backward), so members differ only in how the adversarial
 example is crafted. Crafting and judging may use different models: that is the black-box transfer setting
 (:mod:`evrobust.attacks.transfer`), where the ensemble is applied to the source model and the examples are
-scored on the target. Crafting-only members (``bptr``, ``ann``, ``assg``) change the forward pass or keep
-per-attack statistics while the example is crafted; it is still judged on the true SNN.
+scored on the target. Crafting-only members (``bptr``, ``ann``, ``assg``, ``pdsg``) change the forward pass,
+keep per-attack statistics or pool statistics over the attacked batch while the example is crafted; it is
+still judged on the true SNN.
 
 Random starts: member ``k`` (0-based) draws with the seed :func:`member_seed` ``(seed, k)``, so every member
 gets its own random start (as the reference ensembles do) while member 0 keeps the call's seed and reproduces
@@ -44,8 +45,8 @@ logger = logging.getLogger(__name__)
 ENSEMBLES: tuple[str, ...] = ("paper", "widths", "single", "wide", "assg")
 """Named member sets: ``paper`` = triangle 1, sigmoid 4, atan 2, rate (Appendix E); ``widths`` = triangle with
 gamma 0.1..3.0 step 0.1 (Appendix G, Table 6); ``single`` = the crafting model's own (training) spec;
-``wide`` = the paper's four, then the 19-member set of Özdenizci & Legenstein without its duplicate triangle 1
-(22 members, :data:`evrobust.neurons.WIDE_ENSEMBLE`); ``assg`` = ASSG at each ``A`` of
+``wide`` = the paper's four, then the 19-member set of Özdenizci & Legenstein without its duplicate
+triangle 1, then PDSG (23 members, :data:`evrobust.neurons.WIDE_ENSEMBLE`); ``assg`` = ASSG at each ``A`` of
 :data:`evrobust.neurons.ASSG_GRID` (0.4, 0.425, 0.45)."""
 
 MEMBER_SEED_STRIDE = 0x9E3779B97F4A7C15

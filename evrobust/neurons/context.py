@@ -31,9 +31,10 @@ def gradient_spec(model: nn.Module, spec: GradSpec | str) -> Iterator[nn.Module]
     the spec to their foreign neurons too, entered after the IF neurons are switched and exited before they
     are restored.
 
-    This is the only place where crafting-only specs (``bptr``, ``ann``, ``assg``) apply. For ``assg`` every
-    neuron gets a fresh :class:`~evrobust.neurons.assg.AssgState` on entry, which every forward inside the
-    block updates; on exit the statistics are dropped (the previous state, if any, comes back).
+    This is the only place where crafting-only specs (``bptr``, ``ann``, ``assg``, ``pdsg``) apply. For
+    ``assg`` every neuron gets a fresh :class:`~evrobust.neurons.assg.AssgState` on entry, which every forward
+    inside the block updates; on exit the statistics are dropped (the previous state, if any, comes back).
+    ``pdsg`` keeps no state: each backward takes its statistics from its own forward pass.
     """
     new = GradSpec.parse(spec)
     neurons = if_neurons(model)

@@ -22,7 +22,9 @@ Double backward (``create_graph=True`` through the neuron) is not supported: the
 
 Crafting-only specs (see :mod:`evrobust.neurons.spec`): ``bptr`` runs the same dynamics with a strict
 threshold ``s = 1[u > theta]`` and the backward ``dL/dI[t] = dL/ds[t] * 1[sum_t s > 0]``;
-``ann`` returns ``relu(I) / theta`` (same shape ``[T, ...]``); ``assg`` needs the per-attack statistics of
+``ann`` returns ``relu(I) / theta`` (same shape ``[T, ...]``); ``pdsg`` runs the same dynamics and BPTT with
+the Gaussian surrogate of :mod:`evrobust.neurons.pdsg`, whose width comes from the layer's own potentials
+``u`` (per channel, time-accumulated); ``assg`` needs the per-attack statistics of
 :class:`evrobust.neurons.assg.AssgState` and is run by :func:`evrobust.neurons.assg.assg_multistep`.
 """
 
@@ -38,6 +40,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from evrobust.errors import UserInputError
+from evrobust.neurons.pdsg import pdsg_grad, pdsg_sigma
 from evrobust.neurons.rate import rate_multistep
 from evrobust.neurons.spec import DEFAULT_SPEC, GradSpec
 from evrobust.neurons.surrogates import get_surrogate
@@ -50,6 +53,7 @@ __all__ = [
     "check_time_major",
     "if_membrane",
     "if_multistep",
+    "pdsg_multistep",
     "reuse_backward_terms",
 ]
 
@@ -245,6 +249,39 @@ def bptr_multistep(x: Tensor, tau: float = 1.0, theta: float = 1.0) -> Tensor:
     return _BptrFunction.apply(x, float(tau), float(theta))
 
 
+class _PdsgFunction(torch.autograd.Function):
+    """IF dynamics; BPTT with the PDSG Gaussian whose width is the per-channel spread of this pass's ``u``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, tau: float, theta: float) -> Tensor:  # type: ignore[override]
+        needs_grad = ctx.needs_input_grad[0]
+        u, spikes = _if_forward(x, tau, theta, keep_u=needs_grad)
+        if needs_grad:
+            ctx.save_for_backward(u, spikes)
+        ctx.params = (tau, theta)
+        return spikes
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_s: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        u, spikes = ctx.saved_tensors
+        tau, theta = ctx.params
+        # The statistics are computed here, from the saved trace, so a forward without grad pays nothing;
+        # sigma[t] only pools steps 0..t, as the reference collects them step by step.
+        sigma = pdsg_sigma(u)
+        grad = bptt_backward(grad_s, u, spikes, lambda t, v: pdsg_grad(v, sigma[t]), tau, theta)
+        return grad, None, None
+
+
+def pdsg_multistep(x: Tensor, tau: float = 1.0, theta: float = 1.0) -> Tensor:
+    """IF spikes ``[T, ...]`` (the model's own forward) with the PDSG backward (:mod:`evrobust.neurons.pdsg`).
+
+    ``x`` is ``[T, N, C, ...]`` (channel axis 2), ``[T, N, F]`` (per feature) or ``[T, N]`` / ``[T]`` (one
+    channel); the surrogate's width pools all samples of ``x``.
+    """
+    return _PdsgFunction.apply(x, float(tau), float(theta))
+
+
 def ann_multistep(x: Tensor, theta: float = 1.0) -> Tensor:
     """ReLU-ANN crafting forward: ``relu(x) / theta`` ``[T, ...]`` (the IF rate's slope below saturation).
 
@@ -279,6 +316,8 @@ def if_multistep(
         return bptr_multistep(x, tau, theta)
     if spec.mode == "ann":
         return ann_multistep(x, theta)
+    if spec.mode == "pdsg":
+        return pdsg_multistep(x, tau, theta)
     if spec.stateful:
         raise UserInputError(
             f"gradient spec {str(spec)!r} keeps statistics of one attack; run it through an IFNeuron inside "

@@ -26,7 +26,7 @@ class IFNeuron(nn.Module):
         backend: ``native`` | ``spikingjelly`` | ``norse`` (see :func:`evrobust.neurons.list_backends`).
         spec: gradient spec (``GradSpec`` or text such as ``"triangle:1"``); settable via ``.spec``, or for a
             whole model temporarily with :func:`evrobust.neurons.gradient_spec`. Crafting-only specs
-            (``bptr``, ``ann``, ``assg``) are refused here and by the setter: they apply only inside
+            (``bptr``, ``ann``, ``assg``, ``pdsg``) are refused here and by the setter: they apply only inside
             ``gradient_spec``.
         tau: leak factor in [0, 1] (1 = IF).
         theta: firing threshold > 0.
@@ -144,8 +144,8 @@ def _own_spec(value: GradSpec | str) -> GradSpec:
     spec = GradSpec.parse(value)
     if spec.crafting_only:
         raise UserInputError(
-            f"gradient spec {str(spec)!r} is for crafting attacks only (it changes the forward pass or keeps "
-            "per-attack statistics); use it as an attack's spec or ensemble member, or inside "
-            "gradient_spec(model, spec), never as a model's own spec"
+            f"gradient spec {str(spec)!r} is for crafting attacks only (it changes the forward pass, keeps "
+            "per-attack statistics or pools statistics over the attacked batch); use it as an attack's spec "
+            "or ensemble member, or inside gradient_spec(model, spec), never as a model's own spec"
         )
     return spec

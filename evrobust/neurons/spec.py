@@ -11,16 +11,20 @@ A :class:`GradSpec` is a small immutable value. Modes:
   replaced by ``relu(I) / theta``;
 * ``assg``: adaptive-sharpness surrogate (Wang et al. CVPR 2026): an atan surrogate whose sharpness per neuron
   and time step follows running statistics of ``|u - theta|`` on the attacked input; ``width`` holds their
-  ``A`` (see :mod:`evrobust.neurons.assg`).
+  ``A`` (see :mod:`evrobust.neurons.assg`);
+* ``pdsg``: potential-dependent surrogate (Lun et al. CVPR 2025): a Gaussian whose width is the per-channel
+  standard deviation of the layer's membrane potential on the attacked batch, centred half a width above the
+  threshold; no parameter (see :mod:`evrobust.neurons.pdsg`).
 
-``bptr``, ``ann`` and ``assg`` are *crafting-only*: they change the forward pass or keep per-attack state,
-so a model never carries them as its own spec; they apply only inside :func:`evrobust.neurons.gradient_spec`
-(which an attack enters for its call), and the model is always judged with its own forward.
+``bptr``, ``ann``, ``assg`` and ``pdsg`` are *crafting-only*: they change the forward pass, keep per-attack
+state or pool statistics over the attacked batch, so a model never carries them as its own spec; they apply
+only inside :func:`evrobust.neurons.gradient_spec` (which an attack enters for its call), and the model is
+always judged with its own forward.
 
 The text form round-trips: ``GradSpec.parse(str(spec)) == spec``::
 
     triangle:1   sigmoid:4   atan:2   triangle:0.3   rate
-    rect:0.5   exp:1   expd:2   ste   bptr   ann   assg:0.425
+    rect:0.5   exp:1   expd:2   ste   bptr   ann   assg:0.425   pdsg
 
 torch is imported only through the surrogate registry; this module holds no tensors.
 """
@@ -46,10 +50,11 @@ __all__ = [
     "WIDTH_ENSEMBLE",
 ]
 
-MODES: tuple[str, ...] = ("surrogate", "rate", "bptr", "ann", "assg")
-CRAFTING_MODES: tuple[str, ...] = ("bptr", "ann", "assg")
-"""Modes that change the forward pass or keep per-attack state: only inside ``gradient_spec``."""
-_WIDTHLESS_MODES: tuple[str, ...] = ("rate", "bptr", "ann")
+MODES: tuple[str, ...] = ("surrogate", "rate", "bptr", "ann", "assg", "pdsg")
+CRAFTING_MODES: tuple[str, ...] = ("bptr", "ann", "assg", "pdsg")
+"""Modes that change the forward pass, keep per-attack state or make one sample's gradient depend on the rest
+of the attacked batch (``pdsg``): only inside ``gradient_spec``."""
+_WIDTHLESS_MODES: tuple[str, ...] = ("rate", "bptr", "ann", "pdsg")
 
 ASSG_DEFAULT_A = 0.425
 """ASSG's ``A`` when none is given: the value the authors' evaluation script runs ASSG-APGD with."""
@@ -79,8 +84,9 @@ class GradSpec:
             units of membrane potential relative to the threshold); for ``assg`` the constant ``A`` in
             (0, 0.5).
 
-    Specs without a free parameter (``rate``, ``bptr``, ``ann``, ``ste``) are normalised to a fixed surrogate
-    and width, so all specs of such a kind compare equal; an ``assg`` spec is normalised to the atan shape.
+    Specs without a free parameter (``rate``, ``bptr``, ``ann``, ``pdsg``, ``ste``) are normalised to a fixed
+    surrogate and width, so all specs of such a kind compare equal; an ``assg`` spec is normalised to the atan
+    shape.
     """
 
     mode: str = "surrogate"
@@ -91,7 +97,8 @@ class GradSpec:
         if self.mode not in MODES:
             raise UserInputError(f"unknown gradient mode {self.mode!r}; valid choices: {', '.join(MODES)}")
         if self.mode in _WIDTHLESS_MODES:
-            # These use no surrogate; normalise so that equality and str() round-trips are exact.
+            # These use no registered surrogate (pdsg's Gaussian takes its width from the data); normalise so
+            # that equality and str() round-trips are exact.
             object.__setattr__(self, "surrogate", _DEFAULT_SURROGATE)
             object.__setattr__(self, "width", _DEFAULT_WIDTH)
             return
@@ -125,7 +132,7 @@ class GradSpec:
 
     @property
     def crafting_only(self) -> bool:
-        """True for ``bptr``, ``ann``, ``assg``: only inside ``gradient_spec``, never a model's own spec."""
+        """True for ``bptr``, ``ann``, ``assg``, ``pdsg``: only inside ``gradient_spec``, never a model's."""
         return self.mode in CRAFTING_MODES
 
     @property
@@ -149,8 +156,8 @@ class GradSpec:
 
     @classmethod
     def parse(cls, text: str | GradSpec) -> GradSpec:
-        """Parse ``"rate"``, ``"bptr"``, ``"ann"``, ``"assg[:<A>]"``, ``"<surrogate>"`` (its default width)
-        or ``"<surrogate>:<width>"``.
+        """Parse ``"rate"``, ``"bptr"``, ``"ann"``, ``"pdsg"``, ``"assg[:<A>]"``, ``"<surrogate>"`` (its
+        default width) or ``"<surrogate>:<width>"``.
 
         A :class:`GradSpec` passes through unchanged. Raises :class:`UserInputError` naming the valid forms.
         """
@@ -218,12 +225,14 @@ WIDE_ENSEMBLE: tuple[GradSpec, ...] = (
     GradSpec("surrogate", "ste"),
     GradSpec("bptr"),
     GradSpec("ann"),
+    GradSpec("pdsg"),
 )
-"""The ``wide`` ensemble (22 members): the paper's four members first (so that the first four members and
+"""The ``wide`` ensemble (23 members): the paper's four members first (so that the first four members and
 their random starts are exactly the ``paper`` ensemble's), then the rest of the 19-member set of
 Özdenizci & Legenstein (IGITUGraz/RobustSNNConversion, ``attack/ensemble.py``): triangle (their ``PCW``)
 1, 2, 3, 0.5, 0.25; ``expd`` 0.5, 1, 2; ``exp`` 0.5, 1, 2; ``rect`` 0.25, 0.5, 1, 2, 4; ``ste``; the BPTR
-forward; the ReLU-ANN forward."""
+forward; the ReLU-ANN forward; last PDSG (Lun et al. CVPR 2025), the potential-dependent Gaussian (last, so
+that the earlier members keep their positions and random starts)."""
 
 ASSG_ENSEMBLE: tuple[GradSpec, ...] = tuple(GradSpec("assg", width=A) for A in ASSG_GRID)
 """ASSG at every ``A`` of :data:`ASSG_GRID`: as an ensemble, the per-sample worst case over the grid (at least

@@ -195,12 +195,13 @@ def test_wide_ensemble_members() -> None:
 
     names = [str(s) for s in WIDE_ENSEMBLE]
     assert names[:4] == [str(s) for s in PAPER_ENSEMBLE]
-    # the 19 members of the RobustSNNConversion ensemble (PCW = triangle), then nothing else
+    # the 19 members of the RobustSNNConversion ensemble (PCW = triangle), then PDSG last, nothing else
     reference = [
         "triangle:1", "triangle:2", "triangle:3", "triangle:0.5", "triangle:0.25",
         "expd:0.5", "expd:1", "expd:2", "exp:0.5", "exp:1", "exp:2",
         "rect:0.25", "rect:0.5", "rect:1", "rect:2", "rect:4", "ste", "bptr", "ann",
     ]
     assert set(reference) <= set(names) and len(reference) == 19
-    assert sorted(names) == sorted(set(reference) | {"sigmoid:4", "atan:2", "rate"})
-    assert len(names) == len(set(names)) == 22
+    assert sorted(names) == sorted(set(reference) | {"sigmoid:4", "atan:2", "rate", "pdsg"})
+    assert names[-1] == "pdsg"
+    assert len(names) == len(set(names)) == 23
