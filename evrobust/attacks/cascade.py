@@ -35,10 +35,11 @@ from evrobust.attacks.rays import RayS
 from evrobust.attacks.sapgd import SAPGD
 from evrobust.attacks.square import Square
 from evrobust.errors import UserInputError
-from evrobust.neurons import ASSG_DEFAULT_A
+from evrobust.neurons import ASSG_DEFAULT_A, GradSpec
 
 __all__ = [
     "Cascade",
+    "BATCH_COUPLED_MODES",
     "RELIABLE_ENSEMBLE",
     "RELIABLE_SAPGD_SPEC",
     "RELIABLE_SQUARE_P_INITS",
@@ -53,8 +54,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 RELIABLE_ENSEMBLE = "wide"
-"""Gradient-spec ensemble of the APGD stages of :func:`reliable_cascade`: the 22-member ``wide`` set (the
-paper's four, the surrogate shapes and widths of Özdenizci & Legenstein, BPTR and the ReLU-ANN forward)."""
+"""Gradient-spec ensemble of the APGD stages of :func:`reliable_cascade`: the ``wide`` set without its
+batch-coupled members (:data:`BATCH_COUPLED_MODES`), 22 members: the paper's four, the surrogate shapes and
+widths of Özdenizci & Legenstein, BPTR and the ReLU-ANN forward."""
+
+BATCH_COUPLED_MODES: tuple[str, ...] = ("pdsg",)
+"""Gradient modes whose backward pools statistics over the attacked batch (PDSG's width is the standard
+deviation of the membrane potential over batch, space and time). A cascade attacks the survivors of each
+stage, a subset that depends on the other samples, so such a member would make one sample's verdict depend
+on which others survived; and the cascade's members are part of every resume fingerprint and measured
+budget. A cascade built from a member-set *name* leaves them out; specs given explicitly are kept."""
 
 RELIABLE_SAPGD_SPEC: str | None = f"assg:{ASSG_DEFAULT_A}"
 """Gradient spec of the SA-PGD stage: ASSG with the authors' evaluation value ``A = 0.425``, as their
@@ -312,7 +321,10 @@ def exhaustive_cascade(
 
 
 def _specs(members: str | Sequence[Any]) -> tuple[Any, ...]:
-    specs = ensemble_specs(members) if isinstance(members, str) else tuple(members)
+    if isinstance(members, str):
+        specs = tuple(s for s in ensemble_specs(members) if GradSpec.parse(s).mode not in BATCH_COUPLED_MODES)
+    else:
+        specs = tuple(members)
     if not specs:
         raise UserInputError("a cascade stage needs at least one gradient spec")
     return specs

@@ -106,18 +106,21 @@ def test_reliable_cascade_layout() -> None:
     assert square["n_queries"] == 5000 and square["loss"] == "margin" and square["p_init"] == [0.8, 0.3]
     assert square["warm_start"] and square["accept_ties"] and settings[4]["attack"]["n_queries"] == 5000
     json.dumps(cascade.describe())
-    # The defaults: ASSG for SA-PGD and APGD-T, the wide ensemble for APGD-CE.
+    # The defaults: ASSG for SA-PGD and APGD-T, the wide ensemble for APGD-CE, without the batch-coupled
+    # PDSG (its width pools the attacked batch, and the cascade attacks survivor subsets): 22 members.
     default = reliable_cascade()
-    assert default.stages[1].specs == ensemble_specs("wide")
+    assert default.stages[1].specs == ensemble_specs("wide")[:-1] and len(default.stages[1].specs) == 22
+    assert str(ensemble_specs("wide")[-1]) == "pdsg"
+    assert "pdsg" in [str(s) for s in reliable_cascade(ensemble=ensemble_specs("wide")).stages[1].specs]
     assert len(default.stages[1].specs) >= 19
     assg = ["assg:0.425"]
     assert [str(s) for s in default.stages[0].specs] == assg == [str(s) for s in default.stages[2].specs]
     # exhaustive: APGD-T over the whole ensemble as well; the budget reaches every stage.
     full = exhaustive_cascade(steps=7, n_queries=11)
-    assert full.stages[2].specs == ensemble_specs("wide") == full.stages[1].specs
+    assert full.stages[2].specs == ensemble_specs("wide")[:-1] == full.stages[1].specs
     assert [s.attack.steps for s in full.stages[:3]] == [7, 7, 7]
     assert full.stages[3].attack.n_queries == full.stages[4].attack.n_queries == 11
-    assert len(full.members) == len(default.members) + len(ensemble_specs("wide")) - 1
+    assert len(full.members) == len(default.members) + len(ensemble_specs("wide")) - 2
     for bad in ({"steps": 0}, {"n_queries": 0}, {"n_targets": 0}):
         with pytest.raises(UserInputError):
             reliable_cascade(**bad)
