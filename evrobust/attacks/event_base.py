@@ -310,6 +310,11 @@ class EventAttack:
         """Return adversarial counts like ``counts``; the model is in eval mode under the call's spec."""
         raise NotImplementedError
 
+    def clean_reference(self, counts: Tensor) -> Tensor:
+        """The clean point the attack starts from and its changes are counted against: ``counts`` itself,
+        except for attacks on binary frames (``count > 0``)."""
+        return counts
+
     def check_valid(self, clean: Tensor, adv: Tensor) -> None:
         """Raise :class:`AssertionError` if ``adv`` is not a valid event frame for this threat (a bug in the
         attack, never the user's input): same shape, whole numbers >= 0. Subclasses add their budget."""

@@ -17,6 +17,7 @@ import typer
 from evrobust.pipelines.common.options import (
     MAX_BATCH_SIZE,
     MAX_DOUBLINGS,
+    MAX_EVENT_BUDGET,
     MAX_LIMIT,
     MAX_QUERIES,
     MAX_SEED,
@@ -50,6 +51,14 @@ class EnsembleName(StrEnum):
 class Checkpoint(StrEnum):
     best = "best"
     last = "last"
+
+
+class Threat(StrEnum):
+    """The CLI's copy of :data:`evrobust.attacks.event_base.THREATS` (a test keeps the two equal)."""
+
+    frames = "frames"
+    events = "events"
+    retiming = "retiming"
 
 
 def attack_command(
@@ -88,13 +97,21 @@ def attack_command(
     ] = EnsembleName.paper,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, max=MAX_LIMIT,
-                     help=f"Use only the first N test samples (at most {MAX_LIMIT:,})."),
+        typer.Option(
+            "--limit",
+            min=1,
+            max=MAX_LIMIT,
+            help=f"Use only the first N test samples (at most {MAX_LIMIT:,}).",
+        ),
     ] = None,
     batch_size: Annotated[
         int,
-        typer.Option("--batch-size", min=1, max=MAX_BATCH_SIZE,
-                     help=f"Samples per batch, also the resume granularity (at most {MAX_BATCH_SIZE:,})."),
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=MAX_BATCH_SIZE,
+            help=f"Samples per batch, also the resume granularity (at most {MAX_BATCH_SIZE:,}).",
+        ),
     ] = 64,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     seed: Annotated[
@@ -112,41 +129,103 @@ def attack_command(
     ] = None,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, max=MAX_STEPS,
-                     help="Iterations of APGD-DLR, APGD-T, SA-PGD and of every gradient stage of a cascade "
-                     f"[100; at most {MAX_STEPS:,}]."),
+        typer.Option(
+            "--steps",
+            min=1,
+            max=MAX_STEPS,
+            help="Iterations of APGD-DLR, APGD-T, SA-PGD and of every gradient stage of a cascade "
+            f"[100; at most {MAX_STEPS:,}].",
+        ),
     ] = None,
     queries: Annotated[
         int | None,
-        typer.Option("--queries", min=1, max=MAX_QUERIES,
-                     help="Queries of Square (per draw) and RayS, also inside a cascade "
-                     f"[5000; at most {MAX_QUERIES:,}]."),
+        typer.Option(
+            "--queries",
+            min=1,
+            max=MAX_QUERIES,
+            help="Queries of Square (per draw) and RayS, also inside a cascade "
+            f"[5000; at most {MAX_QUERIES:,}].",
+        ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", help="Evaluate a model trained elsewhere: an importable factory "
-                     "pkg.module:function returning a torch.nn.Module (spikingjelly, snntorch, norse or "
-                     "plain torch); needs --weights, --data and --run (the directory to write)."),
+        typer.Option(
+            "--model",
+            help="Evaluate a model trained elsewhere: an importable factory "
+            "pkg.module:function returning a torch.nn.Module (spikingjelly, snntorch, norse or "
+            "plain torch); needs --weights, --data and --run (the directory to write).",
+        ),
     ] = None,
     weights: Annotated[
         Path | None,
-        typer.Option("--weights", help="With --model: its weights, safetensors or a torch state_dict file "
-                     "(read with weights_only=True; a pickle that needs code is refused)."),
+        typer.Option(
+            "--weights",
+            help="With --model: its weights, safetensors or a torch state_dict file "
+            "(read with weights_only=True; a pickle that needs code is refused).",
+        ),
     ] = None,
     data: Annotated[
         str | None,
-        typer.Option("--data", help="With --model: a dataset name or an evrobust store; its test split is "
-                     "evaluated."),
+        typer.Option(
+            "--data", help="With --model: a dataset name or an evrobust store; its test split is evaluated."
+        ),
     ] = None,
     defense: Annotated[
         str | None, typer.Option("--defense", help="With --model: the defense's name for the tables.")
     ] = None,
+    threat: Annotated[
+        Threat,
+        typer.Option(
+            "--threat",
+            help="frames: L-inf attacks on the model input (the paper's); events: insert "
+            "or delete events (SDA); retiming: move events in time. Event threats need an event "
+            "store at sensor resolution and write attack-<threat>.json; they ignore --suite, --eps, "
+            "--ensemble, --steps, --queries and --checks.",
+        ),
+    ] = Threat.frames,
+    max_events: Annotated[
+        int | None,
+        typer.Option(
+            "--max-events",
+            min=0,
+            max=MAX_EVENT_BUDGET,
+            help="--threat events: events added plus deleted per sample [unbounded: until fooled].",
+        ),
+    ] = None,
+    max_shift: Annotated[
+        int,
+        typer.Option(
+            "--max-shift",
+            min=0,
+            max=MAX_EVENT_BUDGET,
+            help="--threat retiming: the largest shift of an event, in bins (D).",
+        ),
+    ] = 1,
+    max_moved: Annotated[
+        int | None,
+        typer.Option(
+            "--max-moved",
+            min=0,
+            max=MAX_EVENT_BUDGET,
+            help="--threat retiming, attack retime-zero: events moved per sample (k) [100].",
+        ),
+    ] = None,
+    spec: Annotated[
+        str | None,
+        typer.Option(
+            "--spec", help="--threat events|retiming: the gradient spec the attacks craft under [pdsg]."
+        ),
+    ] = None,
     max_doublings: Annotated[
         int | None,
-        typer.Option("--max-doublings", min=0, max=MAX_DOUBLINGS,
-                     help="Convergence certificate after a cascade: double the survivors' SA-PGD/Square "
-                     "budget until it breaks <= max(1, 0.5% of n), at most this often; 0 = off "
-                     f"[3; at most {MAX_DOUBLINGS}]."),
+        typer.Option(
+            "--max-doublings",
+            min=0,
+            max=MAX_DOUBLINGS,
+            help="Convergence certificate after a cascade: double the survivors' SA-PGD/Square "
+            "budget until it breaks <= max(1, 0.5% of n), at most this often; 0 = off "
+            f"[3; at most {MAX_DOUBLINGS}].",
+        ),
     ] = None,
 ) -> None:
     """Robust accuracy under white-box or black-box attacks (resumable; writes attack-<mode>.json and .md)."""
@@ -156,6 +235,36 @@ def attack_command(
     from evrobust.pipelines.defaults import RUNS_DIR, newest_run, transfer_source
 
     notes: dict[str, str] = {}
+    if threat is not Threat.frames:
+        _event_attack(
+            ctx,
+            run,
+            mode,
+            source,
+            model,
+            threat.value,
+            attacks,
+            max_events,
+            max_shift,
+            max_moved,
+            spec,
+            limit,
+            batch_size,
+            device,
+            seed,
+            checkpoint.value,
+            data_dir,
+        )
+        return
+    event_only = [
+        name
+        for name, value in (("--max-events", max_events), ("--max-moved", max_moved), ("--spec", spec))
+        if value is not None
+    ]
+    if max_shift != 1:
+        event_only.append("--max-shift")
+    if event_only:
+        raise UserInputError(f"{', '.join(event_only)} apply to --threat events or retiming, not frames")
     if model is None and (weights is not None or data is not None or defense is not None):
         raise UserInputError(
             "--weights, --data and --defense describe a --model; give --model pkg.module:factory"
@@ -196,4 +305,60 @@ def attack_command(
     typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))
     typer.echo(render_markdown(result))
     json_path, md_path, _ = result_paths(run, mode.value)
+    typer.echo(f"wrote {json_path} and {md_path}")
+
+
+def _event_attack(
+    ctx: typer.Context,
+    run: Path | None,
+    mode: Mode,
+    source: Path | None,
+    model: str | None,
+    threat: str,
+    attacks: str | None,
+    max_events: int | None,
+    max_shift: int,
+    max_moved: int | None,
+    spec: str | None,
+    limit: int | None,
+    batch_size: int,
+    device: str,
+    seed: int,
+    which: str,
+    data_dir: Path | None,
+) -> None:
+    """``--threat events|retiming``: white-box event attacks on a run of ``evrobust train``."""
+    from evrobust.errors import UserInputError
+    from evrobust.pipelines.attack.events import render_event_markdown, run_event_attack
+    from evrobust.pipelines.attack.inputs import result_paths
+    from evrobust.pipelines.cli.defaults import defaults_line
+    from evrobust.pipelines.defaults import RUNS_DIR, newest_run
+
+    if mode is Mode.blackbox or source is not None or model is not None:
+        raise UserInputError(
+            f"--threat {threat} attacks a run of `evrobust train` white-box; drop --mode "
+            "blackbox, --source and --model"
+        )
+    notes: dict[str, str] = {}
+    if run is None:
+        run, count = newest_run(RUNS_DIR, which)
+        notes["run"] = f"newest of {count} runs in {RUNS_DIR}/" if count > 1 else f"the run in {RUNS_DIR}/"
+    result = run_event_attack(
+        run,
+        threat=threat,
+        attacks=attacks,
+        max_events=max_events,
+        max_shift=max_shift,
+        max_moved=max_moved,
+        spec=spec,
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        which=which,
+        data_dir=None if data_dir is None else str(data_dir),
+    )
+    typer.echo(defaults_line(ctx, {"run": run}, notes))
+    typer.echo(render_event_markdown(result))
+    json_path, md_path, _ = result_paths(run, threat)
     typer.echo(f"wrote {json_path} and {md_path}")

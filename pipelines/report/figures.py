@@ -446,6 +446,15 @@ def draw_figures(runs: Sequence[RunData], directory: Path) -> tuple[list[ReportF
                     lambda p, d=dataset: fig_frames(runs, d, p),
                 )
             )
+    if any(r.event_attacks for r in runs):
+        from evrobust.pipelines.report.event_plots import fig_event_budget, fig_event_example
+
+        plans += [
+            ("event-budget", "Robust accuracy against the event budget (events changed or moved per sample)",
+             False, lambda p: fig_event_budget(runs, p)),
+            ("event-example", "Where an event attack added (red) or deleted (blue) events, on one sample",
+             False, lambda p: fig_event_example(runs, p)),
+        ]
     plans.append(
         (
             "training-curves",

@@ -377,6 +377,12 @@ def run_section(run: Path, base: Path, nested: bool = False, loaded: dict[Path, 
         failed_all = [c for c in result.get("checks") or [] if not c["passed"]]
         lines += [f"- {CHECK_MARK} `{c['name']}` ({c.get('subject')}): {c.get('detail')}" for c in failed_all]
         lines.append("")
+    for _threat, result in sorted(data.event_attacks.items()):
+        from evrobust.pipelines.common.event_tables import render_event_markdown
+
+        # the event result's own table, one heading level down (its title names the threat)
+        lines += ["#" + line if line.startswith("# ") else line
+                  for line in render_event_markdown(result).splitlines()] + [""]
     for a in data.analysis_list:
         lines += _analysis_lines(f"analysis-{a.get('kind')}", a, base)
     lines.append("")

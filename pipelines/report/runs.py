@@ -35,6 +35,7 @@ class RunData:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     label: str = ""
     attack_list: list[dict[str, Any]] = field(default_factory=list)  # every attack JSON, in file order
+    event_attacks: dict[str, dict[str, Any]] = field(default_factory=dict)  # threat -> attack-<threat>.json
     analysis_list: list[dict[str, Any]] = field(default_factory=list)  # every analysis JSON, in file order
 
     @property
@@ -131,6 +132,25 @@ def check_attack_layout(document: dict[str, Any], path: Path) -> None:
         _need(_is_interval(entry.get("ci95")), path, f"attack {entry['name']!r} has a malformed 'ci95'")
 
 
+EVENT_THREATS = ("events", "retiming")
+"""The ``threat`` of an event-domain attack result (the frame results have none, or ``frames``)."""
+
+
+def check_event_layout(document: dict[str, Any], path: Path) -> None:
+    """The fields of an ``attack-<threat>.json`` (event threats) the report reads, with their types."""
+    _need(isinstance(document.get("samples"), int), path, "'samples' is missing or not an integer")
+    attacks = document.get("attacks")
+    _need(isinstance(attacks, list), path, "'attacks' is missing or not a list")
+    for entry in attacks:
+        _need(isinstance(entry, dict) and isinstance(entry.get("name"), str)
+              and isinstance(entry.get("label"), str), path, "an attack lacks a string 'name' or 'label'")
+        _need(_is_number(entry.get("accuracy")), path, f"attack {entry['name']!r} has no numeric 'accuracy'")
+        _need(_is_interval(entry.get("ci95")), path, f"attack {entry['name']!r} has a malformed 'ci95'")
+    example = document.get("example")
+    _need(example is None or isinstance(example, dict) and isinstance(example.get("changes"), list), path,
+          "'example' is not an object with a 'changes' list")
+
+
 def _overestimate_field(key: str, value: Any) -> bool:
     if key == "paper_attack":
         return isinstance(value, str)
@@ -160,6 +180,12 @@ def load_run(run: Path) -> RunData:
     for p in sorted(run.glob("attack-*.json")):
         if not p.name.endswith(".partial.json"):
             document = read_json(p, "attack_result")
+            if document.get("threat") in EVENT_THREATS:
+                # Event-domain results (`--threat events|retiming`) have their own tables and figures; the
+                # frame tables never see them.
+                check_event_layout(document, p)
+                data.event_attacks[str(document["threat"])] = document
+                continue
             check_attack_layout(document, p)
             data.attack_list.append(document)
             data.attacks[str(document.get("mode") or p.stem.removeprefix("attack-"))] = document

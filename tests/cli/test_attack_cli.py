@@ -60,3 +60,22 @@ def test_missing_run_and_bad_choices_exit_2(tmp_path: Path) -> None:
         result = runner.invoke(main_app, ["attack", "--run", str(tmp_path), option, value])
         plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
         assert result.exit_code == 2 and value in plain, result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--threat", "events"], "holds static images"),
+        (["--threat", "events", "--max-events", "-1"], "--max-events"),
+        (["--threat", "retiming", "--max-shift", "-3"], "--max-shift"),
+        (["--max-events", "5"], "--max-events apply to --threat events or retiming, not frames"),
+        (["--threat", "events", "--mode", "blackbox"], "white-box"),
+        (["--threat", "sideways"], "--threat"),
+    ],
+)
+def test_event_threat_bad_input_is_one_line_and_exit_2(run_dir: Path, extra: list[str], needle: str) -> None:
+    result = runner.invoke(main_app, ["attack", "--run", str(run_dir), "--device", "cpu", *extra])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.output
+    assert not (run_dir / "attack-events.json").exists() and not (run_dir / "attack-retiming.json").exists()

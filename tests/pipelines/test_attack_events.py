@@ -1,0 +1,160 @@
+"""``evrobust attack --threat events|retiming`` end to end on a digits-dvs run (20x20 sensor, no resize)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from evrobust.attacks.event_base import CountModel, EventFrontEnd, retiming_stats
+from evrobust.errors import UserInputError
+from evrobust.pipelines.attack.events import event_inputs, run_event_attack
+from evrobust.pipelines.train.config import TrainConfig
+from evrobust.pipelines.train.pipeline import train
+from evrobust.pipelines.train.run_dir import load_run
+from evrobust.safeio import read_json
+
+COMMON: dict[str, Any] = {"limit": 12, "batch_size": 6, "device": "cpu", "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def events_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("attack-events")
+    config = TrainConfig(
+        data="digits-dvs", data_dir=str(root / "data"), model="vgg_small", epochs=1, batch_size=32,
+        lr=0.1, limit_train=320, device="cpu", out=str(root / "run"), seed=0, progress=False,
+    )
+    return train(config)
+
+
+def _without_seconds(result: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(result))
+    for entry in out["attacks"]:
+        entry.pop("seconds", None)
+    return out
+
+
+def test_events_threat_records_valid_event_attacks(events_run: Path) -> None:
+    result = run_event_attack(events_run, threat="events", max_events=40, **COMMON)
+    assert result["threat"] == "events" and result["samples"] == 12
+    doc = read_json(events_run / "attack-events.json", "attack_result")  # the schema accepts it
+    assert doc["budgets"] == {"sda": result["attacks"][1]["budgets"]}
+    clean, sda = result["attacks"]
+    assert sda["name"] == "sda" and sda["budgets"]["max_events"] == 40
+    assert sda["accuracy"] <= clean["accuracy"]
+    flags_clean = result["flags"]["clean"]["correct"]
+    flags_sda = result["flags"]["sda"]["correct"]
+    for ok, robust, changed in zip(flags_clean, flags_sda, sda["events_changed"], strict=True):
+        if ok == "1":
+            assert changed is not None and 0 <= changed <= 40
+        else:  # wrong on the clean counts: not attacked, not robust
+            assert changed is None and robust == "0"
+    # the example is a real fooling change of a clean-correct sample, within budget
+    example = result["example"]
+    if example is not None:
+        total = sum(abs(c[-1]) for c in example["changes"])
+        assert total == sda["events_changed"][example["sample"]] <= 40
+    md = (events_run / "attack-events.md").read_text()
+    assert "| SDA |" in md and "events changed" in md
+
+
+def test_retiming_threat_keeps_every_pixel_total(events_run: Path) -> None:
+    result = run_event_attack(events_run, threat="retiming", max_shift=1, max_moved=10, **COMMON)
+    names = [a["name"] for a in result["attacks"]]
+    assert names == ["clean", "retime-inf", "retime-zero"]
+    by = {a["name"]: a for a in result["attacks"]}
+    assert all(s is None or s <= 1 for s in by["retime-inf"]["max_shift"])
+    assert all(m is None or m <= 10 for m in by["retime-zero"]["events_changed"])
+    # replay one attack on the stored counts and check validity on each returned sample
+    from evrobust.attacks.event_registry import create_event_attack
+
+    model, config = load_run(events_run, which="best", device=torch.device("cpu"))
+    counts, labels, attrs = event_inputs(Path(config["data"]["store"]), 6)
+    cm = CountModel(model, EventFrontEnd(float(attrs["scale"])))
+    attack = create_event_attack("retime-inf", seed=0, spec="pdsg", max_shift=1)
+    clean = torch.from_numpy(counts.astype(np.float32))
+    adv = attack(cm, clean, torch.from_numpy(labels))
+    assert torch.equal(adv.sum(1), clean.sum(1))  # every pixel's and polarity's total is kept
+    assert int(retiming_stats(clean, adv).max_shift.max()) <= 1
+
+
+def test_killed_and_resumed_event_attack_ends_with_identical_flags(events_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from evrobust.pipelines.attack import events as events_module
+
+    run = tmp_path / "run"
+    shutil.copytree(events_run, run)
+    whole = run_event_attack(run, threat="events", max_events=30, **COMMON)
+    (run / "attack-events.json").unlink()
+    original = events_module._attack_batch
+    calls = {"n": 0}
+
+    def dies_in_second_batch(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(events_module, "_attack_batch", dies_in_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run_event_attack(run, threat="events", max_events=30, **COMMON)
+    assert (run / "attack-events.partial.json").exists()
+    monkeypatch.setattr(events_module, "_attack_batch", original)
+    resumed = run_event_attack(run, threat="events", max_events=30, **COMMON)
+    assert _without_seconds(resumed) | {"run": None} == _without_seconds(whole) | {"run": None}
+
+
+def test_static_images_and_resized_stores_are_refused(tmp_path: Path) -> None:
+    from evrobust.pipelines.preprocess import preprocess_cifar10dvs
+    from evrobust.preprocess.embedded import build_digits
+    from evrobust.preprocess.emulator import make_raw_cifar10dvs_dir
+
+    digits = tmp_path / "digits.zarr"
+    build_digits(digits)
+    with pytest.raises(UserInputError, match="static images"):
+        event_inputs(digits, 4)
+    images = np.random.default_rng(0).integers(0, 256, size=(10, 8, 8), dtype=np.uint8)
+    raw = tmp_path / "raw"
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    make_raw_cifar10dvs_dir(images, list(range(10)), classes, raw, n_steps=4)
+    store = tmp_path / "resized.zarr"
+    preprocess_cifar10dvs(raw, frames=2, size=16, out=store, mode="sync")
+    with pytest.raises(UserInputError, match="no full-resolution counts"):
+        event_inputs(store, 4)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"threat": "events", "max_events": -1}, "--max-events must be an integer"),
+        ({"threat": "retiming", "max_shift": -2}, "--max-shift must be an integer"),
+        ({"threat": "events", "attacks": "retime-inf"}, "unknown attack 'retime-inf' for --threat events"),
+        ({"threat": "sideways"}, "unknown event threat"),
+    ],
+)
+def test_bad_event_options_are_one_line(events_run: Path, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(UserInputError, match=match):
+        run_event_attack(events_run, **{**COMMON, **options})
+
+
+def test_cli_threat_events_prints_the_table(events_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from evrobust.pipelines.cli.app import app
+
+    run = tmp_path / "run"
+    shutil.copytree(events_run, run)
+    args = ["attack", "--run", str(run), "--threat", "events", "--max-events", "25", "--limit", "6",
+            "--batch-size", "6", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| SDA | max_events 25 |" in result.output and "attack-events.json" in result.output
+    assert read_json(run / "attack-events.json", "attack_result")["threat"] == "events"
