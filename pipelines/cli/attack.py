@@ -53,6 +53,13 @@ class Checkpoint(StrEnum):
     last = "last"
 
 
+EVENT_ONLY = ("max_events", "max_shift", "max_moved", "spec")
+"""Options of the event threats only (left out of the defaults line of a frame attack)."""
+FRAME_ONLY = ("mode", "source", "suite", "eps", "ensemble", "checks", "steps", "queries", "model", "weights",
+              "data", "defense", "max_doublings")
+"""Options of the frame attacks only (left out of the defaults line of an event attack)."""
+
+
 class Threat(StrEnum):
     """The CLI's copy of :data:`evrobust.attacks.event_base.THREATS` (a test keeps the two equal)."""
 
@@ -302,7 +309,7 @@ def attack_command(
         **({"model": model, "weights": weights, "data": data, "defense": defense} if model else {}),
     )
     # Printed once the inputs were accepted: a bad option stays one error line with nothing before it.
-    typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes))
+    typer.echo(defaults_line(ctx, {"run": run, "source": source}, notes, skip=EVENT_ONLY))
     typer.echo(render_markdown(result))
     json_path, md_path, _ = result_paths(run, mode.value)
     typer.echo(f"wrote {json_path} and {md_path}")
@@ -358,7 +365,7 @@ def _event_attack(
         which=which,
         data_dir=None if data_dir is None else str(data_dir),
     )
-    typer.echo(defaults_line(ctx, {"run": run}, notes))
+    typer.echo(defaults_line(ctx, {"run": run, "spec": result.get("spec")}, notes, skip=FRAME_ONLY))
     typer.echo(render_event_markdown(result))
     json_path, md_path, _ = result_paths(run, threat)
     typer.echo(f"wrote {json_path} and {md_path}")

@@ -12,6 +12,7 @@ it out again repeats the same choice).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Collection
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ def _text(value: Any) -> str:
 
 
 def defaults_line(
-    ctx: typer.Context, resolved: dict[str, Any] | None = None, notes: dict[str, str] | None = None
+    ctx: typer.Context,
+    resolved: dict[str, Any] | None = None,
+    notes: dict[str, str] | None = None,
+    skip: Collection[str] = (),
 ) -> str:
     """``defaults: --opt value ...`` for the command of ``ctx``.
 
@@ -37,13 +41,14 @@ def defaults_line(
         resolved: values to print instead of the declared default (e.g. the store chosen for ``--data``),
             keyed by parameter name.
         notes: a short reason printed after an option's value, in parentheses (e.g. where it came from).
+        skip: parameter names left out (options the chosen mode of the command does not use).
     """
     resolved = resolved or {}
     notes = notes or {}
     parts: list[str] = []
     for param in ctx.command.params:
         name = param.name
-        if param.param_type_name != "option" or name is None:
+        if param.param_type_name != "option" or name is None or name in skip:
             continue
         source = ctx.get_parameter_source(name)
         if source is not None and source.name == "COMMANDLINE":

@@ -157,4 +157,6 @@ def test_cli_threat_events_prints_the_table(events_run: Path, tmp_path: Path) ->
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "| SDA | max_events 25 |" in result.output and "attack-events.json" in result.output
+    defaults = next(line for line in result.output.splitlines() if line.startswith("defaults:"))
+    assert "--spec pdsg" in defaults and "--suite" not in defaults and "--eps" not in defaults
     assert read_json(run / "attack-events.json", "attack_result")["threat"] == "events"
