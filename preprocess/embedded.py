@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from evrobust.preprocess.build import BuildReport
     from evrobust.preprocess.convert import FrameParams
 
@@ -86,6 +88,36 @@ def build_digits_dvs(path: str | Path, workers: int = 1, mode: str = "threads") 
         workers=workers,
         mode=mode,
     )
+
+
+def digits_dvs_bin_times(indices: np.ndarray) -> np.ndarray:
+    """``[n, T, 2]`` int64: the first and last event time (us) of each frame of digits-dvs samples.
+
+    The store keeps the frames, not the events; the emulator is deterministic (the same image and settings
+    give the same events bit for bit), so the events are rebuilt here on demand and split into frames by
+    event count exactly as the store was built (:func:`~evrobust.preprocess.frames.frame_bounds`). An empty
+    frame gets the previous frame's last time for both.
+    """
+    import numpy as np
+
+    from evrobust.preprocess.emulator import emulate_events
+    from evrobust.preprocess.frames import frame_bounds
+    from evrobust.preprocess.sources import read_digits
+
+    images = read_digits().images
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    out = np.zeros((idx.size, DIGITS_DVS_FRAMES, 2), dtype=np.int64)
+    for row, i in enumerate(idx):
+        events = emulate_events(images[int(i)], **DIGITS_DVS_EMULATOR)  # type: ignore[arg-type]
+        t = events["t"].astype(np.int64)
+        last = int(t[0]) if t.size else 0
+        for k, (start, stop) in enumerate(frame_bounds(events, DIGITS_DVS_FRAMES, "number")):
+            if stop > start:
+                out[row, k] = (t[start], t[stop - 1])
+                last = int(t[stop - 1])
+            else:
+                out[row, k] = (last, last)
+    return out
 
 
 def build_embedded(name: str, path: str | Path) -> BuildReport:

@@ -199,13 +199,16 @@ def events_changed(clean: Tensor, adv: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class RetimingStats:
-    """Per sample ``[N]`` int64: ``moved`` events moved to another bin, ``max_shift`` in bins (0 if none)."""
+    """Per sample ``[N]`` int64: ``moved`` events moved to another bin, ``max_shift`` in bins (0 if none), and
+    ``max_shift_us``, the largest distance between the centres of the bins an event left and entered (us;
+    ``None`` when the bins' times were not given)."""
 
     moved: Tensor
     max_shift: Tensor
+    max_shift_us: Tensor | None = None
 
 
-def retiming_stats(clean: Tensor, adv: Tensor) -> RetimingStats:
+def retiming_stats(clean: Tensor, adv: Tensor, bin_centres_us: Tensor | None = None) -> RetimingStats:
     """The events moved and the largest shift (bins) that turn ``clean`` into ``adv`` ``[N, T, 2, H, W]``.
 
     Both must hold the same total per pixel and polarity (retiming keeps every count; :class:`ValueError`
@@ -213,6 +216,11 @@ def retiming_stats(clean: Tensor, adv: Tensor) -> RetimingStats:
     ``clean`` becomes its k-th event in ``adv``. In one dimension it minimises the number of events that move
     and the largest shift at the same time. Moved = ``sum_t max(0, adv - clean)`` per pixel; the largest
     shift = the largest difference of the two event-time quantiles, found from the cumulative counts.
+
+    With ``bin_centres_us [N, T]`` (the time of each frame's centre, from the store's recording), the same
+    matching gives the shift in microseconds: under it, bin ``b`` of the clean counts sends events to bin
+    ``b'`` of ``adv`` iff the index ranges ``[cc[b-1], cc[b])`` and ``[ca[b'-1], ca[b'])`` of the pixel's
+    events overlap; ``max_shift_us`` is the largest ``|centre[b'] - centre[b]|`` over such pairs.
     """
     c = clean.detach().round().long().cpu()
     a = adv.detach().round().long().cpu()
@@ -239,7 +247,22 @@ def retiming_stats(clean: Tensor, adv: Tensor) -> RetimingStats:
         max_shift = torch.where(exceeded, torch.full_like(max_shift, d + 1), max_shift)
         if not bool(exceeded.any()):
             break
-    return RetimingStats(moved=moved, max_shift=max_shift)
+    shift_us = None
+    if bin_centres_us is not None:
+        centres = bin_centres_us.detach().double().cpu()
+        if centres.shape != (n, t):
+            raise ValueError(f"retiming_stats: bin_centres_us must be [{n}, {t}], got {tuple(centres.shape)}")
+        zero = torch.zeros_like(cc[:, :1])
+        c0, a0 = torch.cat([zero, cc], 1), torch.cat([zero, ca], 1)  # [N, T + 1, P]
+        shift_us = torch.zeros(n, dtype=torch.long)
+        for b in range(t):
+            for b2 in range(t):
+                if b == b2:
+                    continue
+                flow = torch.minimum(c0[:, b + 1], a0[:, b2 + 1]) > torch.maximum(c0[:, b], a0[:, b2])
+                dist = (centres[:, b2] - centres[:, b]).abs().round().long()
+                shift_us = torch.where(flow.any(1), torch.maximum(shift_us, dist), shift_us)
+    return RetimingStats(moved=moved, max_shift=max_shift, max_shift_us=shift_us)
 
 
 class EventAttack:

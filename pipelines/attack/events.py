@@ -16,9 +16,10 @@ What is evaluated, per test sample of the first ``limit``:
 
 Per attack and sample the result records ``events_changed`` (events added plus deleted; for retiming, the
 events moved) and, for retiming, ``max_shift`` (the largest shift in bins). Samples that were not attacked
-(clean-wrong) record ``null``. The largest shift in microseconds is not recorded: the stores keep frame
-counts, not the bin edges' timestamps (with ``split_by=number`` every sample's bins have their own
-duration), so it is reported in bins only.
+(clean-wrong) record ``null``. The largest shift in microseconds (``max_shift_us``: between the centres of the
+frames an event left and entered) needs the frames' times, which a store does not keep (with
+``split_by=number`` every sample's frames have their own duration): it is recorded where the recordings can be
+rebuilt on demand (digits-dvs, from its deterministic emulator) and ``null`` elsewhere.
 
 The store must hold the counts at the resolution the sensor recorded them: a store resized at preprocessing
 (``--size``) spread each event over several model pixels in shares, and an event can no longer be inserted
@@ -35,6 +36,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,18 @@ def event_inputs(store: Path, n: int | None) -> tuple[np.ndarray, np.ndarray, di
         indices = indices[:n]
     counts, labels = read_split_arrays(store, indices)
     return counts, labels.astype(np.int64), attrs
+
+
+def _bin_centres(store: Path, attrs: dict[str, Any], n: int) -> np.ndarray | None:
+    """``[n, T]`` float64: the centre time (us) of each frame of the first ``n`` test samples, where the
+    store's recordings can be rebuilt (digits-dvs: the deterministic emulator); ``None`` otherwise."""
+    if attrs.get("dataset") != "digits-dvs":
+        return None
+    from evrobust.datasets.stores import split_indices
+    from evrobust.preprocess.embedded import digits_dvs_bin_times
+
+    times = digits_dvs_bin_times(split_indices(store, "test")[:n])
+    return times.mean(axis=2)
 
 
 def run_event_attack(run: str | os.PathLike[str], *, threat: str, **options: Any) -> dict[str, Any]:
@@ -200,6 +214,8 @@ def _run_event_attack(
     }
     changed: dict[str, list[int | None]] = {k: list(v) for k, v in state.get("events_changed", {}).items()}
     shifts: dict[str, list[int | None]] = {k: list(v) for k, v in state.get("max_shift", {}).items()}
+    shifts_us: dict[str, list[int | None]] = {k: list(v) for k, v in state.get("max_shift_us", {}).items()}
+    centres = _bin_centres(store, attrs, n) if threat == "retiming" else None
     seconds: dict[str, float] = dict(state["seconds"])
     example = state.get("example")
     if state["batches_done"]:
@@ -218,23 +234,24 @@ def _run_event_attack(
                 flags["clean"].append(clean_ok)
                 continue
             t0 = time.perf_counter()
-            robust, delta, shift, adv_rows, rows = _attack_batch(
-                built[name], model, counts, y, clean_ok, batch_seed(seed, b)
-            )
+            part = None if centres is None else torch.from_numpy(centres[start:stop])
+            got = _attack_batch(built[name], model, counts, y, clean_ok, batch_seed(seed, b), part)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-            flags[name].append(robust)
-            changed.setdefault(name, []).extend(delta)
+            flags[name].append(got.robust)
+            changed.setdefault(name, []).extend(got.changed)
             if threat == "retiming":
-                shifts.setdefault(name, []).extend(shift)
-            if example is None and adv_rows is not None:
+                shifts.setdefault(name, []).extend(got.shift)
+                shifts_us.setdefault(name, []).extend(got.shift_us)
+            if example is None and got.adv is not None:
                 reference = built[name].clean_reference(counts)
-                example = _example(name, reference, adv_rows, rows, robust, start, y)
+                example = _example(name, reference, got.adv, got.rows, got.robust, start, y)
         state = {
             "batches_done": b + 1,
             "flags": {k: f.to_json() for k, f in flags.items()},
             "seconds": seconds,
             "events_changed": changed,
             "max_shift": shifts,
+            "max_shift_us": shifts_us,
             "example": example,
         }
         write_text_atomic(partial_path, json.dumps({"fingerprint": fingerprint, **state}))
@@ -254,7 +271,7 @@ def _run_event_attack(
         built,
         flags,
         changed,
-        shifts,
+        (shifts, shifts_us),
         seconds,
         example,
         n,
@@ -284,6 +301,18 @@ def front_device(front: EventFrontEnd) -> torch.device:
     return buffers[0].device if buffers else torch.device("cpu")
 
 
+@dataclass
+class BatchOutcome:
+    """One event attack on one batch: per row of the batch, ``None`` where the row was not attacked."""
+
+    robust: torch.Tensor  # [B] bool: correct on the clean counts and on the attack's output
+    changed: list[int | None]  # events changed (events threat) or moved (retiming)
+    shift: list[int | None]  # retiming: the largest shift in bins
+    shift_us: list[int | None]  # retiming: the largest shift in microseconds, where the bins' times are known
+    adv: torch.Tensor | None  # the attacked rows' outputs
+    rows: torch.Tensor  # the attacked rows (clean-correct)
+
+
 def _attack_batch(
     attack: EventAttack,
     model: CountModel,
@@ -291,31 +320,32 @@ def _attack_batch(
     y: torch.Tensor,
     clean_ok: torch.Tensor,
     seed: int,
-) -> tuple[torch.Tensor, list[int | None], list[int | None], torch.Tensor | None, torch.Tensor]:
-    """Attack the clean-correct rows; ``(robust [B] bool, events changed, max shift, adv rows, rows)``.
-
-    Events changed and the shift are ``None`` for rows not attacked; ``adv rows`` is ``None`` when none was.
-    """
+    centres: torch.Tensor | None = None,
+) -> BatchOutcome:
+    """Attack the clean-correct rows of a batch (``centres [B, T]``: the frames' centre times, or None)."""
     rows = torch.nonzero(clean_ok).flatten()
     total = int(counts.shape[0])
-    robust = torch.zeros(total, dtype=torch.bool, device=counts.device)
-    delta: list[int | None] = [None] * total
-    shift: list[int | None] = [None] * total
+    out = BatchOutcome(torch.zeros(total, dtype=torch.bool, device=counts.device), [None] * total,
+                       [None] * total, [None] * total, None, rows)
     if rows.numel() == 0:
-        return robust, delta, shift, None, rows
+        return out
     adv = attack(model, counts[rows], y[rows], seed=seed, rows=rows.cpu(), total=total)
-    robust[rows] = predict(model, adv) == y[rows]
+    out.adv = adv
+    out.robust[rows] = predict(model, adv) == y[rows]
     # changes are counted against the point the attack starts from (binary SDA: the binarised counts)
     reference = attack.clean_reference(counts[rows])
     if attack.threat == "retiming":
-        stats = retiming_stats(reference, adv)
-        moved, max_shift = stats.moved.tolist(), stats.max_shift.tolist()
+        stats = retiming_stats(reference, adv, None if centres is None else centres[rows.cpu()])
+        moved = stats.moved.tolist()
+        for i, r in enumerate(rows.tolist()):
+            out.shift[r] = int(stats.max_shift[i])
+            if stats.max_shift_us is not None:
+                out.shift_us[r] = int(stats.max_shift_us[i])
     else:
-        moved, max_shift = events_changed(reference, adv).tolist(), [None] * int(rows.numel())
+        moved = events_changed(reference, adv).tolist()
     for i, r in enumerate(rows.tolist()):
-        delta[r] = int(moved[i])
-        shift[r] = None if max_shift[i] is None else int(max_shift[i])
-    return robust, delta, shift, adv, rows
+        out.changed[r] = int(moved[i])
+    return out
 
 
 def _example(
@@ -366,7 +396,7 @@ def _document(
     built: dict[str, EventAttack],
     flags: dict[str, AttackFlags],
     changed: dict[str, list[int | None]],
-    shifts: dict[str, list[int | None]],
+    shift_lists: tuple[dict[str, list[int | None]], dict[str, list[int | None]]],
     seconds: dict[str, float],
     example: dict[str, Any] | None,
     n: int,
@@ -401,7 +431,9 @@ def _document(
             "changed_when_fooled": _summary(changed.get(name, [None] * n), f.correct, clean),
         }
         if threat == "retiming":
+            shifts, shifts_us = shift_lists
             entry["max_shift"] = shifts.get(name, [None] * n)
+            entry["max_shift_us"] = shifts_us.get(name, [None] * n)
         entries.append(entry)
     frames = _frame_reference(run, n, test_set)
     return {
@@ -477,7 +509,8 @@ def _load_event_partial(path: Path, fingerprint: dict[str, Any]) -> dict[str, An
         logger.warning("the partial results %s were made with other options or content; starting over", path)
         return empty
     covered = min(state["batches_done"] * fingerprint["batch_size"], fingerprint["samples"])
-    lists = [*state.get("events_changed", {}).values(), *state.get("max_shift", {}).values()]
+    lists = [*state.get("events_changed", {}).values(), *state.get("max_shift", {}).values(),
+             *state.get("max_shift_us", {}).values()]
     if any(len(v) != covered for v in lists):
         logger.warning("the partial results %s do not cover their batches; starting over", path)
         return empty

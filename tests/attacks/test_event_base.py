@@ -148,3 +148,17 @@ def test_event_attack_contract_restores_the_mode_and_checks_the_output() -> None
         _Broken()(model, clean, y)
     with pytest.raises(UserInputError, match="whole numbers"):
         _DeleteFirst()(model, clean + 0.25, y)
+
+
+def test_retiming_shift_in_microseconds_by_hand() -> None:
+    """Clean events at bins 0, 0, 2 go to bins 1, 3, 3 (the monotone matching): the pairs (0 -> 1), (0 -> 3)
+    and (2 -> 3) carry events; with bin centres 0, 100, 300, 600 us the largest shift is 600 - 0 = 600 us."""
+    centres = torch.tensor([[0.0, 100.0, 300.0, 600.0]])
+    stats = retiming_stats(_pixel([2, 0, 1, 0]), _pixel([0, 1, 0, 2]), centres)
+    assert stats.max_shift.tolist() == [3] and stats.max_shift_us.tolist() == [600]
+    same = retiming_stats(_pixel([1, 1, 0, 0]), _pixel([1, 1, 0, 0]), centres)
+    assert same.max_shift_us.tolist() == [0]
+    early = retiming_stats(_pixel([0, 0, 1, 0]), _pixel([0, 1, 0, 0]), centres)  # one event 300 -> 100 us
+    assert early.max_shift_us.tolist() == [200]
+    with pytest.raises(ValueError, match="bin_centres_us"):
+        retiming_stats(_pixel([1, 0]), _pixel([0, 1]), centres)

@@ -68,6 +68,10 @@ def test_retiming_threat_keeps_every_pixel_total(events_run: Path) -> None:
     assert names == ["clean", "retime-inf", "retime-zero"]
     by = {a["name"]: a for a in result["attacks"]}
     assert all(s is None or s <= 1 for s in by["retime-inf"]["max_shift"])
+    # digits-dvs: the shift in microseconds too (frames of the 1 s loop last about 250 ms each)
+    for bins, us in zip(by["retime-inf"]["max_shift"], by["retime-inf"]["max_shift_us"], strict=True):
+        assert (bins is None) == (us is None)
+        assert bins is None or (us == 0) == (bins == 0) and us <= 1_000_000
     assert all(m is None or m <= 10 for m in by["retime-zero"]["events_changed"])
     # replay one attack on the stored counts and check validity on each returned sample
     from evrobust.attacks.event_registry import create_event_attack
@@ -160,3 +164,27 @@ def test_cli_threat_events_prints_the_table(events_run: Path, tmp_path: Path) ->
     defaults = next(line for line in result.output.splitlines() if line.startswith("defaults:"))
     assert "--spec pdsg" in defaults and "--suite" not in defaults and "--eps" not in defaults
     assert read_json(run / "attack-events.json", "attack_result")["threat"] == "events"
+
+
+def test_digits_dvs_bin_times_rebuild_the_stored_frames(events_run: Path) -> None:
+    """The emulator rebuilds each sample's events bit for bit: binned again, they equal the stored frames; the
+    frames' first/last event times are ordered and lie within the 1 s loop."""
+    from evrobust.datasets.stores import split_indices
+    from evrobust.preprocess.embedded import DIGITS_DVS_EMULATOR, DIGITS_DVS_FRAMES, digits_dvs_bin_times
+    from evrobust.preprocess.emulator import emulate_events
+    from evrobust.preprocess.frames import events_to_frames
+    from evrobust.preprocess.sources import read_digits
+
+    _, config = load_run(events_run, which="best", device=torch.device("cpu"))
+    store = Path(config["data"]["store"])
+    counts, _, _ = event_inputs(store, 3)
+    indices = split_indices(store, "test")[:3]
+    images = read_digits().images
+    for row, i in enumerate(indices):
+        events = emulate_events(images[int(i)], **DIGITS_DVS_EMULATOR)
+        frames = events_to_frames(events, DIGITS_DVS_FRAMES, (20, 20))
+        np.testing.assert_array_equal(frames, counts[row])
+    times = digits_dvs_bin_times(indices)
+    assert times.shape == (3, DIGITS_DVS_FRAMES, 2)
+    assert (times[..., 0] <= times[..., 1]).all() and (np.diff(times[..., 0], axis=1) >= 0).all()
+    assert times.min() >= 0 and times.max() <= 1_000_000

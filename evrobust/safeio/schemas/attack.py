@@ -157,6 +157,7 @@ class AttackEntryDoc(Document):
     # in bins; null where the sample was not attacked (wrong on the clean counts).
     events_changed: list[EventCount | None] | None = Field(default=None, max_length=MAX_SAMPLES)
     max_shift: list[EventCount | None] | None = Field(default=None, max_length=MAX_SAMPLES)
+    max_shift_us: list[EventCount | None] | None = Field(default=None, max_length=MAX_SAMPLES)
 
     @model_validator(mode="after")
     def _counts(self) -> AttackEntryDoc:
@@ -365,7 +366,8 @@ def _check_entry(entry: AttackEntryDoc, n: int, flags: AttackFlagsDoc | None) ->
     name = entry.name
     for field, value in (("n", entry.n), ("samples", entry.samples)):
         _need(value is None or value == n, f"attack {name!r} states {field} = {value}, not {n}")
-    for field, values in (("events_changed", entry.events_changed), ("max_shift", entry.max_shift)):
+    for field, values in (("events_changed", entry.events_changed), ("max_shift", entry.max_shift),
+                          ("max_shift_us", entry.max_shift_us)):
         _need(values is None or len(values) == n,
               f"attack {name!r} has {len(values or ())} {field} entries for {n} samples")
     for label, member in entry.members.items():
