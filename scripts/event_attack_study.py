@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evrobust.stats import compare_paired, format_interval
+from evrobust.stats import ci95, compare_paired, format_interval
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -49,6 +49,20 @@ def _changed(doc: dict[str, Any] | None, name: str) -> str:
     if not s.get("fooled"):
         return "none fooled"
     return f"{s['median']:g} [{s['q1']:g}, {s['q3']:g}] (n={s['fooled']})"
+
+
+BUDGETS = (25, 50, 100, 200, 400, 800)
+"""SDA budgets (events added plus deleted) at which accuracy is read off the per-sample counts."""
+
+
+def _within(doc: dict[str, Any], name: str, budget: int) -> list[bool]:
+    """Robust flags had the attack been limited to ``budget`` events. SDA stops at the first
+    misclassification and its search does not depend on the budget, so a run with ``--max-events b`` fools
+    exactly the samples this unbounded run fooled with at most ``b`` events."""
+    clean = _flags(doc, "clean")
+    robust = _flags(doc, name)
+    changed = _entry(doc, name)["events_changed"]
+    return [ok and (r or c is None or c > budget) for ok, r, c in zip(clean, robust, changed, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +95,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['defense']} | {n} | {_cell(ev, 'clean')} | {_cell(ev, 'sda')} | {_changed(ev, 'sda')} | "
               f"{_cell(rt, 'retime-inf')} | {_changed(rt, 'retime-inf')} | {_cell(rt, 'retime-zero')} | "
               f"{_cell(fr, fa)} | {conv} |")
+    print()
+    print("SDA robust accuracy (%) at event budgets (events added plus deleted per sample):")
+    print()
+    head = " | ".join(f"<= {b}" for b in BUDGETS)
+    print(f"| defense | {head} | retiming B∞: largest shift, median (ms) |")
+    print("|---|" + "---|" * (len(BUDGETS) + 1))
+    for r in rows:
+        ev, rt = r["events"], r["retiming"]
+        if not ev or "sda" not in ev["flags"]:
+            continue
+        cells = []
+        for b in BUDGETS:
+            flags = _within(ev, "sda", b)
+            k, n = sum(flags), len(flags)
+            cells.append(format_interval(k / n, ci95(k, n)))
+        us = []
+        if rt and "retime-inf" in rt["flags"]:
+            us = sorted(u for u in _entry(rt, "retime-inf").get("max_shift_us") or [] if u is not None)
+        shift = f"{us[len(us) // 2] / 1000:.0f}" if us else "–"
+        print(f"| {r['defense']} | " + " | ".join(cells) + f" | {shift} |")
+    print()
+    print("Paired (McNemar, exact), SDA within 100 events:")
+    print()
+    for a, b in itertools.combinations(rows, 2):
+        if a["events"] and b["events"] and a["events"]["samples"] == b["events"]["samples"]:
+            c = compare_paired(_within(a["events"], "sda", 100), _within(b["events"], "sda", 100))
+            print(f"- {a['defense']} vs {b['defense']}: {c.verdict(a['defense'], b['defense'])} "
+                  f"({c.a_only} vs {c.b_only} discordant of {c.n})")
     print()
     print("Paired (McNemar, exact), between runs under the same attack:")
     print()
