@@ -43,6 +43,7 @@ __all__ = [
     "dlr_loss",
     "eval_mode",
     "input_gradient",
+    "margin",
     "predict",
     "project_linf",
     "spec_context",
@@ -100,15 +101,20 @@ def predict(model: nn.Module, x: Tensor) -> Tensor:
         return model(x).argmax(1)
 
 
+def margin(logits: Tensor, y: Tensor) -> Tensor:
+    """``z_y - max_{j != y} z_j`` per sample, ``[N, K], [N] -> [N]`` (< 0: misclassified, ties aside)."""
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return z_y - others
+
+
 def judge_logits(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """``(correct [N] bool, margin [N])`` of ``model`` on ``x`` from one forward in eval mode without a graph:
     ``correct`` as :func:`predict` decides it (argmax), ``margin = z_y - max_{j != y} z_j`` (< 0: fooled)."""
     with eval_mode(model), torch.no_grad():
         logits = model(x)
     y = y.to(logits.device)
-    z_y = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return logits.argmax(1) == y, z_y - others
+    return logits.argmax(1) == y, margin(logits, y)
 
 
 def project_linf(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:

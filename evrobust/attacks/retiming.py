@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evrobust.attacks.base import RandomSource, _check_positive
+from evrobust.attacks.base import margin as margin_of
 from evrobust.attacks.event_base import EventAttack, check_budget_int, retiming_stats
 from evrobust.errors import UserInputError
 
@@ -218,7 +219,7 @@ class SpikeRetiming(EventAttack):
         # The clean point is the first candidate: a sample the model already gets wrong is left as it is,
         # and no sample ends worse than clean.
         with torch.no_grad():
-            best_margin = _margin(model(counts), y).to(counts.device)
+            best_margin = margin_of(model(counts), y).to(counts.device)
         start = problem.start_logits().expand(n, -1, problem.lines.shape[2], -1)
         for restart in range(self.restarts):
             active = torch.nonzero(~(best_margin < 0), as_tuple=False).squeeze(1)
@@ -260,7 +261,7 @@ class SpikeRetiming(EventAttack):
                     # straight-through: the model sees the integer point, the gradient is the soft one's
                     x = hard + (soft - soft.detach())
                 logits = model(problem.to_frames(x))
-                margin = _margin(logits.detach(), y[rows])
+                margin = margin_of(logits.detach(), y[rows])
             better = margin < best_margin[rows]
             if bool(better.any()):
                 best[rows[better]] = problem.to_frames(hard[better])
@@ -358,13 +359,6 @@ class _Problem:
     def to_frames(self, lines: Tensor) -> Tensor:
         """``[m, T, P]`` -> ``[m, T, 2, H, W]``."""
         return lines.reshape(lines.shape[0], *self.frame_shape)
-
-
-def _margin(logits: Tensor, y: Tensor) -> Tensor:
-    """``z_y - max_{j != y} z_j`` per sample ``[m]`` (< 0: misclassified)."""
-    z_y = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], -math.inf).amax(1)
-    return z_y - others
 
 
 def _check_weight(name: str, value: Any) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from evrobust.attacks.base import RandomSource
+from evrobust.attacks.base import RandomSource, margin
 from evrobust.attacks.event_base import CountModel, EventAttack, check_budget_int, events_changed
 from evrobust.errors import UserInputError
 
@@ -57,9 +57,7 @@ class SDAStats:
 
 def _margin(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """``(margin [m], wrong [m] bool)``: ``z_y - max_{j != y} z_j`` and ``argmax != y`` (as ``predict``)."""
-    z_y = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return z_y - others, logits.argmax(1) != y
+    return margin(logits, y), logits.argmax(1) != y
 
 
 class SDA(EventAttack):
