@@ -380,8 +380,8 @@ def run_section(run: Path, base: Path, nested: bool = False, loaded: dict[Path, 
     for _threat, result in sorted(data.event_attacks.items()):
         from evrobust.pipelines.common.event_tables import render_event_markdown
 
-        # the event result's own table, one heading level down (its title names the threat)
-        lines += ["#" + line if line.startswith("# ") else line
+        # the event result's own table, under the run's heading (its title names the threat)
+        lines += [level + "#" + line[1:] if line.startswith("# ") else line
                   for line in render_event_markdown(result).splitlines()] + [""]
     for a in data.analysis_list:
         lines += _analysis_lines(f"analysis-{a.get('kind')}", a, base)
