@@ -70,7 +70,7 @@ from evrobust.preprocess.locks import acquire as acquire_lock
 from evrobust.safeio import check_write_target, remove_file, roundtrip
 from evrobust.safeio.atomic import write_text_atomic
 
-__all__ = ["DEFAULT_EVENT_SPEC", "event_inputs", "render_event_markdown", "run_event_attack"]
+__all__ = ["DEFAULT_EVENT_SPEC", "EventInputs", "event_inputs", "render_event_markdown", "run_event_attack"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +82,36 @@ EXAMPLE_CHANGES = 4096
 """At most this many changed cells of the example sample are written (the heatmap's data)."""
 
 
-def event_inputs(store: Path, n: int | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(counts [n, T, 2, H, W] uint, labels [n] int64, attrs)`` of the first ``n`` test samples of an event
-    store at full resolution; one-line :class:`UserInputError` for a store that cannot give them."""
+@dataclass
+class EventInputs:
+    """What the event attacks read from a store: the counts at sensor resolution and the front end's resize.
+
+    Attributes:
+        counts: ``[n, T, 2, Hs, Ws]`` unsigned: the first ``n`` test samples' events per frame, pixel and
+            polarity at the sensor's resolution.
+        labels: ``[n]`` int64.
+        attrs: the store's attributes.
+        weights: ``None`` (stored at sensor resolution) or the area shares ``(wy [H, Hs], wx [W, Ws])`` of the
+            store's resize, for :class:`~evrobust.attacks.event_base.EventFrontEnd`.
+    """
+
+    counts: np.ndarray
+    labels: np.ndarray
+    attrs: dict[str, Any]
+    weights: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def event_inputs(store: Path, n: int | None, raw: str | Path | None = None,
+                 data_dir: str | None = None) -> EventInputs:
+    """The first ``n`` test samples of an event store at sensor resolution; a one-line
+    :class:`UserInputError` for a store that cannot give them.
+
+    A store kept at sensor resolution gives its frames as they are. A resized ``cifar10dvs-emu`` store
+    rebuilds them from the CIFAR-10 files it was made from (``raw``, default ``<data dir>/raw/cifar10``;
+    :func:`evrobust.preprocess.full_resolution.emulated_full_counts`). Any other resized store is refused.
+    """
     from evrobust.datasets.stores import read_split_arrays, split_indices
+    from evrobust.preprocess.full_resolution import REBUILDABLE, emulated_full_counts
     from evrobust.preprocess.store import read_attrs
 
     attrs = read_attrs(store)
@@ -94,7 +120,8 @@ def event_inputs(store: Path, n: int | None) -> tuple[np.ndarray, np.ndarray, di
             f"--threat events and retiming edit event counts; {store} holds static images "
             f"({attrs.get('dataset', '?')}): use --threat frames"
         )
-    if attrs.get("resize") is not None or int(attrs.get("count_unit", 1)) != 1:
+    resized = attrs.get("resize") is not None or int(attrs.get("count_unit", 1)) != 1
+    if resized and attrs.get("dataset") not in REBUILDABLE:
         raise UserInputError(
             f"{store} holds no full-resolution counts (resized to {attrs.get('resize')} at preprocessing, "
             "where each event was spread over several pixels); rebuild it without --size to attack events"
@@ -102,8 +129,16 @@ def event_inputs(store: Path, n: int | None) -> tuple[np.ndarray, np.ndarray, di
     indices = split_indices(store, "test")
     if n is not None:
         indices = indices[:n]
-    counts, labels = read_split_arrays(store, indices)
-    return counts, labels.astype(np.int64), attrs
+    stored, labels = read_split_arrays(store, indices)
+    if not resized:
+        return EventInputs(stored, labels.astype(np.int64), attrs)
+    from evrobust.preprocess.download import raw_folder
+    from evrobust.preprocess.resize import area_weights
+
+    source = Path(raw) if raw is not None else raw_folder("cifar10", data_dir)
+    counts = emulated_full_counts(store, indices, source)
+    (hs, ws), (h, w) = counts.shape[-2:], stored.shape[-2:]
+    return EventInputs(counts, labels.astype(np.int64), attrs, (area_weights(hs, h), area_weights(ws, w)))
 
 
 def _bin_centres(store: Path, attrs: dict[str, Any], n: int) -> np.ndarray | None:
@@ -179,15 +214,16 @@ def _run_event_attack(
         check_write_target(path)
     net, config = load_evaluated_run(run, which, dev, "target")
     store = run_test_store(config, data_dir)
-    counts_all, labels_all, attrs = event_inputs(store, limit)
+    inputs = event_inputs(store, limit, data_dir=data_dir)
+    counts_all, labels_all, attrs = inputs.counts, inputs.labels, inputs.attrs
     n = int(counts_all.shape[0])
     if n == 0:
         raise UserInputError(f"the test split of {store} is empty")
     if n > MAX_LIMIT:
         raise UserInputError(f"the test split of {store} holds {n:,} samples; attack a part with --limit")
     fronts = {
-        False: EventFrontEnd(float(attrs["scale"]), int(attrs.get("count_unit", 1))).to(dev),
-        True: EventFrontEnd(float(attrs["scale"]), binary=True).to(dev),
+        False: EventFrontEnd(float(attrs["scale"]), int(attrs.get("count_unit", 1)), inputs.weights).to(dev),
+        True: EventFrontEnd(float(attrs["scale"]), 1, inputs.weights, binary=True).to(dev),
     }
     models = {binary: CountModel(net, front) for binary, front in fronts.items()}
     from evrobust.datasets import open_split

@@ -77,7 +77,8 @@ def test_retiming_threat_keeps_every_pixel_total(events_run: Path) -> None:
     from evrobust.attacks.event_registry import create_event_attack
 
     model, config = load_run(events_run, which="best", device=torch.device("cpu"))
-    counts, labels, attrs = event_inputs(Path(config["data"]["store"]), 6)
+    inputs = event_inputs(Path(config["data"]["store"]), 6)
+    counts, labels, attrs = inputs.counts, inputs.labels, inputs.attrs
     cm = CountModel(model, EventFrontEnd(float(attrs["scale"])))
     attack = create_event_attack("retime-inf", seed=0, spec="pdsg", max_shift=1)
     clean = torch.from_numpy(counts.astype(np.float32))
@@ -177,7 +178,7 @@ def test_digits_dvs_bin_times_rebuild_the_stored_frames(events_run: Path) -> Non
 
     _, config = load_run(events_run, which="best", device=torch.device("cpu"))
     store = Path(config["data"]["store"])
-    counts, _, _ = event_inputs(store, 3)
+    counts = event_inputs(store, 3).counts
     indices = split_indices(store, "test")[:3]
     images = read_digits().images
     for row, i in enumerate(indices):
@@ -188,3 +189,41 @@ def test_digits_dvs_bin_times_rebuild_the_stored_frames(events_run: Path) -> Non
     assert times.shape == (3, DIGITS_DVS_FRAMES, 2)
     assert (times[..., 0] <= times[..., 1]).all() and (np.diff(times[..., 0], axis=1) >= 0).all()
     assert times.min() >= 0 and times.max() <= 1_000_000
+
+
+def test_resized_emulated_store_rebuilds_its_full_resolution_counts(real_data: Path, tmp_path: Path) -> None:
+    """A cifar10dvs-emu store resized to 16x16: the counts are rebuilt at 128x128 from the CIFAR-10 files it
+    was made from, and the area-resize front end gives back the dataset's input exactly; other CIFAR-10 files
+    are refused in one line."""
+    import pickle
+    import shutil
+
+    from evrobust.datasets import open_split
+    from evrobust.pipelines.attack.events import _check_front_end
+    from evrobust.pipelines.preprocess import preprocess_cifar10dvs_emu
+
+    folder = tmp_path / "raw" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
+    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
+    for b in range(1, 6):
+        rows = np.flatnonzero(train["batch"] == b)[:2]
+        batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
+        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
+    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
+    (folder / "test_batch").write_bytes(pickle.dumps(
+        {b"labels": test["labels"][:3].tolist(), b"data": test["data"][:3]}, protocol=2))
+    store = tmp_path / "emu.zarr"
+    preprocess_cifar10dvs_emu(folder, frames=3, size=16, out=store, limit=2, settings={"n_loops": 1},
+                              mode="sync")
+    inputs = event_inputs(store, 2, raw=folder)
+    assert inputs.counts.shape == (2, 3, 2, 128, 128) and inputs.weights is not None
+    assert int(inputs.counts.sum()) > 1000  # whole emulated recordings, at the sensor's resolution
+    front = EventFrontEnd(float(inputs.attrs["scale"]), int(inputs.attrs["count_unit"]), inputs.weights)
+    _check_front_end(front, inputs.counts, open_split(store, "test"), 2)  # raises unless bit-exact
+    other = tmp_path / "other" / "cifar-10-batches-py"
+    shutil.copytree(folder, other)
+    (other / "test_batch").write_bytes(pickle.dumps(
+        {b"labels": test["labels"][3:6].tolist(), b"data": test["data"][3:6]}, protocol=2))
+    with pytest.raises(UserInputError, match="not the CIFAR-10 file"):
+        event_inputs(store, 2, raw=other)
