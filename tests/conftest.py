@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,35 @@ def real_data() -> Path:
     if not root.is_dir():
         pytest.skip(missing_reason(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def cifar10_layout(real_data: Path) -> Callable[..., Path]:
+    """Factory: ``make(root, per_batch=10, n_test=None)`` writes a small official-layout
+    ``<root>/cifar-10-batches-py`` from the exact subsets (``per_batch`` train rows of each batch, the first
+    ``n_test`` test rows, default ``per_batch``) and returns that folder."""
+
+    def make(root: Path, per_batch: int = 10, n_test: int | None = None) -> Path:
+        import pickle
+        import shutil
+
+        import numpy as np
+
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
+        train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
+        for b in range(1, 6):
+            rows = np.flatnonzero(train["batch"] == b)[:per_batch]
+            batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
+            (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
+        test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
+        k = per_batch if n_test is None else n_test
+        batch = {b"labels": test["labels"][:k].tolist(), b"data": test["data"][:k]}
+        (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+        return folder
+
+    return make
 
 
 def _reason(report: pytest.TestReport) -> str:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -110,18 +110,8 @@ def test_corrupt_file_fail_then_skip(raw_dir: Path, tmp_path: Path) -> None:
     assert invoke("verify", str(out)).exit_code == 0
 
 
-def test_cifar10_and_digits(real_data: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "raw" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
-    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
-    for b in range(1, 6):
-        rows = np.flatnonzero(train["batch"] == b)[:10]
-        batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
-        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
-    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
-    batch = {b"labels": test["labels"][:10].tolist(), b"data": test["data"][:10]}
-    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+def test_cifar10_and_digits(cifar10_layout: Callable[..., Path], tmp_path: Path) -> None:
+    folder = cifar10_layout(tmp_path / "raw")
     r = invoke(
         "cifar10", "--raw", str(tmp_path / "raw"), "--data-dir", str(tmp_path / "d")
     )  # with a progress bar
@@ -133,23 +123,9 @@ def test_cifar10_and_digits(real_data: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0 and "wrote 1797 of 1797 samples" in r.output
 
 
-def _cifar10_layout(real_data: Path, root: Path, per_batch: int = 10) -> Path:
-    """A small official-layout cifar-10-batches-py from the exact subsets: ``per_batch`` rows per batch."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
-    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
-    for b in range(1, 6):
-        rows = np.flatnonzero(train["batch"] == b)[:per_batch]
-        batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
-        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
-    test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
-    batch = {b"labels": test["labels"][:per_batch].tolist(), b"data": test["data"][:per_batch]}
-    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
-    return folder
-
-
-def test_cifar10dvs_emu_then_release_layout_reads_back(real_data: Path, tmp_path: Path) -> None:
+def test_cifar10dvs_emu_then_release_layout_reads_back(
+    real_data: Path, cifar10_layout: Callable[..., Path], tmp_path: Path
+) -> None:
     import zarr
 
     from evrobust.preprocess.emulator_recording import RecordingParams, emulate_recording, release_names
@@ -157,7 +133,7 @@ def test_cifar10dvs_emu_then_release_layout_reads_back(real_data: Path, tmp_path
     from evrobust.preprocess.sources import read_cifar10
     from evrobust.preprocess.store import read_attrs
 
-    folder = _cifar10_layout(real_data, tmp_path / "raw")
+    folder = cifar10_layout(tmp_path / "raw")
     store, rel = tmp_path / "emu.zarr", tmp_path / "release"
     # 30 train images (batches 1-3 hold all 10 classes) + 10 test; one loop keeps the test fast
     args = ["--raw", str(folder), "--limit", "30", "--frames", "4", "--size", "16", "--set", "n_loops=1"]
@@ -194,8 +170,10 @@ def test_cifar10dvs_emu_then_release_layout_reads_back(real_data: Path, tmp_path
     assert again.exit_code == 0 and "already complete" in again.output
 
 
-def test_cifar10dvs_emu_bad_input_is_one_line_exit_2_nothing_written(real_data: Path, tmp_path: Path) -> None:
-    folder = _cifar10_layout(real_data, tmp_path / "raw", per_batch=2)
+def test_cifar10dvs_emu_bad_input_is_one_line_exit_2_nothing_written(
+    cifar10_layout: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = cifar10_layout(tmp_path / "raw", per_batch=2)
     store, rel = tmp_path / "emu.zarr", tmp_path / "release"
     cases = [
         (["--set", "threshold=0.2"], "error: unknown emulator setting(s) threshold; known: "),

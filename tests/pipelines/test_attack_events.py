@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,9 @@ def test_digits_dvs_bin_times_rebuild_the_stored_frames(events_run: Path) -> Non
     assert times.min() >= 0 and times.max() <= 1_000_000
 
 
-def test_resized_emulated_store_rebuilds_its_full_resolution_counts(real_data: Path, tmp_path: Path) -> None:
+def test_resized_emulated_store_rebuilds_its_full_resolution_counts(
+    real_data: Path, cifar10_layout: Callable[..., Path], tmp_path: Path
+) -> None:
     """A cifar10dvs-emu store resized to 16x16: the counts are rebuilt at 128x128 from the CIFAR-10 files it
     was made from, and the area-resize front end gives back the dataset's input exactly; other CIFAR-10 files
     are refused in one line."""
@@ -202,17 +205,8 @@ def test_resized_emulated_store_rebuilds_its_full_resolution_counts(real_data: P
     from evrobust.pipelines.attack.events import _check_front_end
     from evrobust.pipelines.preprocess import preprocess_cifar10dvs_emu
 
-    folder = tmp_path / "raw" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    shutil.copy(real_data / "cifar10" / "batches.meta", folder / "batches.meta")
-    train = np.load(real_data / "cifar10" / "cifar10_train_subset_5170.npz")
-    for b in range(1, 6):
-        rows = np.flatnonzero(train["batch"] == b)[:2]
-        batch = {b"labels": train["labels"][rows].tolist(), b"data": train["data"][rows]}
-        (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch, protocol=2))
+    folder = cifar10_layout(tmp_path / "raw", per_batch=2, n_test=3)
     test = np.load(real_data / "cifar10" / "cifar10_test_first1017.npz")
-    (folder / "test_batch").write_bytes(pickle.dumps(
-        {b"labels": test["labels"][:3].tolist(), b"data": test["data"][:3]}, protocol=2))
     store = tmp_path / "emu.zarr"
     preprocess_cifar10dvs_emu(folder, frames=3, size=16, out=store, limit=2, settings={"n_loops": 1},
                               mode="sync")
