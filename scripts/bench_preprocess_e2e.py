@@ -3,7 +3,8 @@
 Raw directory (``--source``): ``random`` (default) writes ``--events`` uniformly random events per file
 (128x128, sorted timestamps) as AEDAT 2.0 files, ``--files-per-class`` per class; ``emulated`` moves real
 CIFAR-10 test images from ``../shared/data`` along a loop in front of an emulated 128x128 DVS (~90k events per
-file). Compared on the same files:
+file); ``cifar10dvs-emu`` writes the same images' ``cifar10dvs-emu`` recordings (the full recording model:
+~200k events and 1.3 s per file, as the real release) in the release layout. Compared on the same files:
 
 * ``spikingjelly-style``: what spikingjelly's CIFAR10-DVS preparation does per file, written here: numpy
   decoding of the big-endian address/timestamp pairs, frames by one ``np.bincount`` per frame and polarity
@@ -25,6 +26,7 @@ floor for one worker. Usage::
 
     python scripts/bench_preprocess_e2e.py [--files-per-class 8] [--events 250000] [--repeats 3]
     python scripts/bench_preprocess_e2e.py --source emulated --files-per-class 50 --repeats 2
+    python scripts/bench_preprocess_e2e.py --source cifar10dvs-emu --files-per-class 8 --repeats 3
 """
 
 from __future__ import annotations
@@ -57,6 +59,20 @@ def make_raw_dir(root: Path, per_class: int) -> list[Path]:
     # A contrast threshold of 0.05 gives ~90k events per recording, about the mean size of a real CIFAR10-DVS
     # file (the release is ~7 GB of 8-byte events over 10,000 files); the default 0.2 gives ~12k.
     return make_raw_cifar10dvs_dir(images, test["labels"][picks], CLASSES, root, threshold=0.05)
+
+
+def make_emu_dir(root: Path, per_class: int) -> list[Path]:
+    """Recordings of ``cifar10dvs-emu`` (the full recording model, default settings: ~200k events and 1.3 s
+    each, as the real release) of the first ``per_class`` CIFAR-10 test images of every class, written in
+    the release layout exactly as ``evrobust preprocess cifar10dvs-emu --raw-out`` writes them."""
+    from evrobust.preprocess.emulator_recording import emulate_recording, release_names, write_recordings
+
+    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
+    picks = np.concatenate([np.flatnonzero(test["labels"] == c)[:per_class] for c in range(10)])
+    images = test["data"][picks].reshape(-1, 3, 32, 32)
+    labels = test["labels"][picks]
+    events = [emulate_recording(image, seed=int(i)) for i, image in zip(picks, images, strict=True)]
+    return write_recordings(root, release_names(labels, CLASSES), events)
 
 
 def make_random_dir(root: Path, per_class: int, n_events: int) -> None:
@@ -248,7 +264,7 @@ def _timed(fn) -> float:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source", choices=("random", "emulated"), default="random")
+    parser.add_argument("--source", choices=("random", "emulated", "cifar10dvs-emu"), default="random")
     parser.add_argument("--files-per-class", type=int, default=8)
     parser.add_argument("--events", type=int, default=250_000, help="events per file (--source random)")
     parser.add_argument("--frames", type=int, default=10)
@@ -261,8 +277,10 @@ def main() -> None:
         raw = tmp / "raw"
         if args.source == "random":
             make_random_dir(raw, args.files_per_class, args.events)
-        else:
+        elif args.source == "emulated":
             make_raw_dir(raw, args.files_per_class)
+        else:
+            make_emu_dir(raw, args.files_per_class)
         from evrobust.preprocess.sources import scan_event_dir
 
         files = [raw / s.path for s in scan_event_dir(raw, CLASSES)]
