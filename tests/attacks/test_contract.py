@@ -53,10 +53,14 @@ def test_cnn_contract(name: str, cnn: nn.Module, digits: tuple[Tensor, ...]) -> 
         assert not frozen.requires_grad
         assert all(p.requires_grad for n, p in cnn.named_parameters() if n != "features.0.bias")
         if attack.uses_gradient:
-            # It is an attack: it lowers accuracy well below the clean value on this model.
+            # It is an attack: it lowers accuracy well below the clean value on this model. Measured on the
+            # whole 397-image test split: on 48 images the weakest single-step attack (rfgsm-tramer, an
+            # eps/2 gradient step) sat within one image of the bar, and which side it fell on changed with
+            # the thread count that trained the fixture (82.6-82.9 % vs 97.0 % clean on 397, either way).
             cnn.eval()
-            clean = float((predict(cnn, x) == y).float().mean())
-            adv = float((predict(cnn, x_adv) == y).float().mean())
+            x_all, y_all = digits[2], digits[3]
+            clean = float((predict(cnn, x_all) == y_all).float().mean())
+            adv = float((predict(cnn, small_attack(name)(cnn, x_all, y_all)) == y_all).float().mean())
             assert adv < clean - 0.1
     finally:
         frozen.requires_grad_(True)

@@ -89,12 +89,18 @@ def test_parity_summary_counts_ties_and_attributes_every_difference_to_them(
     assert summary["samples"] == len(x) and summary["mismatch_outside_ties"] == 0
     assert set(summary["ties"]) == {n for n, node in imported.graph.nodes.items() if isinstance(node, nir.IF)}
     # Put the first IF layer's threshold exactly on a potential it reaches: now ties occur, are counted, and
-    # explain every difference between evrobust and norse. The current is computed on the very batch the
-    # parity run sees (x[:8]): a convolution over 1 sample and over 8 may round differently in the last bit
-    # (the CPU kernel depends on the batch size), and then the threshold would miss the potential.
+    # explain every difference between evrobust and norse. evrobust computes the current with the T steps
+    # merged into one convolution batch (8 x T samples), norse one step at a time (8 samples); the CPU
+    # kernel's rounding depends on the batch size and the thread count, so the two may differ in the last
+    # bit. The threshold is therefore taken among the currents on which both agree bit for bit: both then
+    # sit exactly on it at step 0 (the potential starts at 0), evrobust fires and norse does not.
     with torch.no_grad():
-        current = imported.layers["features_0"](imported.layers["normalize"](x[:8]))
-    theta = float(current[current > 0].max())
+        _, currents = imported._run(x[:8], keep=True)
+        ours = currents["features_1"][0]
+        per_step = imported.layers["features_0"](imported.layers["normalize"](x[:8]))
+    agree = (ours == per_step) & (ours > 0)
+    assert bool(agree.any())
+    theta = float(ours[agree].max())
     graph = imported.to_nir_graph()
     node = graph.nodes["features_1"]
     graph.nodes["features_1"] = nir.IF(
