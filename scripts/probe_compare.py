@@ -12,17 +12,17 @@ broke that the other missed. Usage::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from evrobust.pipelines.common.paired import load_attack_file, robust_flags
 from evrobust.stats import ci95
 
 PAPER = ("fgsm", "pgd10", "pgd30", "pgd50", "apgd100")
 
 
 def flags(document: dict, attack: str, n: int) -> list[bool]:
-    """The first ``n`` per-sample 'still correct' flags of ``attack`` (stored as a '0'/'1' string)."""
-    return [c == "1" for c in document["flags"][attack]["correct"][:n]]
+    """The first ``n`` per-sample 'still correct' flags of ``attack``."""
+    return robust_flags(document, attack)[:n]
 
 
 def percent(k: int, n: int) -> str:
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("reliable", type=Path)
     parser.add_argument("n", type=int)
     args = parser.parse_args()
-    probe, full = (json.loads(p.read_text()) for p in (args.probe, args.reliable))
+    probe, full = (load_attack_file(p) for p in (args.probe, args.reliable))
     n = args.n
     if flags(probe, "clean", n) != flags(full, "clean", n):
         raise SystemExit("the files disagree on the clean predictions: not the same checkpoint and images")
