@@ -49,16 +49,21 @@ DATA = REPO / ".." / "shared" / "data"
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+def first_per_class(per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indices, images [N,3,32,32], labels)`` of the first ``per_class`` CIFAR-10 test images per class."""
+    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
+    picks = np.concatenate([np.flatnonzero(test["labels"] == c)[:per_class] for c in range(10)])
+    return picks, test["data"][picks].reshape(-1, 3, 32, 32), test["labels"][picks]
+
+
 def make_raw_dir(root: Path, per_class: int) -> list[Path]:
     """Emulated recordings of the first ``per_class`` CIFAR-10 test images of every class."""
     from evrobust.preprocess.emulator import make_raw_cifar10dvs_dir
 
-    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
-    picks = np.concatenate([np.flatnonzero(test["labels"] == c)[:per_class] for c in range(10)])
-    images = test["data"][picks].reshape(-1, 3, 32, 32)
+    picks, images, labels = first_per_class(per_class)
     # A contrast threshold of 0.05 gives ~90k events per recording, about the mean size of a real CIFAR10-DVS
     # file (the release is ~7 GB of 8-byte events over 10,000 files); the default 0.2 gives ~12k.
-    return make_raw_cifar10dvs_dir(images, test["labels"][picks], CLASSES, root, threshold=0.05)
+    return make_raw_cifar10dvs_dir(images, labels, CLASSES, root, threshold=0.05)
 
 
 def make_emu_dir(root: Path, per_class: int) -> list[Path]:
@@ -67,10 +72,7 @@ def make_emu_dir(root: Path, per_class: int) -> list[Path]:
     the release layout exactly as ``evrobust preprocess cifar10dvs-emu --raw-out`` writes them."""
     from evrobust.preprocess.emulator_recording import emulate_recording, release_names, write_recordings
 
-    test = np.load(DATA / "cifar10" / "cifar10_test_first1017.npz")
-    picks = np.concatenate([np.flatnonzero(test["labels"] == c)[:per_class] for c in range(10)])
-    images = test["data"][picks].reshape(-1, 3, 32, 32)
-    labels = test["labels"][picks]
+    picks, images, labels = first_per_class(per_class)
     events = [emulate_recording(image, seed=int(i)) for i, image in zip(picks, images, strict=True)]
     return write_recordings(root, release_names(labels, CLASSES), events)
 
