@@ -55,6 +55,12 @@ def reproduce_command(
                      "attacks and analyses, and the table rows made of them alone; results go to "
                      "<out>/<name>-<text>/."),
     ] = None,
+    runs_from: Annotated[
+        list[Path] | None,
+        typer.Option("--runs-from", help="A directory of completed runs (an `evrobust train --out`, or "
+                     "another output root): a run with exactly the same options on the same store is copied "
+                     "in instead of trained (repeatable)."),
+    ] = None,
     estimate: Annotated[
         bool | None,
         typer.Option("--estimate/--no-estimate", help="Print the estimated training cost from a short timed "
@@ -70,7 +76,7 @@ def reproduce_command(
         for line in estimate_cost(spec, out, data_dir=data_dir_text, device=device).lines():
             typer.echo(line)
     path = execute(spec, out, data_dir=data_dir_text, device=device, report=report, stop_after=stop_after,
-                   resume=resume)
+                   resume=resume, runs_from=[str(p) for p in runs_from or []])
     typer.echo(f"results written to {path}")
     if report:
         typer.echo(f"report written to {path.parent / 'report.md'}")

@@ -91,8 +91,12 @@ def execute_leaderboard(
     stop_after: int | None = None,
     resume: bool = False,
     plots: bool = True,
+    runs_from: list[str] | None = None,
 ) -> Path | None:
     """Train and evaluate every entry of ``spec`` under ``out``; write the table when all are evaluated.
+
+    ``runs_from``: directories whose completed runs of identical options are copied in instead of trained
+    (``--runs-from``; :mod:`evrobust.pipelines.reproduce.reuse`).
 
     Returns:
         The path of ``leaderboard.json``, or None when ``stop_after`` stopped the build first.
@@ -102,16 +106,19 @@ def execute_leaderboard(
             evaluated on other samples than the table's (all before the table files are written).
     """
     from evrobust.pipelines.leaderboard.evaluate import evaluate_run, test_set_of
+    from evrobust.pipelines.reproduce.reuse import check_sources
     from evrobust.pipelines.reproduce.runner import ContentDigests, train_run
     from evrobust.pipelines.train.run_dir import read_config, read_metrics
 
     if stop_after is not None and (isinstance(stop_after, bool) or stop_after < 1):
         raise UserInputError(f"--stop-after must be an integer >= 1 (got {stop_after!r})")
+    sources = check_sources(list(runs_from or []))
     root = Path(out)
     target = root / spec.name
     for name in OUTPUT_FILES:
         check_write_target(target / name)  # a link or FIFO where a result goes: refused before any work
     externals = _load_externals(list(add or []))
+    store_digests: dict[Path, str] = {}
     test_set = test_set_of(spec.data, spec.evaluation.limit, data_dir)
     for _, run, document, _ in externals:
         check_same_samples(test_set, document, f"--add {run}")
@@ -126,7 +133,7 @@ def execute_leaderboard(
             pending.append(entry.key)
             continue
         run, epochs = train_run(run_spec, root, data_dir=data_dir, device=device, resume=resume,
-                                max_epochs=left)
+                                max_epochs=left, runs_from=sources, store_digests=store_digests)
         left = None if left is None else left - epochs
         if len(read_metrics(run)) < int(run_spec.train["epochs"]) or (left is not None and left <= 0):
             pending.append(entry.key)
@@ -193,6 +200,7 @@ def build_leaderboard(
     stop_after: int | None = None,
     resume: bool = False,
     plots: bool = True,
+    runs_from: list[str] | None = None,
 ) -> Path | None:
     """Build the spec and execute it (see the module docstring); returns ``leaderboard.json``'s path, or None
     when ``stop_after`` stopped the build.
@@ -203,4 +211,4 @@ def build_leaderboard(
     """
     spec = build_leaderboard_spec(data, scale, limit=limit, only=only, data_dir=data_dir)
     return execute_leaderboard(spec, out, add=add, data_dir=data_dir, device=device, stop_after=stop_after,
-                               resume=resume, plots=plots)
+                               resume=resume, plots=plots, runs_from=runs_from)

@@ -37,12 +37,14 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.common.results import RESULTS_FILE, RESULTS_FORMAT, load_results
 from evrobust.pipelines.reproduce.experiments import build_spec
+from evrobust.pipelines.reproduce.reuse import check_sources, copy_run, find_reusable_run
 from evrobust.pipelines.reproduce.specs import AnalysisSpec, AttackSpec, PipelineSpec, RunSpec
 from evrobust.pipelines.train.run_dir import BEST_CHECKPOINT, read_config, read_metrics, write_json_atomic
 from evrobust.safeio import read_json, roundtrip, sha256_file
@@ -114,12 +116,16 @@ class MixedProvenanceError(RuntimeError):
 
 
 def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, resume: bool = True,
-              max_epochs: int | None = None) -> tuple[Path, int]:
-    """Train (or resume, or skip when complete) one run under ``root/runs``.
+              max_epochs: int | None = None, runs_from: Sequence[Path] = (),
+              store_digests: dict[Path, str] | None = None) -> tuple[Path, int]:
+    """Train (or resume, or skip when complete, or copy from ``runs_from``) one run under ``root/runs``.
 
     Args:
         max_epochs: train at most this many epochs in this call (None = to the end).
         resume: continue a partly trained run; False refuses one (UserInputError).
+        runs_from: directories holding completed runs; a run of exactly these options on the same store is
+            copied in instead of trained, when ``root/runs`` has no directory for it yet (:mod:`.reuse`).
+        store_digests: a cache of store digests shared across calls (for ``runs_from``).
 
     Returns:
         ``(run directory, epochs trained in this call)``.
@@ -128,6 +134,12 @@ def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, r
     from evrobust.pipelines.train.pipeline import train
 
     out = root / "runs" / spec.dirname
+    if runs_from and not os.path.lexists(out):
+        source = find_reusable_run(spec, runs_from, data_dir=data_dir, store_digests=store_digests)
+        if source is not None:
+            log.info("reusing %s: copying the completed run %s", spec.key, source)
+            copy_run(source, out)
+            return out, 0
     started = (out / "config.json").is_file()
     metrics = read_metrics(out) if started else []
     epochs = int(spec.train["epochs"])
@@ -415,8 +427,12 @@ def execute(
     report: bool = True,
     stop_after: int | None = None,
     resume: bool = False,
+    runs_from: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Run every step of ``spec`` under ``out``; write ``<out>/<name>/results.json`` (and the report).
+
+    ``runs_from``: directories whose completed runs of identical options are copied in instead of trained
+    (``--runs-from``; :mod:`.reuse`).
 
     Steps run in the spec's run order; an attack or analysis runs as soon as its runs are trained, and
     ``results.json`` is rewritten after each step. See the module docstring for ``stop_after``/``resume``.
@@ -430,6 +446,8 @@ def execute(
     """
     if stop_after is not None and (isinstance(stop_after, bool) or stop_after < 1):
         raise UserInputError(f"--stop-after must be an integer >= 1 (got {stop_after!r})")
+    sources = check_sources(runs_from)
+    store_digests: dict[Path, str] = {}
     root = Path(out)
     target = root / spec.name / RESULTS_FILE
     budget = _Budget(stop_after)
@@ -468,7 +486,7 @@ def execute(
         if budget.exhausted:
             break
         path, epochs = train_run(run_spec, root, data_dir=data_dir, device=device, resume=resume,
-                                 max_epochs=budget.left)
+                                 max_epochs=budget.left, runs_from=sources, store_digests=store_digests)
         budget.spend(epochs)
         run_dirs[run_spec.key] = path
         if len(read_metrics(path)) < int(run_spec.train["epochs"]):
@@ -515,6 +533,7 @@ def run_reproduction(
     stop_after: int | None = None,
     resume: bool = False,
     only: str | None = None,
+    runs_from: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Build the spec ``name`` at ``scale`` and execute it; returns ``<out>/<name>/results.json``.
 
@@ -530,7 +549,7 @@ def run_reproduction(
         log.info("paper scale: %d runs of up to %d epochs each; meant for a GPU or a cluster",
                  len(spec.runs), max(r.train["epochs"] for r in spec.runs))
     return execute(spec, out, data_dir=data_dir, device=device, report=report, stop_after=stop_after,
-                   resume=resume)
+                   resume=resume, runs_from=runs_from)
 
 
 def run_tradeoff(scale: str = "smoke", out: str | Path = DEFAULT_OUT, **kwargs: Any) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import evrobust.pipelines.train.pipeline as train_pipeline
 from evrobust.errors import UserInputError
 from evrobust.pipelines.cli.app import app
 from evrobust.pipelines.leaderboard import build_leaderboard
@@ -111,6 +112,22 @@ def test_stopped_then_resumed_gives_the_same_table(built: tuple[Path, Path, dict
     assert second["pairs"] == first["pairs"] and second["pareto_front"] == first["pareto_front"]
     assert _table_section(resumed.with_suffix(".md").read_text()) == _table_section(
         files["leaderboard.md"].decode())
+
+
+def test_runs_from_copies_every_run_and_gives_the_same_table(built: tuple[Path, Path, dict[str, bytes]],
+                                                             tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path, data, files = built
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--runs-from must copy the completed runs, not train them")
+
+    monkeypatch.setattr(train_pipeline, "train", forbidden)
+    copied = _build(tmp_path / "out", data, runs_from=[str(path.parent.parent)])
+    assert copied is not None
+    assert _ranking(read_json(copied, "leaderboard")) == _ranking(json.loads(files["leaderboard.json"]))
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == sorted(
+        p.name for p in (path.parent.parent / "runs").iterdir())
 
 
 def _external(built: tuple[Path, Path, dict[str, bytes]], tmp_path: Path, name: str) -> Path:
