@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from evrobust.safeio.schemas.analysis import (
-    AnyAnalysis,
+from evrobust.safeio.schemas.analysis import AnyAnalysis
+from evrobust.safeio.schemas.analysis_base import (
     Check,
     Frac,
     NonNegative,
