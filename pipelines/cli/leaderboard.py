@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-
-class ScaleName(StrEnum):
-    """The scales of ``evrobust reproduce`` (:data:`evrobust.pipelines.reproduce.scales.SCALES`)."""
-
-    tiny = "tiny"
-    smoke = "smoke"
-    cpu = "cpu"
-    paper = "paper"
+from evrobust.pipelines.cli.reproduce_options import RunsFrom, ScaleName, runs_from_texts
 
 
 def leaderboard_command(
@@ -58,12 +50,7 @@ def leaderboard_command(
         bool, typer.Option("--resume", help="Continue partly trained runs (after --stop-after or a kill).")
     ] = False,
     plots: Annotated[bool, typer.Option(help="Write the two PNG figures beside the table.")] = True,
-    runs_from: Annotated[
-        list[Path] | None,
-        typer.Option("--runs-from", help="A directory of completed runs (an `evrobust train --out`, or "
-                     "another output root): a run with exactly the same options on the same store is copied "
-                     "in instead of trained (repeatable)."),
-    ] = None,
+    runs_from: RunsFrom = None,
 ) -> None:
     """Train every entry, evaluate each with the converged reliable suite, and write the ranked table."""
     from evrobust.errors import UserInputError
@@ -74,7 +61,7 @@ def leaderboard_command(
     path = build_leaderboard(
         data, scale.value, out=out, limit=limit, only=only, add=[str(p) for p in add or []],
         data_dir=None if data_dir is None else str(data_dir), device=device, stop_after=stop_after,
-        resume=resume, plots=plots, runs_from=[str(p) for p in runs_from or []],
+        resume=resume, plots=plots, runs_from=runs_from_texts(runs_from),
     )
     if path is None:
         typer.echo("stopped before every entry was evaluated; rerun with --resume to continue")

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-
-class ScaleName(StrEnum):
-    tiny = "tiny"
-    smoke = "smoke"
-    cpu = "cpu"
-    paper = "paper"
+from evrobust.pipelines.cli.reproduce_options import RunsFrom, ScaleName, runs_from_texts
 
 
 def reproduce_command(
@@ -55,12 +49,7 @@ def reproduce_command(
                      "attacks and analyses, and the table rows made of them alone; results go to "
                      "<out>/<name>-<text>/."),
     ] = None,
-    runs_from: Annotated[
-        list[Path] | None,
-        typer.Option("--runs-from", help="A directory of completed runs (an `evrobust train --out`, or "
-                     "another output root): a run with exactly the same options on the same store is copied "
-                     "in instead of trained (repeatable)."),
-    ] = None,
+    runs_from: RunsFrom = None,
     estimate: Annotated[
         bool | None,
         typer.Option("--estimate/--no-estimate", help="Print the estimated training cost from a short timed "
@@ -76,7 +65,7 @@ def reproduce_command(
         for line in estimate_cost(spec, out, data_dir=data_dir_text, device=device).lines():
             typer.echo(line)
     path = execute(spec, out, data_dir=data_dir_text, device=device, report=report, stop_after=stop_after,
-                   resume=resume, runs_from=[str(p) for p in runs_from or []])
+                   resume=resume, runs_from=runs_from_texts(runs_from))
     typer.echo(f"results written to {path}")
     if report:
         typer.echo(f"report written to {path.parent / 'report.md'}")
