@@ -38,8 +38,12 @@ def _directions(results: Sequence[dict[str, Any]]) -> list[str]:
     return names[:MAX_PANELS]
 
 
+ARCH_STYLES: tuple[str, ...] = ("-", "--", ":", "-.")
+"""Line styles of the architectures on one landscape figure, in the order they first appear."""
+
+
 def _landscape_axes(results: Sequence[dict[str, Any]], labels: Sequence[str], colors: Sequence[str | None],
-                    title: str, path: str | os.PathLike[str]) -> Path:
+                    title: str, path: str | os.PathLike[str], styles: Sequence[str] | None = None) -> Path:
     names = _directions(results)
     cols = min(len(names), 4) or 1
     rows = max(1, -(-len(names) // cols))
@@ -47,10 +51,11 @@ def _landscape_axes(results: Sequence[dict[str, Any]], labels: Sequence[str], co
     first = results[0]
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
-        for result, label, color in zip(results, labels, colors, strict=True):
+        for result, label, color, style in zip(results, labels, colors, styles or ["-"] * len(results),
+                                               strict=True):
             radii = _values(result["radii"])
             ce = result["directions"][name]["ce"]
-            line = ax.plot(radii, _values(ce["median"]), color=color, label=label)[0]
+            line = ax.plot(radii, _values(ce["median"]), color=color, ls=style, label=label)[0]
             ax.fill_between(radii, _values(ce["q1"]), _values(ce["q3"]), color=line.get_color(), alpha=0.2,
                             linewidth=0)
         ax.axvline(float(first.get("sr_h", 0.01)), color="grey", ls=":", lw=0.9, label="SR step h")
@@ -79,12 +84,15 @@ def plot_landscape_compare(
     labels: Sequence[str] | None = None,
     title: str | None = None,
 ) -> Path:
-    """Several runs' ``landscape`` results on the same axes, one colour per defense (its fixed colour)."""
+    """Several runs' ``landscape`` results on the same axes: one colour per defense (its fixed colour), one
+    line style per architecture (solid for the first that appears, then dashed, dotted, dash-dotted)."""
     names = list(labels) if labels is not None else [_label(r) for r in results]
+    archs = list(dict.fromkeys(str(r.get("arch", "?")) for r in results))
+    styles = [ARCH_STYLES[archs.index(str(r.get("arch", "?"))) % len(ARCH_STYLES)] for r in results]
     colors = [defense_color(str(r.get("defense", "?"))) for r in results]
-    if len(set(colors)) < len(colors):  # two runs of one defense: let matplotlib tell them apart
-        colors = [None] * len(results)
-    return _landscape_axes(results, names, colors, title or "Loss landscape by defense", path)
+    if len(set(zip(colors, styles, strict=True))) < len(colors):
+        colors = [None] * len(results)  # two runs of one defense and architecture: matplotlib's colour cycle
+    return _landscape_axes(results, names, colors, title or "Loss landscape by defense", path, styles)
 
 
 @_styled

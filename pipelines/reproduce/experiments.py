@@ -311,30 +311,40 @@ SR_DEFAULT_H = 0.01
 """TrainConfig's (and the paper's) SR step h."""
 
 
+MASKING_DEFENSES: tuple[str, ...] = ("vanilla", "at", "sr", "sr_star")
+"""The defenses of the masking study's fixed rows, on each architecture."""
+
+
 def _masking(b: SpecBuilder) -> PipelineSpec:
     """The masking study (docs/masking-study.md): SR WRN-16 on CIFAR-10 with h in :data:`MASKING_H` beside
-    Table 3's vanilla, AT and SR* runs; each run attacked with Table 3's paper protocol and the reliable
-    suite, and analysed with the loss landscape and the surrogate fidelity."""
+    Table 3's vanilla, AT and SR* runs, and VGG-11's vanilla, AT, SR and SR* (the cpu-scale leaderboard's
+    runs); each run attacked with Table 3's paper protocol and the reliable suite, and analysed with the loss
+    landscape and the surrogate fidelity."""
     names = ("clean", "fgsm", "rfgsm", "pgd30", "pgd50", "apgd100")  # Table 3's columns
     reliable = b.attack_names(SUITES["reliable"])
-    # Runs train in the order they are added: Table 3's four first (reused where it ran), the new h last.
-    for defense in ("vanilla", "at", "sr", "sr_star"):
+    # Runs train in the order they are added: Table 3's four first (reused where it ran), the new h next,
+    # VGG-11 last (the context rows; `--runs-from` a leaderboard's output copies them).
+    for defense in MASKING_DEFENSES:
         b.run("cifar10", "wrn16", defense)
-    runs: list[tuple[str, str, str]] = []
+    wrn, vgg = ARCH_NAMES["wrn16"], ARCH_NAMES["vgg11"]
+    runs: list[tuple[str, str, str, str]] = []
     for defense in ("vanilla", "at"):
-        runs.append((DEFENSE_NAMES[defense], "–", b.run("cifar10", "wrn16", defense)))
+        runs.append((wrn, DEFENSE_NAMES[defense], "–", b.run("cifar10", "wrn16", defense)))
     for h in MASKING_H:
         # h = 0.01 is TrainConfig's default: the very run (same options, same directory) of Table 3's SR row.
         run = b.run("cifar10", "wrn16", "sr", suffix="" if h == SR_DEFAULT_H else f"-h{h:g}")
         if h != SR_DEFAULT_H:
             b.runs[run] = RunSpec(run, {**b.runs[run].train, "h": h})
-        runs.append((DEFENSE_NAMES["sr"], f"{h:g}", run))
-    runs.append((DEFENSE_NAMES["sr_star"], f"{SR_DEFAULT_H:g}", b.run("cifar10", "wrn16", "sr_star")))
+        runs.append((wrn, DEFENSE_NAMES["sr"], f"{h:g}", run))
+    runs.append((wrn, DEFENSE_NAMES["sr_star"], f"{SR_DEFAULT_H:g}", b.run("cifar10", "wrn16", "sr_star")))
+    for defense in MASKING_DEFENSES:
+        h_text = f"{SR_DEFAULT_H:g}" if defense in ("sr", "sr_star") else "–"
+        runs.append((vgg, DEFENSE_NAMES[defense], h_text, b.run("cifar10", "vgg11", defense)))
     paper_columns = [n for n in b.attack_names(names) if n != "clean"]
     headers = ("Clean", *(ATTACK_LABELS[n] for n in paper_columns), "Reliable", "rise r grad",
                "rise r random", "rise r adv", "FD cosine", "flat at h")
     rows = []
-    for label, h_text, run in runs:
+    for arch, label, h_text, run in runs:
         paper = b.attack(run, names)
         robust = b.attack(run, reliable, tag="reliable")
         land = b.analysis(run, "landscape")
@@ -349,7 +359,7 @@ def _masking(b: SpecBuilder) -> PipelineSpec:
             "FD cosine": Cell("analysis", fid, "headline.cosine"),
             "flat at h": Cell("analysis", fid, "headline.flat_changes_share"),
         }
-        rows.append(Row((label, h_text), cells))
+        rows.append(Row((arch, label, h_text), cells))
     table = TableSpec(
         "masking",
         "Masking study: accuracy (%) under the paper protocol and the reliable suite; median radius (input "
@@ -357,7 +367,7 @@ def _masking(b: SpecBuilder) -> PipelineSpec:
         "sign and the adversarial direction (– : half the samples never rise within 4 eps); cosine of the "
         "surrogate vs finite-difference directional derivatives and the share of samples flat at the step "
         "nearest h = 0.01 but moving at eps (the model's own gradient spec)",
-        ("Defense", "h"), headers, tuple(rows), unit="mixed")
+        ("Model", "Defense", "h"), headers, tuple(rows), unit="mixed")
     return b.build("masking", "Masking study: SR's finite-difference step h vs gradient masking", [table],
                    figures=("landscape",),
                    notes=("The paper-vs-reliable difference of every run, with its interval, is listed below "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from evrobust.pipelines.leaderboard.spec import build_leaderboard_spec
 from evrobust.pipelines.report.pipeline import cell_value
 from evrobust.pipelines.reproduce import build_spec, execute, list_pipelines, load_results
 from evrobust.pipelines.reproduce.experiments import MASKING_H
@@ -19,15 +20,21 @@ def test_masking_is_listed_and_reuses_table3(tmp_path: Path) -> None:
     for scale in ("smoke", "paper"):
         spec, table3 = build_spec("masking", scale), build_spec("table3", scale)
         runs = {r.key: r for r in spec.runs}
-        sr = [r for r in spec.runs if r.train["defense"] == "sr"]
+        wrn = spec.runs[0].train["model"]
+        sr = [r for r in spec.runs if r.train["defense"] == "sr" and r.train["model"] == wrn]
         assert sorted(r.train.get("h", 0.01) for r in sr) == sorted(MASKING_H)
         # h = 0.01 is Table 3's SR run itself: the same options, so the same directory (trained once)
         t3 = {r.train["defense"]: r for r in table3.runs if r.train["data"] == spec.runs[0].train["data"]}
         for defense in ("vanilla", "at", "sr", "sr_star"):
             assert runs[t3[defense].key].dirname == t3[defense].dirname
         assert "h" not in runs[t3["sr"].key].train
-        # Table 3's runs come first (reused where that table ran), the new h after them
+        # Table 3's runs come first (reused where that table ran), the new h after them, VGG-11 last
         assert [r.train["defense"] for r in spec.runs[:4]] == ["vanilla", "at", "sr", "sr_star"]
+        assert [r.train["defense"] for r in spec.runs[-4:]] == ["vanilla", "at", "sr", "sr_star"]
+        # VGG-11's runs are the leaderboard's of the same scale: one directory, trained once
+        board = build_leaderboard_spec(None, scale, only="vanilla,at,sr,sr_star")
+        assert [r.dirname for r in spec.runs[-4:]] == [r.dirname for r in board.runs.values()]
+        assert all(r.train["model"] != spec.runs[0].train["model"] for r in spec.runs[-4:])
         for r in spec.runs:
             TrainConfig(**r.train).validate()
         # the paper-protocol attack is Table 3's (one cache entry); the reliable one ends with the cascade
@@ -39,7 +46,8 @@ def test_masking_is_listed_and_reuses_table3(tmp_path: Path) -> None:
         reliable = [a for a in spec.attacks if a.key.endswith(":reliable")]
         assert all(a.attacks[-1] == "reliable" for a in reliable) and len(reliable) == len(spec.runs)
         assert {a.kind for a in spec.analyses} == {"landscape", "fidelity"}
-        assert len(spec.tables[0].rows) == 7 and spec.tables[0].label_headers == ("Defense", "h")
+        assert len(spec.tables[0].rows) == 11 and spec.tables[0].label_headers == ("Model", "Defense", "h")
+        assert [row.labels[0] for row in spec.tables[0].rows] == ["WRN-16"] * 7 + ["VGG-11"] * 4
     assert build_spec("masking", "paper").attacks[1].budget == {}  # the reliable suite at its own budgets
 
 
