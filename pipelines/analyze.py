@@ -3,10 +3,10 @@
 :func:`run_analysis` loads a trained run (:func:`evrobust.pipelines.train.run_dir.load_run`), reads the first
 ``limit`` samples of its test split, computes one *kind* of analysis with :mod:`evrobust.analysis`, writes
 ``<run>/analysis-<kind>.json`` atomically through :mod:`evrobust.safeio` (plus PNGs from
-:mod:`evrobust.pipelines.report.plots`) and returns the JSON document. The JSON layouts are documented in
-``docs/_drafts/analysis.md``; their schema (what ``evrobust report`` and ``evrobust reproduce`` accept back)
-is :mod:`evrobust.safeio.schemas.analysis`, whose bounds the option limits here stay within. Every document
-records the sha256 of the checkpoint it analysed (``checkpoint_sha256``).
+:mod:`evrobust.pipelines.report.analysis_plots`) and returns the JSON document. The JSON layouts are
+documented in ``docs/_drafts/analysis.md``; their schema (what ``evrobust report`` and ``evrobust reproduce``
+accept back) is :mod:`evrobust.safeio.schemas.analysis`, whose bounds the option limits here stay within.
+Every document records the sha256 of the checkpoint it analysed (``checkpoint_sha256``).
 
 An analysis is always computed afresh: nothing here reuses an earlier result. The reuse decision for analyses
 is ``evrobust reproduce``'s cache (:func:`evrobust.pipelines.reproduce.runner.analyse_run`), whose fingerprint
@@ -394,7 +394,7 @@ _KINDS: dict[str, Callable[[_Context, dict[str, Any], list[float]], dict[str, An
 
 
 def _plots(kind: str, result: dict[str, Any], run: Path) -> list[str]:
-    from evrobust.pipelines.report import plots
+    from evrobust.pipelines.report import analysis_plots as plots
 
     path = _png_path(run, kind)
     if kind == "vulnerability":
@@ -517,7 +517,7 @@ def _json_safe(value: Any) -> Any:
 def compare_plot(results: Sequence[dict[str, Any]], kind: str, path: str | os.PathLike[str]) -> Path:
     """One PNG comparing several runs' ``distribution`` (overlaid), ``heatmap`` (one row each) or
     ``landscape`` (median loss curves with quartile bands, one colour per run) results."""
-    from evrobust.pipelines.report import plots
+    from evrobust.pipelines.report import analysis_plots as plots
 
     if kind == "distribution":
         return plots.plot_distribution(results, path)

@@ -5,8 +5,8 @@
 - :func:`plot_clean_vs_robust`: clean against robust accuracy, whiskers on both axes, the Pareto front of
   the ranked entries drawn as a step line.
 
-Written atomically through :mod:`evrobust.safeio` by the report's ``_save``; PNGs carry no timestamp, so a
-rebuilt table gives byte-identical figures.
+Written atomically through :mod:`evrobust.safeio` by the report's ``save_figure``; PNGs carry no timestamp,
+so a rebuilt table gives byte-identical figures.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from evrobust.pipelines.report.plots import _save, _styled, defense_color
+from evrobust.pipelines.report.plot_style import defense_color, save_figure, styled
 
 __all__ = ["plot_clean_vs_robust", "plot_robust"]
 
@@ -30,7 +30,7 @@ def _whisker(value: float, ci: list[float] | None) -> list[float]:
     return [0.0, 0.0] if ci is None else [max(0.0, value - ci[0]), max(0.0, ci[1] - value)]
 
 
-@_styled
+@styled
 def plot_robust(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Robust accuracy (%) per entry with its interval; hollow markers for unranked entries."""
     entries = document["entries"]
@@ -49,10 +49,10 @@ def plot_robust(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_ylim(0, 100)
     p = document["protocol"]
     ax.set_title(f"{p['data']}, eps {p['eps_text']}, {p['test_set']['samples']} samples (95 % intervals)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_clean_vs_robust(document: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Clean vs robust accuracy (%) with whiskers on both axes, and the Pareto front of the ranked entries."""
     fig = Figure(figsize=(4.6, 3.8))
@@ -80,4 +80,4 @@ def plot_clean_vs_robust(document: dict[str, Any], path: str | os.PathLike[str])
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from evrobust.pipelines.report.plots import _save, defense_color
+from evrobust.pipelines.report.plot_style import defense_color, save_figure
 from evrobust.pipelines.report.runs import RunData
 
 __all__ = ["budget_curve", "fig_event_budget", "fig_event_example"]
@@ -92,7 +92,7 @@ def fig_event_budget(runs: Sequence[RunData], path: Path) -> Path:
         ax.set_ylim(0, 100)
         ax.set_title(f"{key[0]}: {key[1]}", fontsize=9)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def fig_event_example(runs: Sequence[RunData], path: str | os.PathLike[str]) -> Path:
@@ -133,7 +133,7 @@ def fig_event_example(runs: Sequence[RunData], path: str | os.PathLike[str]) -> 
                               fontsize=7)
         label = "events moved (per pixel)" if threat == "retiming" else "events (red added, blue deleted)"
         fig.colorbar(image, ax=list(pair), shrink=0.8, label=label)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _skip(message: str) -> Exception:

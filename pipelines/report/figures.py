@@ -227,7 +227,8 @@ def fig_ensemble_members(runs: Sequence[RunData], path: Path) -> Path:
 
 def fig_histograms(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     """Gradient-component histograms of every run of ``dataset`` that has a distribution analysis."""
-    from evrobust.pipelines.report.plots import defense_color, plot_distribution
+    from evrobust.pipelines.report.analysis_plots import plot_distribution
+    from evrobust.pipelines.report.plot_style import defense_color
 
     mine = [r for r in runs if r.dataset == dataset and "distribution" in r.analyses]
     if not mine:
@@ -255,7 +256,7 @@ def _heatmap_runs(runs: Sequence[RunData], dataset: str) -> tuple[list[RunData],
 
 def fig_heatmaps(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     """Inputs and |grad| heatmaps of every run of ``dataset`` with a heatmap analysis of the same samples."""
-    from evrobust.pipelines.report.plots import plot_heatmaps
+    from evrobust.pipelines.report.analysis_plots import plot_heatmaps
 
     same, other = _heatmap_runs(runs, dataset)
     if not same:
@@ -270,7 +271,7 @@ def fig_heatmaps(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
 
 def fig_frames(runs: Sequence[RunData], dataset: str, path: Path) -> Path:
     """Per-polarity, per-step heatmaps of one event sample for every run of ``dataset`` that kept them."""
-    from evrobust.pipelines.report.plots import plot_frame_heatmaps
+    from evrobust.pipelines.report.analysis_plots import plot_frame_heatmaps
 
     same, _ = _heatmap_runs(runs, dataset)
     framed = [

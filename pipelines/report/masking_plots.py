@@ -1,7 +1,8 @@
 """PNG figures of the masking study's analyses (``landscape``, ``fidelity``; docs/masking-study.md).
 
-The same conventions as :mod:`evrobust.pipelines.report.plots` (its style, its colours per defense, atomic
-writes through its ``_save``): every function takes the JSON documents ``evrobust analyze`` writes.
+The same conventions as :mod:`evrobust.pipelines.report.plot_style` (its style, its colours per defense,
+atomic writes through its ``save_figure``): every function takes the JSON documents ``evrobust analyze``
+writes.
 
 - :func:`plot_landscape`: cross-entropy vs radius (log x), one panel per direction, the median over samples
   as a line and the quartiles as a band; SR's step h and the attack radius eps as vertical lines;
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from evrobust.pipelines.report.plots import _label, _save, _styled, defense_color
+from evrobust.pipelines.report.plot_style import defense_color, run_label, save_figure, styled
 
 __all__ = ["plot_fidelity", "plot_landscape", "plot_landscape_compare"]
 
@@ -67,17 +68,17 @@ def _landscape_axes(results: Sequence[dict[str, Any]], labels: Sequence[str], co
         if k == 0:
             ax.legend()
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_landscape(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Loss vs radius of one ``landscape`` result: median line, quartile band, one panel per direction."""
     return _landscape_axes([result], ["median (band: quartiles)"], [None],
-                           f"Loss landscape: {_label(result)}", path)
+                           f"Loss landscape: {run_label(result)}", path)
 
 
-@_styled
+@styled
 def plot_landscape_compare(
     results: Sequence[dict[str, Any]],
     path: str | os.PathLike[str],
@@ -86,7 +87,7 @@ def plot_landscape_compare(
 ) -> Path:
     """Several runs' ``landscape`` results on the same axes: one colour per defense (its fixed colour), one
     line style per architecture (solid for the first that appears, then dashed, dotted, dash-dotted)."""
-    names = list(labels) if labels is not None else [_label(r) for r in results]
+    names = list(labels) if labels is not None else [run_label(r) for r in results]
     archs = list(dict.fromkeys(str(r.get("arch", "?")) for r in results))
     styles = [ARCH_STYLES[archs.index(str(r.get("arch", "?"))) % len(ARCH_STYLES)] for r in results]
     colors = [defense_color(str(r.get("defense", "?"))) for r in results]
@@ -95,7 +96,7 @@ def plot_landscape_compare(
     return _landscape_axes(results, names, colors, title or "Loss landscape by defense", path, styles)
 
 
-@_styled
+@styled
 def plot_fidelity(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Histograms of the surrogate vs finite-difference disagreement: a panel per step, a line per spec."""
     steps = list(result["steps"])[:MAX_PANELS]
@@ -117,6 +118,6 @@ def plot_fidelity(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ax.set_xlabel("|surrogate - fd| / max (0 agree, 1 one zero, 2 opposite)")
         ax.set_ylabel("share of (sample, direction) pairs")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6)
-    fig.suptitle(f"Surrogate fidelity: {_label(result)}")
-    return _save(fig, path)
+    fig.suptitle(f"Surrogate fidelity: {run_label(result)}")
+    return save_figure(fig, path)
 

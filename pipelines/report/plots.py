@@ -1,18 +1,10 @@
-"""PNG figures of analysis and attack results (matplotlib Agg canvas; no pyplot global state, no display).
+"""PNG figures of a report over many runs (matplotlib Agg canvas; no pyplot global state, no display).
 
 Every function takes plain JSON-like data (the documents ``evrobust analyze`` / ``evrobust attack`` write,
 or rows built from them by :mod:`evrobust.pipelines.report.figures`), writes one PNG atomically (temp file +
 rename) and returns its path. All figures share one style (:data:`STYLE`, applied through
 ``matplotlib.rc_context`` so nothing global changes), one colour per defense (:func:`defense_color`) and axis
-labels with units.
-
-Analysis figures (one run, or several overlaid):
-
-- :func:`plot_vulnerability`: accuracy vs eps under noise / FGSM / PGD (paper Fig. 1);
-- :func:`plot_distribution`: histograms of gradient components, log share, several runs overlaid (Fig. 4);
-- :func:`plot_heatmaps`: inputs in the first row, ``|grad_x f_y|`` of each run below (Fig. 5);
-- :func:`plot_frame_heatmaps`: the same for one event sample, both polarity channels along the time steps;
-- :func:`plot_theorem`: measured ``rho_adv / rho_rand`` against ``3 l1^2 / l2^2`` (Theorem 1).
+labels with units (:mod:`.plot_style`). The figures of one run's analyses are :mod:`.analysis_plots`'.
 
 Report figures (many runs):
 
@@ -27,319 +19,35 @@ Report figures (many runs):
 
 from __future__ import annotations
 
-import functools
-import io
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from evrobust.errors import UserInputError
-from evrobust.safeio.atomic import write_bytes_atomic
+from evrobust.pipelines.report.plot_style import (
+    ATTACK_TITLES,
+    defense_color,
+    percent_array,
+    save_figure,
+    styled,
+)
 
 __all__ = [
     "ATTACK_TITLES",
-    "DPI",
-    "STYLE",
-    "defense_color",
     "plot_accuracy_scatter",
     "plot_defense_comparison",
-    "plot_distribution",
     "plot_ensemble_members",
     "plot_eps_curves",
-    "plot_frame_heatmaps",
-    "plot_heatmaps",
     "plot_lambda_sweep",
-    "plot_theorem",
     "plot_tradeoff",
     "plot_training_curves",
-    "plot_vulnerability",
 ]
 
-DPI = 110
-"""Pixels per inch of every PNG: a 5-inch-wide panel is ~550 px, legible at 100 % zoom on a code host."""
 
-HEATMAP_COLUMNS = 16
-"""Most samples :func:`plot_heatmaps` draws (the first ones). Each is a column of subplots: the figure's
-width, its pixel buffer and matplotlib's layout work grow with the columns, so a document claiming thousands
-of samples would otherwise keep a report busy for minutes."""
-FRAME_COLUMNS = 16
-"""Most time steps :func:`plot_frame_heatmaps` draws (evenly spread over the sample, the first and last ones
-included), for the same reason: ``evrobust train`` allows 1,024 steps."""
-
-STYLE: dict[str, Any] = {
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 7,
-    "legend.framealpha": 0.85,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "lines.linewidth": 1.6,
-    "lines.markersize": 4,
-}
-"""The one style of every figure (applied per call; the caller's matplotlib settings are restored)."""
-
-_DEFENSE_COLORS = {
-    "vanilla": "#d62728",
-    "at": "#ff7f0e",
-    "rat": "#8c564b",
-    "sr": "#2ca02c",
-    "sr_star": "#1f77b4",
-}
-_OTHER_COLORS = ("#9467bd", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-ATTACK_TITLES = {
-    "noise": "uniform noise",
-    "fgsm": "FGSM",
-    "pgd10": "PGD-10",
-    "apgd10": "APGD-CE-10",
-    "reliable": "reliable cascade",
-}
-"""Display names of attacks in figures (other names are shown as they are)."""
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _styled(function: Callable[P, R]) -> Callable[P, R]:
-    """Run ``function`` inside ``rc_context(STYLE)``: the figure gets the style, the process keeps its own."""
-
-    @functools.wraps(function)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with matplotlib.rc_context(STYLE):
-            return function(*args, **kwargs)
-
-    return wrapper
-
-
-def defense_color(defense: str) -> str:
-    """One fixed colour per defense name, the same in every figure (unknown names get a stable spare)."""
-    if defense in _DEFENSE_COLORS:
-        return _DEFENSE_COLORS[defense]
-    return _OTHER_COLORS[sum(map(ord, defense)) % len(_OTHER_COLORS)]
-
-
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Render into memory, then write the PNG atomically (never through a link: see :mod:`evrobust.safeio`).
-
-    Raises:
-        UserInputError: the file cannot be written (one line: a full disk, no permission, a link there).
-    """
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    try:
-        return write_bytes_atomic(path, buffer.getvalue())
-    except OSError as exc:
-        raise UserInputError(
-            f"cannot write {path} ({exc.strerror or exc}); check free space and permissions"
-        ) from None
-
-
-def _peak(arrays: Sequence[np.ndarray]) -> float:
-    """The largest finite value over ``arrays`` (0.0 when there is none: all-null maps draw as one colour)."""
-    finite = [float(np.max(a[np.isfinite(a)])) for a in arrays if np.isfinite(a).any()]
-    return max(finite, default=0.0)
-
-
-def _steps(count: int, most: int) -> list[int]:
-    """At most ``most`` indices spread evenly over ``range(count)``, the first and the last included."""
-    if count <= most:
-        return list(range(count))
-    return sorted({int(round(i)) for i in np.linspace(0, count - 1, most)})
-
-
-def _label(result: dict[str, Any]) -> str:
-    return f"{result.get('arch', '?')} {result.get('defense', '?')} ({Path(str(result.get('run', ''))).name})"
-
-
-def _percent(values: Sequence[float | None]) -> np.ndarray:
-    """Accuracies in [0, 1] (None = missing) -> % with NaN gaps."""
-    return np.asarray([np.nan if v is None else 100.0 * float(v) for v in values], dtype=float)
-
-
-# ------------------------------------------------------------------------------------------ analysis figures
-
-
-@_styled
-def plot_vulnerability(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Accuracy (%) vs eps (in /255) per attack of a ``vulnerability`` result."""
-    fig = Figure(figsize=(5.0, 3.6))
-    ax = fig.add_subplot()
-    eps = np.asarray(result["eps"], dtype=float) * 255
-    for name, curve in result["curves"].items():
-        style = "--" if name == "noise" else "-"
-        ax.plot(eps, _percent(curve), style, marker="o", label=ATTACK_TITLES.get(name, name))
-    ax.set_xlabel("eps (L-inf, in 1/255)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title(f"Random vs adversarial: {_label(result)}")
-    ax.legend()
-    return _save(fig, path)
-
-
-@_styled
-def plot_distribution(
-    results: Sequence[dict[str, Any]],
-    path: str | os.PathLike[str],
-    labels: Sequence[str] | None = None,
-    colors: Sequence[str | None] | None = None,
-    title: str | None = None,
-) -> Path:
-    """Share of gradient components per bin (log scale) of one or more ``distribution`` results, overlaid."""
-    fig = Figure(figsize=(5.5, 3.6))
-    ax = fig.add_subplot()
-    names = list(labels) if labels is not None else [_label(r) for r in results]
-    palette = list(colors) if colors is not None else [None] * len(results)
-    for result, name, color in zip(results, names, palette, strict=True):
-        edges = np.asarray(result["edges"], dtype=float)
-        counts = np.asarray(result["counts"], dtype=float)
-        share = counts / max(float(result["total"]), 1.0)
-        # Empty bins are drawn at the bottom of the log axis instead of being dropped from the step line.
-        ax.stairs(np.where(share > 0, share, np.nan), edges, label=name, color=color, linewidth=1.4)
-    ax.set_yscale("log")
-    ax.set_xlabel("gradient component of f_y (1 / input unit)")
-    ax.set_ylabel("share of components")
-    ax.set_title(title or "Distribution of grad_x f_y (Fig. 4)")
-    ax.legend()
-    return _save(fig, path)
-
-
-def _input_image(data: Any) -> tuple[np.ndarray, str | None]:
-    image = np.asarray(data, dtype=float)
-    if image.ndim == 3:  # H, W, 3 RGB in [0, 1]
-        return np.clip(image, 0.0, 1.0), None
-    return image, "gray"
-
-
-def _no_ticks(axes: Any) -> None:
-    for row in axes:
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-
-
-@_styled
-def plot_heatmaps(
-    results: Sequence[dict[str, Any]], path: str | os.PathLike[str], labels: Sequence[str] | None = None
-) -> Path:
-    """Inputs (first row) and ``|grad|`` heatmaps of each ``heatmap`` result (one row per run).
-
-    All results must be for the same samples (same ``indices``); the inputs are taken from the first. Every
-    heatmap shares one colour scale (one colour bar), so a smaller or sparser gradient reads as a darker row.
-    At most :data:`HEATMAP_COLUMNS` samples are drawn (the first ones).
-    """
-    names = list(labels) if labels is not None else [_label(r) for r in results]
-    first = results[0]
-    cols = min(len(first["input_maps"]), HEATMAP_COLUMNS)
-    rows = 1 + len(results)
-    fig = Figure(figsize=(1.7 * cols + 1.4, 1.75 * rows), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for j, data in enumerate(first["input_maps"][:cols]):
-        image, cmap = _input_image(data)
-        axes[0][j].imshow(image, cmap=cmap)
-        axes[0][j].set_title(f"input #{first['indices'][j]}, class {first['labels'][j]}", fontsize=7)
-    axes[0][0].set_ylabel("input", fontsize=8)
-    maps = [[np.asarray(data, dtype=float) for data in result["grad_maps"][:cols]] for result in results]
-    top = _peak([m for row in maps for m in row]) or 1.0
-    shown = None
-    for i, (row, name) in enumerate(zip(maps, names, strict=True), start=1):
-        for j, grad in enumerate(row):
-            shown = axes[i][j].imshow(grad, cmap="hot", vmin=0.0, vmax=top)
-        axes[i][0].set_ylabel(f"|grad| {name}", fontsize=7)
-    _no_ticks(axes)
-    if shown is not None:
-        fig.colorbar(shown, ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="|grad_x f_y| (1/unit)")
-    return _save(fig, path)
-
-
-@_styled
-def plot_frame_heatmaps(
-    results: Sequence[dict[str, Any]], path: str | os.PathLike[str], labels: Sequence[str] | None = None
-) -> Path:
-    """One event sample, polarity by polarity and step by step: input events, then ``|grad|`` of each run.
-
-    ``results`` are ``heatmap`` results of event-frame runs holding ``input_frames`` / ``grad_frames``
-    (``[samples][T][2][H][W]``); the first sample of the first result is drawn. Columns are time steps (at
-    most :data:`FRAME_COLUMNS`, spread evenly); rows are the ON and OFF channel of the input, then the ON and
-    OFF channel of each run's ``|grad_x f_y|``, all on one colour scale.
-    """
-    names = list(labels) if labels is not None else [_label(r) for r in results]
-    frames = np.asarray(results[0]["input_frames"][0], dtype=float)  # [T, 2, H, W]
-    shown_steps = _steps(frames.shape[0], FRAME_COLUMNS)
-    steps = len(shown_steps)
-    rows = 2 * (1 + len(results))
-    fig = Figure(figsize=(1.3 * steps + 1.8, 1.15 * rows + 0.4), layout="constrained")
-    axes = fig.subplots(rows, steps, squeeze=False)
-    polarity = ("ON", "OFF")
-    events = None
-    peak = max(_peak([frames]), 1e-12)
-    for p in range(2):
-        for col, t in enumerate(shown_steps):
-            events = axes[p][col].imshow(frames[t, p], cmap="gray", vmin=0.0, vmax=peak)
-            if p == 0:
-                axes[p][col].set_title(f"t = {t}", fontsize=7)
-        axes[p][0].set_ylabel(f"events {polarity[p]}", fontsize=7)
-    grads = [np.abs(np.asarray(result["grad_frames"][0], dtype=float)) for result in results]
-    top = _peak(grads) or 1.0
-    shown = None
-    for i, (grad, name) in enumerate(zip(grads, names, strict=True)):
-        for p in range(2):
-            row = 2 * (i + 1) + p
-            for col, t in enumerate(shown_steps):
-                shown = axes[row][col].imshow(grad[t, p], cmap="hot", vmin=0.0, vmax=top)
-            axes[row][0].set_ylabel(f"{name}\n|grad| {polarity[p]}", fontsize=6)
-    _no_ticks(axes)
-    fig.colorbar(events, ax=axes[:2, :].ravel().tolist(), shrink=0.8, label="events per bin")
-    fig.colorbar(shown, ax=axes[2:, :].ravel().tolist(), shrink=0.6, label="|grad_x f_y| (1/unit)")
-    fig.suptitle(
-        f"Event sample #{results[0]['indices'][0]} (class {results[0]['labels'][0]}): input events and "
-        "|grad_x f_y| per polarity and time step (Fig. 5)",
-        fontsize=8,
-    )
-    return _save(fig, path)
-
-
-@_styled
-def plot_theorem(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Measured ratio vs the first-order estimate per sample, one colour per eps, with the line y = x."""
-    fig = Figure(figsize=(4.6, 4.0))
-    ax = fig.add_subplot()
-    low, high = np.inf, 0.0
-    for entry in result["results"]:
-        ratio = np.asarray([np.nan if v is None else v for v in entry["per_sample"]["ratio"]], dtype=float)
-        est = np.asarray([np.nan if v is None else v for v in entry["per_sample"]["estimate"]], dtype=float)
-        keep = np.isfinite(ratio) & np.isfinite(est) & (ratio > 0) & (est > 0)
-        if keep.any():
-            ax.scatter(est[keep], ratio[keep], s=8, alpha=0.6, label=f"eps {entry['eps_text']}")
-            low = min(low, float(est[keep].min()), float(ratio[keep].min()))
-            high = max(high, float(est[keep].max()), float(ratio[keep].max()))
-    if high > 0:
-        ax.plot([low, high], [low, high], "k--", lw=0.8, label="ratio = estimate")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.legend()
-    ax.axhline(3.0, color="grey", lw=0.8)
-    ax.set_xlabel("3 l1^2 / l2^2 (first order, unitless)")
-    ax.set_ylabel("measured rho_adv / rho_rand (unitless)")
-    ax.set_title(f"Theorem 1: {_label(result)}")
-    return _save(fig, path)
-
-
-# ------------------------------------------------------------------------------------------ report figures
-
-
-@_styled
+@styled
 def plot_eps_curves(panels: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Accuracy (%) vs eps (1/255): a grid of panels, one line per defense, paper points as hollow markers.
 
@@ -360,7 +68,7 @@ def plot_eps_curves(panels: Sequence[dict[str, Any]], path: str | os.PathLike[st
             style = "-" if len(eps) > 1 else "none"
             ax.plot(
                 eps,
-                _percent(line["accuracy"]),
+                percent_array(line["accuracy"]),
                 linestyle=style,
                 marker="o",
                 color=defense_color(line["defense"]),
@@ -389,13 +97,13 @@ def plot_eps_curves(panels: Sequence[dict[str, Any]], path: str | os.PathLike[st
             if (r, c) not in used:
                 axes[r][c].set_visible(False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 _BAR_COLORS = {"clean": "#7f7f7f", "white-box": "#d62728", "black-box": "#ff7f0e", "reliable": "#4b0082"}
 
 
-@_styled
+@styled
 def plot_defense_comparison(groups: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Grouped bars: clean, white-box, black-box and reliable accuracy (%) per defense, one panel per dataset.
 
@@ -410,7 +118,7 @@ def plot_defense_comparison(groups: Sequence[dict[str, Any]], path: str | os.Pat
         x = np.arange(len(group["defenses"]))
         width = 0.8 / max(len(series), 1)
         for i, (name, values) in enumerate(series):
-            heights = _percent(values)
+            heights = percent_array(values)
             bars = ax.bar(
                 x + (i - (len(series) - 1) / 2) * width,
                 np.nan_to_num(heights),
@@ -435,10 +143,10 @@ def plot_defense_comparison(groups: Sequence[dict[str, Any]], path: str | os.Pat
     axes[0].set_ylabel("accuracy (%)")
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside upper center", ncols=len(names))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_ensemble_members(groups: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Share of samples (%) each ensemble member's attack breaks on its own, and the whole ensemble.
 
@@ -465,7 +173,7 @@ def plot_ensemble_members(groups: Sequence[dict[str, Any]], path: str | os.PathL
             color = "black" if i == len(names) - 1 else (None if palette is None else palette[i])
             ax.bar(
                 x + (i - (len(names) - 1) / 2) * width,
-                np.nan_to_num(_percent(series)),
+                np.nan_to_num(percent_array(series)),
                 width,
                 label=name,
                 color=color,
@@ -479,10 +187,10 @@ def plot_ensemble_members(groups: Sequence[dict[str, Any]], path: str | os.PathL
     axes[0].set_ylabel("samples misclassified (%)")
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside upper center", ncols=min(len(names), 6))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_accuracy_scatter(
     points: Sequence[dict[str, Any]], path: str | os.PathLike[str], robust_label: str = "PGD-10 accuracy (%)"
 ) -> Path:
@@ -523,10 +231,10 @@ def plot_accuracy_scatter(
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel(robust_label)
     ax.set_title("Clean vs robust accuracy; colour: input-gradient l1")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_training_curves(runs: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Training loss and validation accuracy (%) per epoch, one line per run.
 
@@ -560,10 +268,10 @@ def plot_training_curves(runs: Sequence[dict[str, Any]], path: str | os.PathLike
     acc_ax.set_title("Validation accuracy")
     acc_ax.legend(loc="lower right", ncols=2)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_lambda_sweep(rows: Sequence[dict[str, float | None]], path: str | os.PathLike[str]) -> Path:
     """Fig. 3 layout: (a) clean and PGD10 accuracy (%) against lambda, (b) gradient l1 / l2 norms."""
     lam = [r["lambda"] for r in rows]
@@ -581,10 +289,10 @@ def plot_lambda_sweep(rows: Sequence[dict[str, float | None]], path: str | os.Pa
     b.set_yscale("log")
     b.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_tradeoff(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Clean vs PGD10 accuracy (%) per setting (colour = input-gradient l1 norm), and PGD10 vs grad l1."""
     fig = Figure(figsize=(10, 4))
@@ -602,4 +310,4 @@ def plot_tradeoff(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) 
     b.set_xlabel("mean l1 norm of grad_x f_y (1/unit)")
     b.set_ylabel("PGD10 accuracy (%)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

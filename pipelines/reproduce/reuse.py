@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -168,11 +169,9 @@ def copy_run(source: Path, target: Path) -> None:
     # Written into a hidden sibling and renamed: a copy cut short never leaves a directory that looks like
     # a completed run (its metrics.jsonl complete, a checkpoint missing).
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.copying-{os.getpid()}"
-    if os.path.lexists(staging):
-        shutil.rmtree(staging)
-    staging.mkdir()
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.copying-", dir=target.parent))
     try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0o700 would make the copy the one private run directory
         for name, _ in _COPIED:
             write_bytes_atomic(staging / name, contents[name])
         write_json_atomic(staging / REUSED_FROM_FILE, {

@@ -81,6 +81,16 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("preprocess/sources.py", "zip_event_members", "zipfile.ZipFile"): (
         "lists the zip from a file object opened by safeio.open_read"
     ),
+    ("pipelines/reproduce/reuse.py", "copy_run", "tempfile.mkdtemp"): (
+        "a fresh private directory (random name) beside the target run, for the copy being written"
+    ),
+    ("pipelines/reproduce/reuse.py", "copy_run", "os.rename"): (
+        "moves the complete copy (created by this call in its own staging directory) into place after "
+        "checking that nothing is at the target; rename never follows links"
+    ),
+    ("pipelines/reproduce/reuse.py", "copy_run", "shutil.rmtree"): (
+        "removes this call's own staging directory after a failure; rmtree never follows links inside it"
+    ),
     ("pipelines/reproduce/cost.py", "_warmup", "tempfile.TemporaryDirectory"): (
         "a fresh private directory (mode 0o700, random name) for a throw-away warm-up run"
     ),

@@ -28,7 +28,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
         figures.append(fig)
         return Path(path)
 
-    monkeypatch.setattr(masking_plots, "_save", keep)
+    monkeypatch.setattr(masking_plots, "save_figure", keep)
     return figures
 
 

@@ -20,7 +20,7 @@ from evrobust.pipelines.reproduce.reuse import REUSED_FROM_FILE, check_sources, 
 from evrobust.pipelines.reproduce.runner import train_run
 from evrobust.pipelines.reproduce.specs import RunSpec
 from evrobust.pipelines.train.run_dir import read_metrics
-from evrobust.safeio import sha256_file
+from evrobust.safeio import sha256_file, write_bytes_atomic
 
 FILES = ("config.json", "metrics.jsonl", "checkpoint-last.safetensors", "checkpoint-best.safetensors")
 runner = CliRunner()
@@ -138,3 +138,25 @@ def test_a_missing_source_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert result.output.strip().splitlines() == [f"error: --runs-from {tmp_path / 'nowhere'}: no such "
                                                       "directory"], result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_copy_cut_short_leaves_neither_the_run_nor_its_staging(trained: tuple[RunSpec, Path, str],
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import evrobust.pipelines.reproduce.reuse as reuse
+
+    spec, run, data_dir = trained
+    _forbid_training(monkeypatch)
+    written: list[str] = []
+
+    def disk_full(path: Path, data: bytes) -> Path:
+        written.append(Path(path).name)
+        if len(written) == 3:  # config and metrics are in, the first checkpoint is not
+            raise UserInputError(f"cannot write {path} (No space left on device)")
+        return write_bytes_atomic(path, data)
+
+    monkeypatch.setattr(reuse, "write_bytes_atomic", disk_full)
+    with pytest.raises(UserInputError, match="No space left"):
+        train_run(spec, tmp_path / "out", data_dir=data_dir, device="cpu", runs_from=[run])
+    assert written[:2] == ["config.json", "metrics.jsonl"]
+    assert list((tmp_path / "out" / "runs").iterdir()) == [], "no run directory and no staging directory"

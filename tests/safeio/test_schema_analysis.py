@@ -303,7 +303,7 @@ def test_a_small_heatmap_claiming_many_samples_draws_nothing(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """16 KB claiming a thousand samples once kept report drawing a thousand subplot columns for minutes."""
-    import evrobust.pipelines.report.plots as plots
+    import evrobust.pipelines.report.analysis_plots as plots
 
     drawn: list[int] = []
     original = plots.plot_heatmaps
@@ -331,7 +331,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_frames_of_many_steps_draw_a_bounded_figure(tiny_run: Path, tmp_path: Path) -> None:
     """1,024 steps (what `evrobust train` allows) are accepted; the figure shows 16 of them, not 1,024."""
-    from evrobust.pipelines.report.plots import FRAME_COLUMNS, _steps
+    from evrobust.pipelines.report.analysis_plots import FRAME_COLUMNS, _steps
 
     run = _copy_run(tiny_run, tmp_path / "run")
     heat = _doc(run, "heatmap")
