@@ -51,6 +51,8 @@ if [ "$LANE" = A ]; then
   attack_all wrn16-sr
   probe sr
   step $EV leaderboard --scale smoke --data digits-dvs --out evidence/leaderboard --device cpu --resume
+  # the masking study at smoke scale (issue 26): a first, cheap reading of the h ablation on the digits
+  step $EV reproduce masking --scale smoke --out evidence/reproduce-smoke --device cpu --resume
   emu_train
 elif [ "$LANE" = B ]; then
   attack_all wrn16-sr_star
