@@ -163,6 +163,9 @@ def run_certificate(
                 progress["broke"] = int(progress["broke"]) + _merge_slice(flags, start, result, alive)
             progress["batches_done"] = b + 1
             save(progress)
+            # a doubling of a large evaluation runs for hours on a CPU: say how far it is, batch by batch
+            logger.info("certificate x%d: batch %d/%d, %d broken in this doubling so far", 2**k, b + 1,
+                        -(-n // batch_size), int(progress["broke"]))
         robust = int((flags.correct == 1).sum())
         broke = int(progress["broke"])
         record = {

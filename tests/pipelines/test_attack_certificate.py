@@ -4,6 +4,7 @@ cascade, the JSON and markdown it writes, and a kill during the certificate that
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,12 @@ def test_max_doublings_is_checked(bad: object) -> None:
 
 
 def test_certificate_joins_the_verdict_and_is_recorded(
-    run_dir: Path, tmp_path: Path, small_reliable: None
+    run_dir: Path, tmp_path: Path, small_reliable: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    result = run_attack(run, **OPTIONS, max_doublings=2)
+    with caplog.at_level(logging.INFO, logger="evrobust.pipelines.attack.certificate"):
+        result = run_attack(run, **OPTIONS, max_doublings=2)
     reliable = result["reliable"]
     n = result["samples"]
     doublings = reliable["doublings"]
@@ -88,6 +90,14 @@ def test_certificate_joins_the_verdict_and_is_recorded(
     # what the doublings broke is named per sample, and adds up
     broken_by_doubling = [b for b in result["cascade"]["broken_by"] if b and b.startswith("x")]
     assert len(broken_by_doubling) == sum(d["broke"] for d in doublings)
+    # every batch of every doubling says how far it is; the last line of a doubling has its total
+    total = -(-n // OPTIONS["batch_size"])
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("certificate x")]
+    assert len(progress) == total * len(doublings)
+    for i, d in enumerate(doublings):
+        last = progress[(i + 1) * total - 1]
+        assert last == (f"certificate x{d['factor']}: batch {total}/{total}, {d['broke']} broken in this "
+                        "doubling so far")
     # where the time went: the cascade per stage, the certificate, the indicators (wall clock, >= 0)
     cost = reliable["seconds"]
     assert set(cost) == {"cascade", "stages", "certificate", "indicators"}
