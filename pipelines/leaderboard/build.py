@@ -118,7 +118,6 @@ def execute_leaderboard(
     for name in OUTPUT_FILES:
         check_write_target(target / name)  # a link or FIFO where a result goes: refused before any work
     externals = _load_externals(list(add or []))
-    store_digests: dict[Path, str] = {}
     test_set = test_set_of(spec.data, spec.evaluation.limit, data_dir)
     for _, run, document, _ in externals:
         check_same_samples(test_set, document, f"--add {run}")
@@ -133,7 +132,7 @@ def execute_leaderboard(
             pending.append(entry.key)
             continue
         run, epochs = train_run(run_spec, root, data_dir=data_dir, device=device, resume=resume,
-                                max_epochs=left, runs_from=sources, store_digests=store_digests)
+                                max_epochs=left, runs_from=sources, digests=digests)
         left = None if left is None else left - epochs
         if len(read_metrics(run)) < int(run_spec.train["epochs"]) or (left is not None and left <= 0):
             pending.append(entry.key)

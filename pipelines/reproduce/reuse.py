@@ -32,7 +32,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evrobust.errors import UserInputError
 from evrobust.pipelines.reproduce.specs import RunSpec
@@ -46,6 +46,9 @@ from evrobust.pipelines.train.run_dir import (
     write_json_atomic,
 )
 from evrobust.safeio import fsync_directory, read_bytes, sha256_file, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from evrobust.pipelines.reproduce.runner import ContentDigests
 
 log = logging.getLogger(__name__)
 
@@ -96,31 +99,23 @@ def expected_identity(spec: RunSpec, store: Path) -> dict[str, Any]:
     return roundtrip(resolve_config(TrainConfig(**spec.train), info.name, info.kind, info.frames).identity())
 
 
-def _store_digest(store: Path, cache: dict[Path, str]) -> str:
-    from evrobust.preprocess.store_verify import store_digest
-
-    store = store.resolve()
-    if store not in cache:
-        cache[store] = store_digest(store)
-    return cache[store]
-
-
 def find_reusable_run(spec: RunSpec, sources: Sequence[Path], *, data_dir: str | None,
-                      store_digests: dict[Path, str] | None = None) -> Path | None:
+                      digests: ContentDigests | None = None) -> Path | None:
     """The first completed run in ``sources`` that computes exactly what ``spec`` would, or None.
 
     Args:
         spec: the run to look for.
         sources: directories given with ``--runs-from`` (see :func:`_candidates` for where it looks).
         data_dir: the data directory the spec's store name is resolved in.
-        store_digests: a cache of store digests by resolved path (shared across calls).
+        digests: the caller's content digests (each store is hashed once); a fresh one when None.
     """
     from evrobust.datasets import resolve_data
     from evrobust.pipelines.attack.inputs import run_test_store
+    from evrobust.pipelines.reproduce.runner import ContentDigests
 
     if not sources:
         return None
-    cache = store_digests if store_digests is not None else {}
+    digests = digests if digests is not None else ContentDigests(data_dir)
     store_path = resolve_data(str(spec.train["data"]), data_dir)
     identity = expected_identity(spec, store_path)
     wanted_store: str | None = None
@@ -136,8 +131,8 @@ def find_reusable_run(spec: RunSpec, sources: Sequence[Path], *, data_dir: str |
                 continue
             try:
                 if wanted_store is None:
-                    wanted_store = _store_digest(store_path, cache)
-                store = _store_digest(run_test_store(config, data_dir), cache)
+                    wanted_store = digests.store_at(store_path)
+                store = digests.store_at(run_test_store(config, data_dir))
             except (UserInputError, OSError) as exc:
                 log.warning("--runs-from: %s has %s's options but its store cannot be checked (%s)",
                             candidate, spec.key, exc)

@@ -103,9 +103,14 @@ class ContentDigests:
     def store(self, run: Path) -> str:
         """The digest of the test store of ``run`` (as ``evrobust attack`` / ``analyze`` resolve it)."""
         from evrobust.pipelines.attack.inputs import run_test_store
+
+        return self.store_at(run_test_store(read_config(run), self.data_dir))
+
+    def store_at(self, store: Path) -> str:
+        """The digest of the store at ``store`` (hashed once per resolved path)."""
         from evrobust.preprocess.store_verify import store_digest
 
-        store = run_test_store(read_config(run), self.data_dir).resolve()
+        store = store.resolve()
         if store not in self._stores:
             self._stores[store] = store_digest(store)
         return self._stores[store]
@@ -117,7 +122,7 @@ class MixedProvenanceError(RuntimeError):
 
 def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, resume: bool = True,
               max_epochs: int | None = None, runs_from: Sequence[Path] = (),
-              store_digests: dict[Path, str] | None = None) -> tuple[Path, int]:
+              digests: ContentDigests | None = None) -> tuple[Path, int]:
     """Train (or resume, or skip when complete, or copy from ``runs_from``) one run under ``root/runs``.
 
     Args:
@@ -125,7 +130,7 @@ def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, r
         resume: continue a partly trained run; False refuses one (UserInputError).
         runs_from: directories holding completed runs; a run of exactly these options on the same store is
             copied in instead of trained, when ``root/runs`` has no directory for it yet (:mod:`.reuse`).
-        store_digests: a cache of store digests shared across calls (for ``runs_from``).
+        digests: the reproduction's content digests (the stores ``runs_from`` compares are hashed once).
 
     Returns:
         ``(run directory, epochs trained in this call)``.
@@ -135,7 +140,7 @@ def train_run(spec: RunSpec, root: Path, *, data_dir: str | None, device: str, r
 
     out = root / "runs" / spec.dirname
     if runs_from and not os.path.lexists(out):
-        source = find_reusable_run(spec, runs_from, data_dir=data_dir, store_digests=store_digests)
+        source = find_reusable_run(spec, runs_from, data_dir=data_dir, digests=digests)
         if source is not None:
             log.info("reusing %s: copying the completed run %s", spec.key, source)
             copy_run(source, out)
@@ -447,7 +452,6 @@ def execute(
     if stop_after is not None and (isinstance(stop_after, bool) or stop_after < 1):
         raise UserInputError(f"--stop-after must be an integer >= 1 (got {stop_after!r})")
     sources = check_sources(runs_from)
-    store_digests: dict[Path, str] = {}
     root = Path(out)
     target = root / spec.name / RESULTS_FILE
     budget = _Budget(stop_after)
@@ -486,7 +490,7 @@ def execute(
         if budget.exhausted:
             break
         path, epochs = train_run(run_spec, root, data_dir=data_dir, device=device, resume=resume,
-                                 max_epochs=budget.left, runs_from=sources, store_digests=store_digests)
+                                 max_epochs=budget.left, runs_from=sources, digests=digests)
         budget.spend(epochs)
         run_dirs[run_spec.key] = path
         if len(read_metrics(path)) < int(run_spec.train["epochs"]):
